@@ -1,0 +1,1 @@
+"""Cluster bring-up: Talos -> etcd -> Cilium -> Flux, and disaster-recovery rebuild."""

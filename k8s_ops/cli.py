@@ -1,0 +1,50 @@
+"""Glue between invoke tasks and the library: clean errors, exit codes, console output."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from invoke.exceptions import Exit
+
+from k8s_ops.errors import ToolkitError
+
+__all__ = ["console", "err_console", "guarded"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def console() -> Any:
+    """The stdout rich console (imported lazily: rich is not needed for --help)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def err_console() -> Any:
+    """The stderr rich console."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def guarded(fn: F) -> F:
+    """Turn ToolkitError into a clean message on stderr and a non-zero exit, and Ctrl-C into exit 130.
+
+    Place it *under* `@task` so invoke still sees the wrapped signature.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ToolkitError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("interrupted: stopped between commands; re-run the same task to resume", file=sys.stderr)
+            raise Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Day-2 operations: kubernetes.* and volsync.* tasks."""

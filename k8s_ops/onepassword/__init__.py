@@ -1,0 +1,1 @@
+"""1Password sync of the artefacts a cluster cannot be recovered without."""

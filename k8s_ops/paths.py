@@ -1,0 +1,41 @@
+"""Where things live: the repository, the clusters directory, build output and the user state dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["build_dir", "cluster_dir", "clusters_dir", "repo_root", "state_dir"]
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def repo_root() -> Path:
+    """The k8s-ops checkout (holds `.sops.yaml`, `clusters/`, `tasks.py`)."""
+    return _REPO
+
+
+def clusters_dir() -> Path:
+    """`K8S_OPS_CLUSTERS_DIR`, else `clusters/` at the repo root."""
+    env = os.environ.get("K8S_OPS_CLUSTERS_DIR")
+    return Path(env).expanduser().resolve() if env else _REPO / "clusters"
+
+
+def cluster_dir(name: str) -> Path:
+    """The inventory directory of one cluster."""
+    return clusters_dir() / name
+
+
+def build_dir(cluster: str) -> Path:
+    """Default output of rendered configs: `build/<cluster>/` (git-ignored), `K8S_OPS_BUILD_DIR` overrides the root."""
+    root = os.environ.get("K8S_OPS_BUILD_DIR")
+    return (Path(root).expanduser() if root else _REPO / "build") / cluster
+
+
+def state_dir() -> Path:
+    """Per-user state (audit log, caches, etcd backups): `K8S_OPS_STATE_DIR`, else XDG state home."""
+    env = os.environ.get("K8S_OPS_STATE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state") / "k8s-ops"

@@ -1,0 +1,1 @@
+"""Talos machine configs and node lifecycle."""

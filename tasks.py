@@ -1,0 +1,20 @@
+"""k8s-ops: operate Talos Linux Kubernetes clusters run with GitOps (Flux).
+
+`invoke --list` shows every task; `invoke --help <task>` shows its options.
+"""
+
+from __future__ import annotations
+
+from invoke.collection import Collection
+
+from bootstrap import tasks as bootstrap_tasks
+from k8s_ops.day2 import kubernetes_tasks, volsync_tasks
+from k8s_ops.onepassword import tasks as op_tasks
+from talos import tasks as talos_tasks
+
+ns = Collection()
+ns.add_collection(Collection.from_module(talos_tasks), "talos")
+ns.add_collection(Collection.from_module(bootstrap_tasks), "bootstrap")
+ns.add_collection(Collection.from_module(op_tasks), "op")
+ns.add_collection(Collection.from_module(kubernetes_tasks), "kubernetes")
+ns.add_collection(Collection.from_module(volsync_tasks), "volsync")

@@ -5,7 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["build_dir", "cluster_dir", "clusters_dir", "repo_root", "state_dir"]
+__all__ = [
+    "backups_dir",
+    "build_dir",
+    "cluster_dir",
+    "clusters_dir",
+    "config_dir",
+    "default_age_key_file",
+    "kubeconfig_path",
+    "repo_root",
+    "secrets_bundle_path",
+    "state_dir",
+    "talosconfig_path",
+]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -39,3 +51,34 @@ def state_dir() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_STATE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state") / "k8s-ops"
+
+
+def config_dir() -> Path:
+    """Per-user configuration: `$XDG_CONFIG_HOME/k8s-ops` (default `~/.config/k8s-ops`)."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".config") / "k8s-ops"
+
+
+def default_age_key_file() -> Path:
+    """Where `op.pull` puts the SOPS age key and where it is looked for last: `<config_dir>/age.agekey`."""
+    return config_dir() / "age.agekey"
+
+
+def secrets_bundle_path(cluster: str) -> Path:
+    """The SOPS-encrypted Talos secrets bundle: `clusters/<c>/talos/secrets.sops.yaml`."""
+    return cluster_dir(cluster) / "talos" / "secrets.sops.yaml"
+
+
+def talosconfig_path(cluster: str) -> Path:
+    """The cluster's talosconfig (0600): `build/<c>/talosconfig`."""
+    return build_dir(cluster) / "talosconfig"
+
+
+def kubeconfig_path(cluster: str) -> Path:
+    """The cluster's kubeconfig (0600): `build/<c>/kubeconfig`."""
+    return build_dir(cluster) / "kubeconfig"
+
+
+def backups_dir(cluster: str) -> Path:
+    """etcd snapshots and other backups (0700): `<state_dir>/backups/<c>/`."""
+    return state_dir() / "backups" / cluster

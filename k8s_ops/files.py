@@ -1,0 +1,36 @@
+"""Private file writes: atomic, 0600 files in 0700 directories, never half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["write_private"]
+
+
+def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> bool:
+    """Atomically write `data` to `path` with `mode`, creating parents 0700. Returns False if unchanged.
+
+    The temp file is created 0600 from the start (mkstemp), so secret bytes are never readable by others.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode:
+            return False
+    except FileNotFoundError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return True

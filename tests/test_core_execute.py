@@ -1,0 +1,184 @@
+"""The executor: guards, no-ops, first failure stops, bounded concurrency, confirmation, waits, preflight."""
+
+from __future__ import annotations
+
+import re
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k8s_ops import tools
+from k8s_ops.command import Command, Result, cmd
+from k8s_ops.errors import Aborted, GateFailed, ToolNotFound
+from k8s_ops.execute import StepFailed, execute
+from k8s_ops.plan import Check, FileWrite, Plan, Step
+from k8s_ops.testing import FakeRunner
+from k8s_ops.wait import NotYet, wait_for
+
+
+@pytest.fixture(autouse=True)
+def fast_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("K8S_OPS_POLL_INTERVAL", "0.01")
+    monkeypatch.setenv("K8S_OPS_TIMEOUT_SCALE", "1")
+
+
+def step(name: str, *, node: str | None = None, group: str | None = None, **kw: Any) -> Step:
+    return Step(f"do {name}", commands=(cmd("tool", name, mutates=True),), node=node, group=group, **kw)
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_runs_steps_in_order_and_skips_noops_and_guards() -> None:
+    runner = FakeRunner({re.compile("^tool "): Result(0)})
+    plan = Plan("t", "demo", (step("a"), Step("b", noop="already"), step("c", guard=lambda r: "guarded"), step("d")))
+    report = execute(plan, runner, out=quiet)
+    assert runner.argvs == [["tool", "a"], ["tool", "d"]]
+    assert [o.status for o in report.outcomes] == ["done", "skipped", "skipped", "done"]
+    assert report.outcomes[2].reason == "guarded"
+
+
+def test_stops_at_first_failure_and_leaves_next_untouched() -> None:
+    runner = FakeRunner({("tool", "a"): Result(0), ("tool", "b"): Result(1, stderr="kaboom"), ("tool", "c"): Result(0)})
+    plan = Plan("t", "demo", (step("a"), step("b", node="cp-2"), step("c")), resume_hint="re-run to resume")
+    with pytest.raises(StepFailed) as info:
+        execute(plan, runner, out=quiet)
+    assert runner.argvs == [["tool", "a"], ["tool", "b"]]
+    msg = str(info.value)
+    assert "step 2 (do b) on cp-2 failed" in msg and "kaboom" in msg and "re-run to resume" in msg
+
+
+def test_group_runs_concurrently_with_a_bound() -> None:
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+    both_started = threading.Barrier(3, timeout=5)
+
+    def handler(c: Command) -> Result:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        if c.argv[1] in ("n1", "n2", "n3"):
+            both_started.wait()  # only passes if three run at the same time
+        with lock:
+            running -= 1
+        return Result(0)
+
+    runner = FakeRunner(handler=handler)
+    plan = Plan("t", "demo", (*tuple(step(f"n{i}", group="workers") for i in range(1, 4)), step("after")))
+    report = execute(plan, runner, max_concurrency=3, out=quiet)
+    assert peak == 3
+    assert report.outcomes[-1].description == "do after"
+    assert runner.argvs[-1] == ["tool", "after"]
+
+
+def test_failure_in_a_group_starts_no_new_step() -> None:
+    started: list[str] = []
+
+    def handler(c: Command) -> Result:
+        started.append(str(c.argv[1]))
+        return Result(1 if c.argv[1] == "n1" else 0, stderr="bad")
+
+    plan = Plan("t", "demo", (*tuple(step(f"n{i}", group="g") for i in range(1, 6)), step("z")))
+    with pytest.raises(StepFailed):
+        execute(plan, FakeRunner(handler=handler), max_concurrency=1, out=quiet)
+    assert started == ["n1"]
+
+
+def test_destructive_plan_refuses_without_tty_and_yes(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = FakeRunner({re.compile("."): Result(0)})
+    plan = Plan("reset node", "demo", (step("reset", node="wk-1", destructive=True),))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(Aborted, match="--yes"):
+        execute(plan, runner, out=quiet)
+    assert runner.calls == []
+    execute(plan, runner, yes=True, out=quiet)
+    assert runner.argvs == [["tool", "reset"]]
+
+
+def test_destructive_plan_needs_the_typed_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = FakeRunner({re.compile("."): Result(0)})
+    plan = Plan("reset node", "demo", (step("reset", node="wk-1", destructive=True),))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "wk-2")
+    with pytest.raises(Aborted, match="expected 'wk-1'"):
+        execute(plan, runner, confirm_name="wk-1", out=quiet)
+    monkeypatch.setattr("builtins.input", lambda prompt: "wk-1")
+    execute(plan, runner, confirm_name="wk-1", out=quiet)
+    assert len(runner.calls) == 1
+
+
+def test_gates_and_waits_wrap_commands(tmp_path: Path) -> None:
+    order: list[str] = []
+    def handler(_: Command) -> Result:
+        order.append("cmd")
+        return Result(0)
+
+    runner = FakeRunner(handler=handler)
+    plan = Plan(
+        "t",
+        "demo",
+        (
+            Step(
+                "upgrade",
+                commands=(cmd("tool", "x", mutates=True),),
+                before=(Check("etcd healthy", lambda r: order.append("gate")),),
+                after=(Check("node back", lambda r: order.append("wait")),),
+                writes=(FileWrite(tmp_path / "out" / "f.yaml", b"a: 1\n"),),
+            ),
+        ),
+    )
+    execute(plan, runner, out=quiet)
+    assert order == ["gate", "cmd", "wait"]
+    written = tmp_path / "out" / "f.yaml"
+    assert written.read_bytes() == b"a: 1\n"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert stat.S_IMODE(written.parent.stat().st_mode) == 0o700
+
+
+def test_failed_gate_stops_before_commands() -> None:
+    runner = FakeRunner({re.compile("."): Result(0)})
+
+    def gate(_: object) -> None:
+        raise GateFailed("etcd healthy", "member cp-2 unhealthy")
+
+    plan = Plan(
+        "t", "demo", (Step("upgrade cp-1", commands=(cmd("tool", "x", mutates=True),), before=(Check("g", gate),)),)
+    )
+    with pytest.raises(StepFailed, match="member cp-2 unhealthy"):
+        execute(plan, runner, out=quiet)
+    assert runner.calls == []
+
+
+def test_wait_for_returns_value_and_times_out_with_last_detail() -> None:
+    values = iter([None, None, "ready"])
+    assert wait_for("thing", lambda: next(values), timeout=5) == "ready"
+
+    def never() -> None:
+        raise NotYet("stage booting")
+
+    with pytest.raises(GateFailed, match=r"timed out after 0.05s waiting for node back.*stage booting"):
+        wait_for("node back", never, timeout=0.05)
+
+
+def test_preflight_reports_every_missing_or_old_tool_at_once() -> None:
+    tools.reset_cache()
+    runner = FakeRunner(
+        {
+            ("talosctl", "version", "--client", "--short"): Result(0, "Client v1.11.5\n"),
+            ("kubectl", "version", "--client", "-o", "json"): Result(0, '{"clientVersion": {"gitVersion": "v1.35.0"}}'),
+        },
+        handler=lambda c: (_ for _ in ()).throw(ToolNotFound(f"{c.tool} not found")),
+    )
+    with pytest.raises(ToolNotFound) as info:
+        tools.preflight(runner, ["talosctl", "kubectl", "helm", "flux"])
+    msg = str(info.value)
+    assert "talosctl v1.11.5 is too old: k8s-ops needs v1.12.0" in msg
+    assert "helm not found on PATH" in msg and "flux not found on PATH" in msg
+    assert "kubectl" not in msg
+    tools.reset_cache()

@@ -1,0 +1,93 @@
+"""The subprocess runner against tiny scripts: timeouts, missing tools, failures, temp files, audit log."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from k8s_ops.audit import AuditLog
+from k8s_ops.command import TempFile, cmd
+from k8s_ops.errors import CommandFailed, CommandTimeout, ToolNotFound
+from k8s_ops.runner import SubprocessRunner
+from k8s_ops.secret import Secret
+
+
+def script(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / "bin" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(f"#!{sys.executable}\n{body}")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> SubprocessRunner:
+    return SubprocessRunner(audit=AuditLog(tmp_path / "audit.log"))
+
+
+def test_runs_argv_without_shell_and_passes_stdin(tmp_path: Path, runner: SubprocessRunner) -> None:
+    tool = script(tmp_path, "echoer", "import sys, json; print(json.dumps([sys.argv[1:], sys.stdin.read()]))")
+    result = runner.run(cmd(str(tool), "a b", "$HOME", ";rm", stdin=Secret("s3cret")))
+    assert json.loads(result.stdout) == [["a b", "$HOME", ";rm"], "s3cret"]
+
+
+def test_missing_tool_is_a_clear_error(runner: SubprocessRunner) -> None:
+    with pytest.raises(ToolNotFound, match=r"talosctl not found on PATH — install it: .*talos"):
+        runner.run(cmd("/nonexistent/talosctl", "version"))
+
+
+def test_non_zero_exit_carries_argv_and_stderr(tmp_path: Path, runner: SubprocessRunner) -> None:
+    tool = script(tmp_path, "failer", "import sys; sys.stderr.write('boom: no such node\\n'); sys.exit(3)")
+    with pytest.raises(CommandFailed) as info:
+        runner.run(cmd(str(tool), "-n", "10.0.0.1"))
+    assert info.value.returncode == 3
+    assert "boom: no such node" in str(info.value)
+    assert f"{tool} -n 10.0.0.1" in str(info.value)
+    assert runner.run(cmd(str(tool)), check=False).returncode == 3
+
+
+def test_timeout_kills_the_process_group(tmp_path: Path, runner: SubprocessRunner) -> None:
+    marker = tmp_path / "child-alive"
+    child = f"import time; time.sleep(1.5); open({str(marker)!r}, 'w')"
+    tool = script(
+        tmp_path,
+        "hanger",
+        f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {child!r}])\ntime.sleep(60)\n",
+    )
+    with pytest.raises(CommandTimeout, match=r"timed out after 0\.5s"):
+        runner.run(cmd(str(tool), timeout=0.5))
+    import time
+
+    time.sleep(1.6)
+    assert not marker.exists(), "the child of a timed-out command must be killed too"
+
+
+def test_tempfile_is_private_and_removed(tmp_path: Path, runner: SubprocessRunner) -> None:
+    tool = script(
+        tmp_path,
+        "reader",
+        "import os, sys, stat, json\n"
+        "p = sys.argv[1]\n"
+        "print(json.dumps([p, open(p).read(), oct(stat.S_IMODE(os.stat(p).st_mode)),"
+        " oct(stat.S_IMODE(os.stat(os.path.dirname(p)).st_mode))]))\n",
+    )
+    out = json.loads(runner.run(cmd(str(tool), TempFile("cfg.yaml", Secret("key: v")))).stdout)
+    path, content, mode, dmode = out
+    assert content == "key: v" and mode == "0o600" and dmode == "0o700"
+    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+
+
+def test_audit_log_is_redacted_and_private(tmp_path: Path, runner: SubprocessRunner) -> None:
+    tool = script(tmp_path, "ok", "print('fine')")
+    runner.run(cmd(str(tool), TempFile("x", Secret("zzz-secret")), stdin=Secret("stdin-secret"), mutates=True))
+    log = tmp_path / "audit.log"
+    text = log.read_text()
+    assert "secret" not in text.replace("$TMP", "")
+    entry = json.loads(text.splitlines()[-1])
+    assert entry["rc"] == 0 and entry["mutates"] is True
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600

@@ -274,26 +274,6 @@ class DeviceSelector(_Model):
     def is_empty(self) -> bool:
         return not any(v is not None for v in self.model_dump().values())
 
-    def to_cel(self) -> str:
-        """The Talos v1.12 link selector (LinkAliasConfig `selector.match`), conditions joined with &&.
-
-        Same mapping as talhelper: `glob("<v>", mac(link.hardware_addr))`, `glob("<v>", link.driver)`, ...
-        """
-        parts = []
-        if self.hardware_addr is not None:
-            parts.append(f'glob("{self.hardware_addr}", mac(link.hardware_addr))')
-        if self.permanent_addr is not None:
-            parts.append(f'glob("{self.permanent_addr}", mac(link.permanent_addr))')
-        if self.bus_path is not None:
-            parts.append(f'glob("{self.bus_path}", link.bus_path)')
-        if self.driver is not None:
-            parts.append(f'glob("{self.driver}", link.driver)')
-        if self.pci_id is not None:
-            parts.append(f'glob("{self.pci_id}", link.pciid)')
-        if self.physical is not None:
-            parts.append("link.type == 1" if self.physical else "link.type != 1")
-        return " && ".join(parts)
-
 
 class Route(_Model):
     """A static route; `network` defaults to the IPv4 default route."""
@@ -304,7 +284,22 @@ class Route(_Model):
 
 
 class Bond(_Model):
-    """A bond: `members` are device selectors (hardwareAddr glob + driver) or plain link names."""
+    """A bond: `members` are device selectors (one per port) or plain link names.
+
+    Each selector member becomes a LinkAliasConfig `<bond>-m<i>`, and on Talos v1.12 a LinkAliasConfig selector
+    must match EXACTLY one link: otherwise Talos logs a warning and skips the alias, and the bond loses that
+    member (multi-match aliases only arrive in v1.13). So, for v1.12, a selector member must be pinned to one
+    port by an exact per-port field (checked by `_check_bond_member`):
+
+    * `hardwareAddr` / `permanentAddr`: an exact MAC such as `f8:f2:1e:20:57:a0`, never a glob (`*`, `?`,
+      `[`) — a vendor-prefix glob matches every port of a dual-port NIC, so the bond gets no member at all;
+    * or an exact `busPath` (e.g. `0000:01:00.0`; not for NICs that expose several ports on one PCI function,
+      such as ConnectX-3/mlx4 — use the MAC there).
+
+    `driver`, `pciID` and `physical` are the same for every port of a NIC: they may narrow a selector but never
+    pin one. List one member per port: `[{hardwareAddr: "f8:f2:1e:20:57:a0", driver: i40e},
+    {hardwareAddr: "f8:f2:1e:20:57:a1", driver: i40e}]`. The same MAC may not be selected twice on a node.
+    """
 
     mode: Literal[
         "balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"
@@ -396,7 +391,11 @@ class UserVolume(_Model):
 
 
 class Schematic(_Model):
-    """Image Factory schematic: official system extensions and kernel args (`customization.*`)."""
+    """Image Factory schematic: official system extensions and kernel args (`customization.*`).
+
+    Both lists are hashed by the factory as given (no sort, no de-duplication), so order matters and a
+    duplicate entry is rejected: it would silently produce another schematic ID than the list without it.
+    """
 
     extensions: tuple[str, ...] = ()
     extra_kernel_args: tuple[str, ...] = ()
@@ -423,10 +422,13 @@ class GitOps(_Model):
 
 
 class OnePassword(_Model):
-    """1Password vault (and optional item, default `<cluster>-talos`) holding this cluster's secrets."""
+    """The 1Password vault for this cluster's artefacts.
+
+    The sync (`k8s_ops.onepassword`) names the items itself: `kubeconfig-<cluster>`, `talosconfig-<cluster>`,
+    `sops-age-key-<cluster>` and `talos-secrets-<cluster>`; there is no item setting.
+    """
 
     vault: str = Field(min_length=1)
-    item: str | None = None
 
 
 class Sops(_Model):
@@ -960,7 +962,7 @@ def _check_semantics(src: _Source, dir_name: str, siblings: Sequence[_Sibling]) 
             if addr == gateway:
                 out.append(P(("nodes", i, "address"), f"{addr} equals network.gateway"))
         roles.append(n.get("role"))
-        out += _check_interfaces(src, i, n)
+        out += _check_interfaces(src, i, n, unique_aliases=_aliases_match_one(src.get("talosVersion")))
         out += _check_volumes(src, i, n)
 
     if roles and all(r in ("controlplane", "worker") for r in roles):
@@ -1004,6 +1006,24 @@ def _check_semantics(src: _Source, dir_name: str, siblings: Sequence[_Sibling]) 
             if not bad_ref and not (patches_dir / ref).is_file():
                 out.append(P((*where, j), f"patch file not found: {patches_dir / ref}"))
 
+    # the Image Factory hashes these lists as given: a duplicate changes the schematic ID
+    for key, what in (("extensions", "extension"), ("extraKernelArgs", "kernel argument")):
+        seen: dict[Any, int] = {}
+        for j, value in _items(src.get("schematic", key)):
+            if not isinstance(value, str):
+                continue
+            if value in seen:
+                out.append(
+                    P(
+                        ("schematic", key, j),
+                        f"duplicate {what} {value!r} (also {key}[{seen[value]}]): the Image Factory hashes the list "
+                        "as given, so the duplicate yields a different schematic ID (and installer image) than "
+                        "intended; remove it",
+                    )
+                )
+            else:
+                seen[value] = j
+
     for j, check in _items(src.get("upgrade", "healthChecks")):
         if isinstance(check, dict) and isinstance(check.get("expr"), str):
             msg = _cel_error(check["expr"])
@@ -1012,9 +1032,10 @@ def _check_semantics(src: _Source, dir_name: str, siblings: Sequence[_Sibling]) 
     return out
 
 
-def _check_interfaces(src: _Source, i: int, node: dict[str, Any]) -> list[Problem]:
+def _check_interfaces(src: _Source, i: int, node: dict[str, Any], *, unique_aliases: bool) -> list[Problem]:
     out: list[Problem] = []
     names: dict[str, int] = {}
+    macs: dict[str, Path_] = {}  # exact bond-member MAC -> where it was first selected, across the node
     for j, itf in _items(node.get("interfaces")):
         if not isinstance(itf, dict):
             continue
@@ -1038,6 +1059,9 @@ def _check_interfaces(src: _Source, i: int, node: dict[str, Any]) -> list[Proble
         for k, member in _items((itf.get("bond") or {}).get("members") if isinstance(itf.get("bond"), dict) else None):
             if member == {}:
                 out.append(src.problem((*base, "bond", "members", k), "empty selector: set hardwareAddr, driver, ..."))
+            elif isinstance(member, dict):
+                where = (*base, "bond", "members", k)
+                out += _check_bond_member(src, where, member, macs, unique_aliases=unique_aliases)
         ids: dict[Any, int] = {}
         for k, vlan in _items(itf.get("vlans")):
             if isinstance(vlan, dict) and isinstance(vlan.get("id"), int):
@@ -1048,6 +1072,83 @@ def _check_interfaces(src: _Source, i: int, node: dict[str, Any]) -> list[Proble
                         )
                     )
                 ids[vlan["id"]] = k
+    return out
+
+
+_GLOB_CHARS = frozenset("*?[")
+_MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}(?:(?::[0-9A-Fa-f]{2}){14})?$")  # EUI-48 or IPoIB (20)
+_MAC_FIELDS = ("hardwareAddr", "permanentAddr")
+_MULTI_MATCH_ALIASES = (1, 13)  # LinkAliasConfig selectors may match several links from Talos v1.13 on
+
+
+def _aliases_match_one(version: Any) -> bool:
+    """Whether this Talos version skips a LinkAliasConfig whose selector does not match exactly one link.
+
+    True before v1.13. A missing or malformed version counts as the supported v1.12 (reported on its own).
+    """
+    m = re.match(r"^v(\d+)\.(\d+)\.\d+$", version) if isinstance(version, str) else None
+    return m is None or (int(m[1]), int(m[2])) < _MULTI_MATCH_ALIASES
+
+
+def _check_bond_member(
+    src: _Source, where: Path_, member: dict[str, Any], macs: dict[str, Path_], *, unique_aliases: bool
+) -> list[Problem]:
+    """A bond member selector must pin one port (rules in the `Bond` docstring); its MAC is selected once per node."""
+    out: list[Problem] = []
+    pinned = reported = False
+    for key in _MAC_FIELDS:
+        value = member.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or '"' in value or "\\" in value:
+            reported = True  # the field validator reports it; one problem per mistake
+            continue
+        if _GLOB_CHARS & set(value):
+            if unique_aliases:
+                reported = True
+                out.append(
+                    src.problem(
+                        (*where, key),
+                        f"{value!r} is a glob, but on Talos v1.12 a bond member's selector must match exactly one "
+                        "link: a MAC glob matches every port of a multi-port NIC, so Talos skips the alias and the "
+                        "bond gets no member (the node goes offline). List one member per port, each with its "
+                        f'exact MAC, e.g. {{{key}: "f8:f2:1e:20:57:a0"}} and {{{key}: "f8:f2:1e:20:57:a1"}}',
+                    )
+                )
+            continue
+        if not _MAC_RE.match(value):
+            reported = True
+            out.append(
+                src.problem(
+                    (*where, key), f"{value!r} is not a MAC address like f8:f2:1e:20:57:a0: it would match no link"
+                )
+            )
+            continue
+        pinned = True
+        mac = value.lower()
+        if mac in macs:
+            out.append(
+                src.problem(
+                    (*where, key),
+                    f"MAC {mac} is already a bond member at {_field(macs[mac])}: each port can be selected once",
+                )
+            )
+        else:
+            macs[mac] = where
+    bus_path = member.get("busPath")
+    if isinstance(bus_path, str) and bus_path and not _GLOB_CHARS & set(bus_path):
+        pinned = True
+    if unique_aliases and not pinned and not reported:
+        given = ", ".join(k for k, v in member.items() if v is not None) or "nothing"
+        out.append(
+            src.problem(
+                where,
+                f"this selector ({given}) does not pin one port: driver, pciID and physical are the same for every "
+                "port of a NIC, and on Talos v1.12 a bond member's selector must match exactly one link (otherwise "
+                "Talos skips the alias and the bond gets no member). Add the port's exact hardwareAddr "
+                '(e.g. hardwareAddr: "f8:f2:1e:20:57:a0") or busPath, one member per port',
+            )
+        )
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from ipaddress import ip_address, ip_interface
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,10 @@ def base(name: str = "lab", cid: int = 7, net: str = "10.9.0") -> dict[str, Any]
                         "name": "bond0",
                         "bond": {
                             "mode": "802.3ad",
-                            "members": [{"hardwareAddr": "aa:bb:cc:00:01:*", "driver": "i40e"}],
+                            "members": [
+                                {"hardwareAddr": "aa:bb:cc:00:01:a0", "driver": "i40e"},
+                                {"hardwareAddr": "aa:bb:cc:00:01:a1", "driver": "i40e"},
+                            ],
                         },
                         "mtu": 9000,
                         "vlans": [{"id": 100, "mtu": 1500}],
@@ -118,11 +122,19 @@ def test_shipped_clusters_load() -> None:
         assert len(c.controlplanes) == 3 and len(c.workers) == 2
         assert c.path == REPO_CLUSTERS / c.name
         assert all(p.is_file() for n in c.nodes for p in c.patch_files(n))
-        # realistic bonds: LACP over selected NICs, jumbo frames, a VLAN
+        # realistic bonds: LACP over both ports of a NIC, each pinned by its exact MAC (a Talos v1.12 link
+        # alias must match exactly one link), jumbo frames, a VLAN
+        macs: list[str] = []
         for n in c.nodes:
             bond = n.interfaces[0].bond
             assert bond is not None and bond.mode == "802.3ad"
             assert n.interfaces[0].mtu == 9000 and n.interfaces[0].vlans
+            assert len(bond.members) == 2
+            for m in bond.members:
+                assert isinstance(m, inventory.DeviceSelector) and m.driver
+                assert m.hardware_addr is not None and re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", m.hardware_addr)
+                macs.append(m.hardware_addr)
+        assert len(set(macs)) == len(macs)
         assert any(v.name == "openebs" for n in c.workers for v in n.volumes)
     assert demo.age_key_file == REPO_CLUSTERS / "demo" / "demo.agekey"
     assert infra.age_key_file is None
@@ -648,19 +660,21 @@ def test_models_are_frozen_and_accept_snake_case() -> None:
     assert c.path == paths.clusters_dir() / "infra"  # not loaded from a directory: the default location
 
 
-def test_device_selector_to_cel_parses_as_cel(tmp_path: Path) -> None:
+def test_device_selector_renders_as_valid_cel(tmp_path: Path) -> None:
     import celpy
+
+    from talos.render import link_selector
 
     infra = load_cluster("infra", clusters_dir=REPO_CLUSTERS)
     bond = infra.node("infra-cp-1").interfaces[0].bond
     assert bond is not None
-    (member,) = bond.members
+    member = bond.members[0]
     assert isinstance(member, inventory.DeviceSelector)
-    cel = member.to_cel()
-    assert cel == 'glob("f8:f2:1e:20:57:*", mac(link.hardware_addr)) && glob("i40e", link.driver)'
+    cel = link_selector(member, bond_member=True)
+    assert cel == 'glob("f8:f2:1e:20:57:a0", mac(link.permanent_addr)) && glob("i40e", link.driver)'
     celpy.Environment().compile(cel)
     sel = inventory.DeviceSelector(bus_path="0000:01:00.*", physical=True)
-    assert sel.to_cel() == 'glob("0000:01:00.*", link.bus_path) && link.type == 1'
+    assert link_selector(sel, bond_member=False) == 'glob("0000:01:00.*", link.bus_path) && link.type == 1'
     _, problems = bad(
         tmp_path,
         lambda d: d["nodes"][0]["interfaces"][0]["bond"].update(members=[{"hardwareAddr": 'aa"bb'}, "eth1"]),
@@ -685,3 +699,134 @@ def test_non_string_yaml_keys(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, "lab")
     (p,) = [p for p in problems if p.field.startswith("vars")]
     assert p.field == "vars.True" and "quote it" in p.message and p.line == len(text.splitlines())
+
+
+# --------------------------------------------------------------------------- bond members (Talos v1.12 aliases)
+
+
+def _members(d: dict[str, Any], *members: Any) -> None:
+    d["nodes"][0]["interfaces"][0]["bond"]["members"] = list(members)
+
+
+MEMBER = "nodes[0].interfaces[0].bond.members"
+
+
+def test_bond_member_mac_glob_is_rejected_on_v1_12(tmp_path: Path) -> None:
+    f, problems = bad(
+        tmp_path,
+        lambda d: _members(
+            d,
+            {"hardwareAddr": "f8:f2:1e:20:57:*", "driver": "i40e"},
+            {"hardwareAddr": "f8:f2:1e:20:57:a?"},
+            {"permanentAddr": "f8:f2:1e:20:57:[ab]0"},
+        ),
+    )
+    p = only(problems, f"{MEMBER}[0].hardwareAddr")
+    assert p.file == str(f) and p.line is not None
+    assert "'f8:f2:1e:20:57:*' is a glob" in p.message and "exactly one link" in p.message
+    assert "every port of a multi-port NIC" in p.message and "one member per port" in p.message
+    assert "exact MAC" in p.message
+    assert "is a glob" in only(problems, f"{MEMBER}[1].hardwareAddr").message
+    assert "is a glob" in only(problems, f"{MEMBER}[2].permanentAddr").message
+    # one problem per mistake: the glob member is not also reported as "not pinned"
+    assert not {f"{MEMBER}[{k}]" for k in range(3)} & fields(problems)
+    assert len(problems) == 3
+
+
+def test_bond_member_needs_an_exact_per_port_field(tmp_path: Path) -> None:
+    f, problems = bad(
+        tmp_path,
+        lambda d: _members(
+            d,
+            {"driver": "i40e"},
+            {"driver": "i40e", "pciID": "8086:1572", "physical": True},
+            {"driver": "i40e", "busPath": "0000:01:00.*"},
+        ),
+    )
+    for k in range(3):
+        p = only(problems, f"{MEMBER}[{k}]")
+        assert p.file == str(f) and "does not pin one port" in p.message and "exactly one link" in p.message
+        assert "hardwareAddr" in p.message
+    assert "(driver)" in only(problems, f"{MEMBER}[0]").message
+    assert len(problems) == 3
+
+    # an exact busPath or an exact MAC pins a port; plain link names are not selectors
+    data = base()
+    _members(
+        data,
+        {"driver": "i40e", "busPath": "0000:01:00.0"},
+        {"permanentAddr": "AA:BB:CC:00:01:A1"},
+        "enp2s0f0",
+    )
+    write(tmp_path, "lab", data)
+    bond = load_cluster("lab", clusters_dir=tmp_path).nodes[0].interfaces[0].bond
+    assert bond is not None and len(bond.members) == 3
+
+
+def test_bond_member_mac_must_be_a_mac_and_selected_once(tmp_path: Path) -> None:
+    def mutate(d: dict[str, Any]) -> None:
+        _members(
+            d,
+            {"hardwareAddr": "aa:bb:cc:00:01:a0"},
+            {"hardwareAddr": "aa:bb:cc:00:01"},  # an octet short: matches no link
+            {"hardwareAddr": "AA:BB:CC:00:01:A0"},  # the same port again (MACs compare case-insensitively)
+        )
+        d["nodes"][1]["interfaces"] = [
+            {"name": "bond1", "bond": {"members": [{"permanentAddr": "aa:bb:cc:00:02:a0"}]}},
+            # a MAC is selected once per node, across bonds too
+            {"name": "bond2", "bond": {"members": [{"hardwareAddr": "aa:bb:cc:00:02:A0"}]}},
+        ]
+
+    _, problems = bad(tmp_path, mutate)
+    assert "not a MAC address like" in only(problems, f"{MEMBER}[1].hardwareAddr").message
+    msg = only(problems, f"{MEMBER}[2].hardwareAddr").message
+    assert f"aa:bb:cc:00:01:a0 is already a bond member at {MEMBER}[0]" in msg
+    msg = only(problems, "nodes[1].interfaces[1].bond.members[0].hardwareAddr").message
+    assert "already a bond member at nodes[1].interfaces[0].bond.members[0]" in msg
+    assert len(problems) == 3  # the short MAC is not also "not pinned"
+
+
+def test_bond_member_glob_rule_is_tied_to_talos_v1_12(tmp_path: Path) -> None:
+    # From v1.13 a multi-match alias is possible; the version itself is still unsupported by the renderer.
+    def mutate(d: dict[str, Any]) -> None:
+        d["talosVersion"] = "v1.13.0"
+        _members(d, {"hardwareAddr": "aa:bb:cc:00:01:*"}, {"driver": "i40e"})
+
+    _, problems = bad(tmp_path, mutate)
+    assert fields(problems) == {"talosVersion"}
+
+
+# --------------------------------------------------------------------------- schematic, 1Password
+
+
+def test_schematic_duplicates_are_rejected(tmp_path: Path) -> None:
+    def mutate(d: dict[str, Any]) -> None:
+        d["schematic"] = {
+            "extensions": ["siderolabs/intel-ucode", "siderolabs/iscsi-tools", "siderolabs/intel-ucode"],
+            "extraKernelArgs": ["net.ifnames=0", "console=ttyS0", "console=tty0", "net.ifnames=0"],
+        }
+
+    f, problems = bad(tmp_path, mutate)
+    p = only(problems, "schematic.extensions[2]")
+    assert p.file == str(f) and p.line is not None
+    assert "duplicate extension 'siderolabs/intel-ucode' (also extensions[0])" in p.message
+    assert "schematic ID" in p.message
+    p = only(problems, "schematic.extraKernelArgs[3]")
+    assert "duplicate kernel argument 'net.ifnames=0' (also extraKernelArgs[0])" in p.message
+    assert len(problems) == 2  # console=ttyS0 and console=tty0 differ
+
+    data = base()
+    data["schematic"] = {"extensions": ["siderolabs/iscsi-tools", "siderolabs/intel-ucode"]}
+    write(tmp_path, "lab", data)
+    assert load_cluster("lab", clusters_dir=tmp_path).schematic.extensions == (
+        "siderolabs/iscsi-tools",
+        "siderolabs/intel-ucode",
+    )
+
+
+def test_onepassword_has_no_item_setting(tmp_path: Path) -> None:
+    # the sync names its items itself (kubeconfig-<c>, talosconfig-<c>, sops-age-key-<c>, talos-secrets-<c>)
+    f, problems = bad(tmp_path, lambda d: d["onepassword"].update(item="lab-talos"))
+    p = only(problems, "onepassword.item")
+    assert p.file == str(f) and p.message.startswith("unknown key 'item'") and "vault" in p.message
+    assert len(problems) == 1

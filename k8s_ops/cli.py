@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from invoke.exceptions import Exit
 
 from k8s_ops.errors import ToolkitError
+from k8s_ops.settings import apply_invoke_config
 
 __all__ = ["console", "err_console", "guarded"]
 
@@ -33,11 +34,15 @@ def err_console() -> Any:
 def guarded(fn: F) -> F:
     """Turn ToolkitError into a clean message on stderr and a non-zero exit, and Ctrl-C into exit 130.
 
-    Place it *under* `@task` so invoke still sees the wrapped signature.
+    Place it *under* `@task` so invoke still sees the wrapped signature. Also applies the `k8s_ops:` section of
+    invoke.yaml to the runtime settings.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if args and hasattr(args[0], "config"):
+            # invoke.yaml `k8s_ops:` settings (poll interval, timeouts, concurrency) reach the library via env
+            apply_invoke_config(args[0].config)
         try:
             return fn(*args, **kwargs)
         except ToolkitError as exc:

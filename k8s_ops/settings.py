@@ -9,8 +9,7 @@ K8S_OPS_CONCURRENCY     bound on concurrently executed independent steps (defaul
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = ["apply_invoke_config", "command_timeout", "concurrency", "poll_interval", "timeout_scale"]
 
@@ -47,7 +46,11 @@ _KEYS = {
 }
 
 
-def apply_invoke_config(config: Mapping[str, Any]) -> None:
+class _ConfigLike(Protocol):
+    def get(self, key: str, default: Any = ..., /) -> Any: ...
+
+
+def apply_invoke_config(config: _ConfigLike) -> None:
     """Take `k8s_ops: {poll_interval: …}` from invoke.yaml; the environment still wins."""
     section = config.get("k8s_ops") or {}
     for key, env in _KEYS.items():

@@ -10,13 +10,17 @@ from typing import TypeVar
 from k8s_ops import settings
 from k8s_ops.errors import GateFailed, ToolkitError
 
-__all__ = ["NotYet", "wait_for"]
+__all__ = ["NotYet", "StopWaiting", "wait_for"]
 
 T = TypeVar("T")
 
 
 class NotYet(Exception):
     """Raised by a probe to say "not yet", with a detail kept for the timeout message."""
+
+
+class StopWaiting(Exception):
+    """Raised by a probe when waiting longer cannot help (a job failed): the wait fails at once with this text."""
 
 
 def wait_for(
@@ -30,7 +34,8 @@ def wait_for(
     """Poll `probe` until it returns a value (not None). Raise GateFailed naming `description` on timeout.
 
     The probe may raise NotYet(detail) or a ToolkitError (e.g. a failing command) to mean "not yet"; the last
-    detail is reported if the wait times out. `timeout` is scaled by K8S_OPS_TIMEOUT_SCALE.
+    detail is reported if the wait times out. StopWaiting(detail) fails the wait at once. `timeout` is scaled by
+    K8S_OPS_TIMEOUT_SCALE.
     """
     timeout = timeout * settings.timeout_scale()
     interval = settings.poll_interval() if interval is None else interval
@@ -46,6 +51,8 @@ def wait_for(
                     return value
             except NotYet as exc:
                 last = str(exc) or last
+            except StopWaiting as exc:
+                raise GateFailed(description, str(exc), hint=hint) from None
             except ToolkitError as exc:
                 last = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
             if time.monotonic() >= deadline:

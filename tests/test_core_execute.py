@@ -16,7 +16,7 @@ from k8s_ops.errors import Aborted, GateFailed, ToolNotFound
 from k8s_ops.execute import StepFailed, execute
 from k8s_ops.plan import Check, FileWrite, Plan, Step
 from k8s_ops.testing import FakeRunner
-from k8s_ops.wait import NotYet, wait_for
+from k8s_ops.wait import NotYet, StopWaiting, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -182,3 +182,16 @@ def test_preflight_reports_every_missing_or_old_tool_at_once() -> None:
     assert "helm not found on PATH" in msg and "flux not found on PATH" in msg
     assert "kubectl" not in msg
     tools.reset_cache()
+
+
+def test_stop_waiting_fails_at_once() -> None:
+    calls = 0
+
+    def probe() -> None:
+        nonlocal calls
+        calls += 1
+        raise StopWaiting("job volsync-src-app failed: BackoffLimitExceeded")
+
+    with pytest.raises(GateFailed, match="BackoffLimitExceeded"):
+        wait_for("snapshot job", probe, timeout=60)
+    assert calls == 1

@@ -1,0 +1,1 @@
+"""Simulator of talosctl, kubectl, helm and flux with persistent state and fault injection (test infrastructure)."""

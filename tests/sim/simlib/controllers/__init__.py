@@ -1,0 +1,56 @@
+"""In-cluster controllers, run after every simulator call while a cluster's etcd is bootstrapped.
+
+Add a controller by dropping a module into this package that decorates a function with `@controller(name,
+order)`; the function gets `(world, cluster, kube)` and returns True when it changed something (the loop
+then runs again, up to a bound). Modules are discovered automatically: no registry edit needed."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..kube import Kube
+from ..util import JSON
+
+Reconcile = Callable[[Any, JSON, Kube], bool]
+
+
+@dataclass(frozen=True)
+class Controller:
+    name: str
+    order: int
+    reconcile: Reconcile
+
+
+REGISTRY: dict[str, Controller] = {}
+_loaded = False
+
+
+def controller(name: str, order: int = 100) -> Callable[[Reconcile], Reconcile]:
+    def deco(fn: Reconcile) -> Reconcile:
+        REGISTRY[name] = Controller(name, order, fn)
+        return fn
+
+    return deco
+
+
+def discover() -> list[Controller]:
+    global _loaded
+    if not _loaded:
+        for mod in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{mod.name}")
+        _loaded = True
+    return sorted(REGISTRY.values(), key=lambda c: (c.order, c.name))
+
+
+def run_all(world: Any, cluster: JSON, rounds: int = 8) -> None:
+    kube = Kube(cluster, world.now)
+    for _ in range(rounds):
+        changed = False
+        for c in discover():
+            changed = bool(c.reconcile(world, cluster, kube)) or changed
+        if not changed:
+            return

@@ -1,0 +1,162 @@
+"""`sim`: create simulated clusters, inject faults, inspect and tune the simulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .inventory import InventoryError, add_cluster, read_inventory, wipe
+from .state import SETTINGS_DEFAULTS, Store
+from .util import JSON
+
+FAULT_KINDS = {
+    "node-never-returns": "the node's next reboot/upgrade/install never finishes (--node)",
+    "etcd-unhealthy": "the etcd member of --node (or the whole cluster with --cluster) is unhealthy",
+    "apply-rejected": "apply-config to --node is rejected with --message",
+    "talos-api-unreachable": "the Talos API of --node times out",
+    "k8s-api-unreachable": "the Kubernetes API (of --cluster, or served by --node) times out",
+    "hang": "invocations of --tool whose argv matches --match sleep --seconds (default 3600) before doing anything",
+    "latency": "invocations of --tool matching --match are delayed by --seconds",
+    "fail": "invocations of --tool matching --match fail with --message and --exit",
+    "git-unreachable": "GitRepositories (whose URL matches --match) cannot be cloned",
+    "image-invalid": "talosctl upgrade with an image matching --match fails to pull",
+    "pod-stuck-terminating": "pods whose ns/name matches --match never finish terminating",
+    "helm-fails": "helm install/upgrade of a release matching --match fails with --message",
+    "chart-unavailable": "a chart reference matching --match cannot be fetched",
+}
+
+
+def _coerce(value: str) -> Any:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+
+def add_fault(store: Store, kind: str, **opts: Any) -> JSON:
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(sorted(FAULT_KINDS))}")
+    fault: JSON = {"kind": kind, **{k: v for k, v in opts.items() if v is not None}}
+    with store.tx(tick=False) as w:
+        w.faults.append(fault)
+    return fault
+
+
+def clear_faults(store: Store, kind: str | None = None) -> None:
+    with store.tx(tick=False) as w:
+        w.data["faults"] = [f for f in w.faults if kind and f["kind"] != kind]
+        for n in w.nodes.values():
+            r = n.get("reboot")
+            if r and r.get("never_return") and (kind in (None, "node-never-returns")):
+                r["never_return"] = False
+                r["start"] = w.now - r["duration"] * 0.6
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="sim", description="Control the talosctl/kubectl/helm/flux simulator ($K8S_OPS_SIM_DIR)."
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("create", help="create cluster(s) from an inventory file, every node in maintenance mode")
+    c.add_argument("--inventory", required=True, type=Path)
+    c.add_argument("--cluster", help="only this cluster of a multi-cluster inventory")
+    f = sub.add_parser("fault", help="inject a fault: " + "; ".join(f"{k}: {v}" for k, v in FAULT_KINDS.items()))
+    f.add_argument("kind", choices=sorted(FAULT_KINDS))
+    f.add_argument("--node")
+    f.add_argument("--cluster")
+    f.add_argument("--tool", choices=["talosctl", "kubectl", "helm", "flux"])
+    f.add_argument("--match", help="regex matched against the joined argv / URL / pod ns/name")
+    f.add_argument("--message")
+    f.add_argument("--seconds", type=float)
+    f.add_argument("--exit", type=int)
+    f.add_argument("--count", type=int, help="fire this many times, then disappear")
+    cf = sub.add_parser("clear-faults", help="remove faults (all, or one kind); stuck reboots then finish")
+    cf.add_argument("kind", nargs="?")
+    st = sub.add_parser("state", help="print the state (JSON)")
+    st.add_argument("--summary", action="store_true")
+    w = sub.add_parser("wipe", help="every node back to maintenance mode, etcd and cluster state gone (DR drills)")
+    w.add_argument("--cluster")
+    s = sub.add_parser("set", help="tune: " + ", ".join(sorted(SETTINGS_DEFAULTS)))
+    s.add_argument("key", choices=sorted(SETTINGS_DEFAULTS))
+    s.add_argument("value")
+    po = sub.add_parser("power-on", help="power on a node that a reset shut down")
+    po.add_argument("node")
+    sub.add_parser("settle", help="wait until no node is rebooting")
+    sub.add_parser("calls", help="print calls.log")
+    args = ap.parse_args(argv)
+    store = Store()
+    try:
+        if args.cmd == "create":
+            specs = read_inventory(args.inventory)
+            if args.cluster:
+                specs = [x for x in specs if x["name"] == args.cluster]
+            with store.tx(tick=False) as world:
+                for spec in specs:
+                    add_cluster(world, spec)
+                    print(
+                        f"created cluster {spec['name']}: endpoint {spec['endpoint']}, "
+                        + ", ".join(f"{n['hostname']} {n['address']} ({n['role']})" for n in spec["nodes"])
+                    )
+        elif args.cmd == "fault":
+            fault = add_fault(
+                store,
+                args.kind,
+                node=args.node,
+                cluster=args.cluster,
+                tool=args.tool,
+                match=args.match,
+                message=args.message,
+                seconds=args.seconds,
+                exit=args.exit,
+                count=args.count,
+            )
+            print(json.dumps(fault))
+        elif args.cmd == "clear-faults":
+            clear_faults(store, args.kind)
+        elif args.cmd == "state":
+            with store.tx() as world:
+                if args.summary:
+                    for n in world.nodes.values():
+                        print(
+                            f"{n['cluster']:<8} {n['hostname']:<12} {n['address']:<15} {world.stage(n):<12} {world.phase(n):<8} "  # noqa: E501
+                            f"{n['talos_version']:<9} etcd={'y' if n.get('etcd_data') else 'n'}"
+                        )
+                else:
+                    print(json.dumps(world.data, indent=1))
+        elif args.cmd == "wipe":
+            with store.tx(tick=False) as world:
+                wipe(world, args.cluster)
+        elif args.cmd == "set":
+            with store.tx(tick=False) as world:
+                world.data.setdefault("settings", {})[args.key] = _coerce(args.value)
+        elif args.cmd == "power-on":
+            with store.tx() as world:
+                node = world.node(args.node)
+                if node is None:
+                    raise ValueError(f"no node {args.node}")
+                n = node
+                n["off"] = False
+                world.start_reboot(n, "boot")
+        elif args.cmd == "settle":
+            while True:
+                with store.tx() as world:
+                    busy = [n for n in world.nodes.values() if n.get("reboot") and not n["reboot"].get("never_return")]
+                if not busy:
+                    break
+                time.sleep(0.02)
+        elif args.cmd == "calls":
+            p = store.root / "calls.log"
+            sys.stdout.write(p.read_text() if p.exists() else "")
+    except (InventoryError, ValueError, OSError) as e:
+        print(f"sim: {e}", file=sys.stderr)
+        return 1
+    return 0

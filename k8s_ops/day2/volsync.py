@@ -1,0 +1,692 @@
+"""volsync.* plans: manual backup (snapshot), restore into the app's PVC, and restic repository unlock.
+
+VolSync facts this module relies on (backube/volsync api/v1alpha1):
+
+* `spec.trigger.manual: <tag>` starts a sync; the operator sets `status.lastManualSync = <tag>` when it is done.
+  A manual tag takes precedence over `spec.trigger.schedule`, so a tag left behind silently stops the
+  schedule: after a manual backup of a scheduled source the tag is removed again (merge patch `null`).
+* `spec.restic.unlock: <tag>` runs `restic unlock` before the next sync and echoes `status.restic.lastUnlocked`.
+* Mover jobs are `volsync-src-<ReplicationSource>` / `volsync-dst-<ReplicationDestination>`; a failed job is
+  deleted by VolSync and retried, with `status.latestMoverStatus.result: Failed` and the logs left behind.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from k8s_ops import flux
+from k8s_ops.command import Command
+from k8s_ops.day2.common import Recovery, read_list, read_object, shell, wait_check
+from k8s_ops.day2.kubernetes import flux_ready_check
+from k8s_ops.errors import ToolkitError
+from k8s_ops.flux import HELMRELEASE, KUSTOMIZATION, flux_status
+from k8s_ops.kubectl import KubeTarget, apply_manifest, condition, delete, get, merge_patch, scale
+from k8s_ops.plan import Check, Plan, Step
+from k8s_ops.runner import Runner
+from k8s_ops.wait import NotYet, StopWaiting
+
+__all__ = [
+    "JOB",
+    "REPLICATIONDESTINATION",
+    "REPLICATIONSOURCE",
+    "RestoreFacts",
+    "Workload",
+    "destination_manifest",
+    "find_source",
+    "gather_restore_facts",
+    "plan_restore",
+    "plan_snapshot",
+    "plan_unlock",
+    "restore_name",
+    "source_job",
+    "sources_fact",
+]
+
+REPLICATIONSOURCE = "replicationsources.volsync.backube"
+REPLICATIONDESTINATION = "replicationdestinations.volsync.backube"
+JOB = "jobs.batch"
+KS_NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
+KS_NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
+HR_NAME_LABEL = "helm.toolkit.fluxcd.io/name"
+HR_NAMESPACE_LABEL = "helm.toolkit.fluxcd.io/namespace"
+APP_LABEL = "app.kubernetes.io/name"
+
+PODS_GONE_TIMEOUT = 600.0
+WORKLOADS_READY_TIMEOUT = 900.0
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str(_meta(obj).get("name", ""))
+
+
+def _namespace(obj: Mapping[str, Any]) -> str:
+    return str(_meta(obj).get("namespace", ""))
+
+
+def source_job(source_name: str) -> str:
+    """The mover job VolSync runs for a ReplicationSource."""
+    return f"volsync-src-{source_name}"
+
+
+def restore_name(app: str) -> str:
+    """The ReplicationDestination volsync.restore creates (and deletes) for an app."""
+    return f"{app}-manual"
+
+
+def destination_job(destination_name: str) -> str:
+    """The mover job VolSync runs for a ReplicationDestination."""
+    return f"volsync-dst-{destination_name}"
+
+
+# --------------------------------------------------------------------------- finding the source
+
+
+def sources_fact(runner: Runner, target: KubeTarget, namespace: str | None) -> list[dict[str, Any]]:
+    """Every ReplicationSource (in `namespace`, or everywhere); none when VolSync is not installed."""
+    return read_list(runner, get(target, REPLICATIONSOURCE, namespace=namespace, all_namespaces=namespace is None))
+
+
+def find_source(sources: Sequence[Mapping[str, Any]], app: str, namespace: str | None = None) -> Mapping[str, Any]:
+    """The app's ReplicationSource: named `<app>`, else `<app>-backup`; one namespace only (else ask for it)."""
+    for candidate in (app, f"{app}-backup"):
+        found = [s for s in sources if _name(s) == candidate and (namespace is None or _namespace(s) == namespace)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            spaces = ", ".join(sorted(_namespace(s) for s in found))
+            raise ToolkitError(
+                f"ReplicationSource {candidate} exists in several namespaces ({spaces})",
+                hint="pick one with --namespace",
+            )
+    where = f" in namespace {namespace}" if namespace else ""
+    known = ", ".join(sorted(f"{_namespace(s)}/{_name(s)}" for s in sources)) or "none"
+    raise ToolkitError(
+        f"no ReplicationSource for app '{app}' (looked for {app} and {app}-backup){where}",
+        hint=f"ReplicationSources on this cluster: {known}",
+    )
+
+
+def _restic(source: Mapping[str, Any]) -> Mapping[str, Any]:
+    restic = (source.get("spec") or {}).get("restic")
+    if not isinstance(restic, Mapping):
+        raise ToolkitError(
+            f"ReplicationSource {_namespace(source)}/{_name(source)} does not use the restic mover",
+            hint="volsync tasks support restic-based ReplicationSources only",
+        )
+    return restic
+
+
+def _schedule(source: Mapping[str, Any]) -> str | None:
+    trigger = (source.get("spec") or {}).get("trigger") or {}
+    schedule = trigger.get("schedule")
+    return str(schedule) if schedule else None
+
+
+def _refuse_paused(target: KubeTarget, source: Mapping[str, Any]) -> None:
+    if (source.get("spec") or {}).get("paused"):
+        ns, name = _namespace(source), _name(source)
+        unpause = merge_patch(target, REPLICATIONSOURCE, name, {"spec": {"paused": False}}, namespace=ns)
+        raise ToolkitError(
+            f"ReplicationSource {ns}/{name} is paused (spec.paused: true): VolSync would never run the sync",
+            hint=f"unpause it first: {unpause.display()}",
+        )
+
+
+# --------------------------------------------------------------------------- waiting on a mover
+
+
+def _job_failure(job: Mapping[str, Any] | None) -> str | None:
+    """Why a mover job failed, or None while it has not. VolSync gives up on a job (and deletes it) once
+    `status.failed >= spec.backoffLimit`, before Kubernetes would mark it Failed, so both count."""
+    if job is None:
+        return None
+    failed = condition(job, "Failed")
+    if failed is not None and failed.get("status") == "True":
+        return f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(": ")
+    limit = (job.get("spec") or {}).get("backoffLimit")
+    count = (job.get("status") or {}).get("failed") or 0
+    if isinstance(limit, int) and count >= limit:
+        return f"BackoffLimitExceeded: {count} failed pod(s), backoffLimit {limit}"
+    return None
+
+
+def _mover_status(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    status = (obj.get("status") or {}).get("latestMoverStatus")
+    return status if isinstance(status, Mapping) else None
+
+
+def _mover_failure(obj: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> str | None:
+    """A Failed latestMoverStatus that is not the one seen before the trigger (`baseline`)."""
+    mover = _mover_status(obj)
+    if mover is None or mover.get("result") != "Failed" or mover == baseline:
+        return None
+    logs = str(mover.get("logs") or "").strip().splitlines()[-8:]
+    return "mover result Failed" + ("; last log lines:\n    " + "\n    ".join(logs) if logs else "")
+
+
+def _mover_probe(
+    target: KubeTarget,
+    resource: str,
+    name: str,
+    namespace: str,
+    job_name: str,
+    *,
+    baseline: Mapping[str, Any] | None,
+    done: Callable[[Mapping[str, Any]], bool],
+    pending: Callable[[Mapping[str, Any]], str],
+) -> Callable[[Runner], Mapping[str, Any] | None]:
+    """Poll the VolSync object until `done`; stop at once when its mover job fails."""
+
+    def probe(runner: Runner) -> Mapping[str, Any] | None:
+        obj = read_object(runner, get(target, resource, name, namespace=namespace))
+        if obj is None:
+            raise StopWaiting(f"{resource.split('.')[0]} {namespace}/{name} disappeared")
+        if done(obj):
+            return obj
+        job = read_object(runner, get(target, JOB, job_name, namespace=namespace))
+        why = _job_failure(job)
+        if why is not None:
+            # VolSync writes the mover's logs to the object when the job fails: read it again for them
+            obj = read_object(runner, get(target, resource, name, namespace=namespace)) or obj
+            mover = _mover_failure(obj, baseline) or ""
+            raise StopWaiting(f"job {namespace}/{job_name} failed: {why}" + (f"\n  {mover}" if mover else ""))
+        why = _mover_failure(obj, baseline)
+        if why is not None:
+            raise StopWaiting(f"job {namespace}/{job_name} failed: {why}")
+        if job is None:
+            state = "not started yet"
+        else:
+            retries = int((job.get("status") or {}).get("failed") or 0)
+            state = "running" + (f" ({retries} failed attempt(s) so far)" if retries else "")
+        raise NotYet(f"{pending(obj)}; job {job_name} {state}")
+
+    return probe
+
+
+# --------------------------------------------------------------------------- snapshot / unlock
+
+
+def _manual_sync_plan(
+    cluster: str,
+    target: KubeTarget,
+    source: Mapping[str, Any],
+    *,
+    title: str,
+    action: str,
+    patch: Mapping[str, Any],
+    tag: str,
+    done: Callable[[Mapping[str, Any]], bool],
+    waited: str,
+    pending: Callable[[Mapping[str, Any]], str],
+    timeout: float,
+) -> tuple[Plan, Recovery | None]:
+    ns, name = _namespace(source), _name(source)
+    _restic(source)
+    _refuse_paused(target, source)
+    job = source_job(name)
+    wait = wait_check(
+        f"ReplicationSource {ns}/{name} {waited}",
+        _mover_probe(
+            target, REPLICATIONSOURCE, name, ns, job, baseline=_mover_status(source), done=done, pending=pending
+        ),
+        timeout=timeout,
+        hint=f"{shell(target, 'kubectl', '-n', ns, 'describe', 'replicationsource', name)}; "
+        f"{shell(target, 'kubectl', '-n', ns, 'logs', f'job/{job}')}",
+    )
+    steps = [
+        Step(
+            action,
+            commands=(merge_patch(target, REPLICATIONSOURCE, name, patch, namespace=ns, description=action),),
+            after=(wait,),
+        )
+    ]
+    notes = [f"mover job: {ns}/{job}; tag {tag}"]
+    schedule = _schedule(source)
+    recovery = None
+    if schedule:
+        clear = merge_patch(
+            target,
+            REPLICATIONSOURCE,
+            name,
+            {"spec": {"trigger": {"manual": None}}},
+            namespace=ns,
+            description="drop the manual trigger so the schedule applies again",
+        )
+        steps.append(Step(f"restore the backup schedule ({schedule}) of {ns}/{name}", commands=(clear,)))
+        notes.append("a manual trigger overrides the schedule in VolSync, so it is removed once the sync is done")
+        recovery = Recovery((clear,), f"dropped the manual trigger of ReplicationSource {ns}/{name}: schedule restored")
+    return Plan(title, cluster, tuple(steps), notes=tuple(notes)), recovery
+
+
+def plan_snapshot(
+    cluster: str, target: KubeTarget, source: Mapping[str, Any], *, epoch: int, timeout: float
+) -> tuple[Plan, Recovery | None]:
+    """Trigger a manual backup, wait for `lastManualSync == <epoch>` (failing early on a failed mover job),
+    then restore the schedule."""
+    tag = str(epoch)
+    ns, name = _namespace(source), _name(source)
+    return _manual_sync_plan(
+        cluster,
+        target,
+        source,
+        title=f"back up {ns}/{name} now",
+        action=f"trigger a manual sync of ReplicationSource {ns}/{name}",
+        patch={"spec": {"trigger": {"manual": tag}}},
+        tag=tag,
+        done=lambda o: (o.get("status") or {}).get("lastManualSync") == tag,
+        waited=f"lastManualSync={tag}",
+        pending=lambda o: f"lastManualSync={(o.get('status') or {}).get('lastManualSync') or 'none'}",
+        timeout=timeout,
+    )
+
+
+def plan_unlock(
+    cluster: str, target: KubeTarget, source: Mapping[str, Any], *, epoch: int, timeout: float
+) -> tuple[Plan, Recovery | None]:
+    """Request `restic unlock` (spec.restic.unlock) with a manual sync to carry it out; wait for
+    `status.restic.lastUnlocked == <epoch>`; then restore the schedule."""
+    tag = str(epoch)
+    ns, name = _namespace(source), _name(source)
+
+    def unlocked(o: Mapping[str, Any]) -> str | None:
+        return ((o.get("status") or {}).get("restic") or {}).get("lastUnlocked")
+
+    return _manual_sync_plan(
+        cluster,
+        target,
+        source,
+        title=f"unlock the restic repository of {ns}/{name}",
+        action=f"request restic unlock (and a sync to run it) on ReplicationSource {ns}/{name}",
+        patch={"spec": {"restic": {"unlock": tag}, "trigger": {"manual": tag}}},
+        tag=tag,
+        done=lambda o: unlocked(o) == tag,
+        waited=f"status.restic.lastUnlocked={tag}",
+        pending=lambda o: f"lastUnlocked={unlocked(o) or 'none'}",
+        timeout=timeout,
+    )
+
+
+# --------------------------------------------------------------------------- restore
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Deployment or StatefulSet to stop during a restore and its replicas before."""
+
+    kind: str
+    name: str
+    replicas: int
+    selector: tuple[tuple[str, str], ...] = ()
+
+    def selects(self, pod: Mapping[str, Any]) -> bool:
+        """The pod is one of this workload's (its labels match the workload's matchLabels)."""
+        labels = _meta(pod).get("labels") or {}
+        return bool(self.selector) and all(labels.get(k) == v for k, v in self.selector)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RestoreFacts:
+    """Everything a restore plan needs, read from the cluster."""
+
+    source: Mapping[str, Any]
+    pvc_exists: bool
+    kustomization: Mapping[str, Any] | None
+    helmrelease: Mapping[str, Any] | None
+    workloads: tuple[Workload, ...]
+    leftover_destination: bool
+
+
+def _pod_claims(template_spec: Mapping[str, Any]) -> set[str]:
+    return {
+        str(v["persistentVolumeClaim"].get("claimName"))
+        for v in template_spec.get("volumes") or []
+        if isinstance(v, Mapping) and isinstance(v.get("persistentVolumeClaim"), Mapping)
+    }
+
+
+def _uses_claim(workload: Mapping[str, Any], pvc: str, app: str) -> bool:
+    spec = workload.get("spec") or {}
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
+    if pvc in _pod_claims(pod_spec):
+        return True
+    # StatefulSet claims are <template>-<sts>-<ordinal>
+    for tmpl in spec.get("volumeClaimTemplates") or []:
+        prefix = f"{_name(tmpl)}-{_name(workload)}-"
+        if pvc.startswith(prefix) and pvc[len(prefix) :].isdigit():
+            return True
+    labels = _meta(workload).get("labels") or {}
+    return _name(workload) == app or labels.get(APP_LABEL) == app
+
+
+def select_workloads(
+    deployments: Sequence[Mapping[str, Any]], statefulsets: Sequence[Mapping[str, Any]], *, pvc: str, app: str
+) -> tuple[Workload, ...]:
+    """Deployments/StatefulSets that mount the PVC or belong to the app (by name or app.kubernetes.io/name)."""
+    out = []
+    for kind, objs in (("deployment", deployments), ("statefulset", statefulsets)):
+        for obj in objs:
+            if _uses_claim(obj, pvc, app):
+                spec = obj.get("spec") or {}
+                replicas = spec.get("replicas")
+                match = (spec.get("selector") or {}).get("matchLabels") or {}
+                selector = tuple(sorted((str(k), str(v)) for k, v in match.items()))
+                out.append(Workload(kind, _name(obj), 1 if replicas is None else int(replicas), selector))
+    return tuple(sorted(out, key=lambda w: w.ref))
+
+
+def gather_restore_facts(runner: Runner, target: KubeTarget, app: str, namespace: str | None) -> RestoreFacts:
+    """Read the app's ReplicationSource, PVC, Flux objects, workloads and any leftover restore object."""
+    source = find_source(sources_fact(runner, target, namespace), app, namespace)
+    ns = _namespace(source)
+    pvc = str((source.get("spec") or {}).get("sourcePVC") or "")
+    pvc_exists = bool(pvc) and read_object(runner, get(target, "persistentvolumeclaims", pvc, namespace=ns)) is not None
+    labels = _meta(source).get("labels") or {}
+    ks_name = labels.get(KS_NAME_LABEL) or app
+    ks_ns = labels.get(KS_NAMESPACE_LABEL) or ns
+    kustomization = read_object(runner, get(target, KUSTOMIZATION, ks_name, namespace=ks_ns))
+    if kustomization is None and KS_NAME_LABEL not in labels and ks_ns != flux.FLUX_NAMESPACE:
+        kustomization = read_object(runner, get(target, KUSTOMIZATION, app, namespace=flux.FLUX_NAMESPACE))
+    deployments = read_list(runner, get(target, "deployments.apps", namespace=ns))
+    statefulsets = read_list(runner, get(target, "statefulsets.apps", namespace=ns))
+    workloads = select_workloads(deployments, statefulsets, pvc=pvc, app=app)
+    helmrelease = read_object(runner, get(target, HELMRELEASE, app, namespace=ns))
+    if helmrelease is None:
+        # the release that owns the workloads, from the labels helm-controller puts on them
+        for obj in [*deployments, *statefulsets]:
+            wl = _meta(obj).get("labels") or {}
+            if _name(obj) in {w.name for w in workloads} and wl.get(HR_NAME_LABEL):
+                hr_ns = wl.get(HR_NAMESPACE_LABEL) or ns
+                helmrelease = read_object(runner, get(target, HELMRELEASE, wl[HR_NAME_LABEL], namespace=hr_ns))
+                if helmrelease is not None:
+                    break
+    leftover = read_object(runner, get(target, REPLICATIONDESTINATION, restore_name(app), namespace=ns)) is not None
+    return RestoreFacts(source, pvc_exists, kustomization, helmrelease, workloads, leftover)
+
+
+_SECURITY_AND_MOVER_FIELDS = (
+    "storageClassName",
+    "accessModes",
+    "cacheCapacity",
+    "cacheStorageClassName",
+    "cacheAccessModes",
+    "customCA",
+    "moverSecurityContext",
+    "moverServiceAccount",
+    "moverPodLabels",
+    "moverResources",
+    "moverAffinity",
+)
+
+
+def destination_manifest(source: Mapping[str, Any], app: str, *, tag: str, previous: int | None) -> dict[str, Any]:
+    """The ReplicationDestination that restores the source's latest (or `previous`-th older) restic snapshot
+    straight into the source PVC (`copyMethod: Direct`), with the source's repository and mover settings."""
+    restic = _restic(source)
+    spec: dict[str, Any] = {
+        "repository": restic.get("repository"),
+        "destinationPVC": (source.get("spec") or {}).get("sourcePVC"),
+        "copyMethod": "Direct",
+        # the PVC must end up as the snapshot was, not snapshot + whatever is there now
+        "enableFileDeletion": True,
+        "cleanupCachePVC": True,
+    }
+    for key in _SECURITY_AND_MOVER_FIELDS:
+        if restic.get(key) not in (None, "", [], {}):
+            spec[key] = restic[key]
+    if previous is not None:
+        spec["previous"] = previous
+    return {
+        "apiVersion": "volsync.backube/v1alpha1",
+        "kind": "ReplicationDestination",
+        "metadata": {
+            "name": restore_name(app),
+            "namespace": _namespace(source),
+            "annotations": {"monosense.dev/created-by": "k8s-ops volsync.restore"},
+        },
+        "spec": {"trigger": {"manual": tag}, "restic": spec},
+    }
+
+
+def _pods_gone_check(target: KubeTarget, namespace: str, pvc: str, workloads: Sequence[Workload]) -> Check:
+    def probe(runner: Runner) -> bool | None:
+        pods = read_list(runner, get(target, "pods", namespace=namespace))
+        left = []
+        for pod in pods:
+            pod_spec = pod.get("spec") or {}
+            if pvc in _pod_claims(pod_spec) or any(w.selects(pod) for w in workloads):
+                left.append(f"{_name(pod)} ({(pod.get('status') or {}).get('phase', '?')})")
+        if left:
+            raise NotYet(f"{len(left)} pod(s) still there: {', '.join(sorted(left)[:5])}")
+        return True
+
+    return wait_check(
+        f"no pod of the app or using PVC {namespace}/{pvc} left",
+        probe,
+        timeout=PODS_GONE_TIMEOUT,
+        hint=f"{shell(target, 'kubectl', '-n', namespace, 'get', 'pods', '-o', 'wide')} (finalizers? a stuck node?)",
+    )
+
+
+def _workloads_ready_check(target: KubeTarget, namespace: str, workloads: Sequence[Workload]) -> Check:
+    def probe(runner: Runner) -> bool | None:
+        waiting = []
+        for w in workloads:
+            resource = "deployments.apps" if w.kind == "deployment" else "statefulsets.apps"
+            obj = read_object(runner, get(target, resource, w.name, namespace=namespace))
+            if obj is None:
+                waiting.append(f"{w.ref} missing")
+                continue
+            status = obj.get("status") or {}
+            ready = int(status.get("readyReplicas") or 0)
+            want = int((obj.get("spec") or {}).get("replicas") or 0)
+            if want < w.replicas or ready < want:
+                waiting.append(f"{w.ref} {ready}/{max(want, w.replicas)} ready")
+        if waiting:
+            raise NotYet(", ".join(waiting))
+        return True
+
+    return wait_check(
+        f"{', '.join(w.ref for w in workloads)} Ready in {namespace}",
+        probe,
+        timeout=WORKLOADS_READY_TIMEOUT,
+        hint=shell(target, "kubectl", "-n", namespace, "get", "pods"),
+    )
+
+
+def _scale_back(target: KubeTarget, namespace: str, workloads: Sequence[Workload]) -> tuple[Command, ...]:
+    by_count: dict[int, list[str]] = {}
+    for w in workloads:
+        if w.replicas > 0:
+            by_count.setdefault(w.replicas, []).append(w.ref)
+    return tuple(
+        scale(target, refs, n, namespace=namespace, description=f"scale {', '.join(refs)} back to {n}")
+        for n, refs in sorted(by_count.items())
+    )
+
+
+def plan_restore(
+    cluster: str,
+    target: KubeTarget,
+    facts: RestoreFacts,
+    app: str,
+    *,
+    epoch: int,
+    previous: int | None,
+    timeout: float,
+) -> tuple[Plan, Recovery]:
+    """Stop the app (Flux suspended, source paused, workloads at zero), restore the PVC from restic, start it.
+
+    The recovery (run when ANY step fails) deletes the restore object, unpauses the source, resumes Flux and
+    scales the workloads back, and its message names what was resumed.
+    """
+    source = facts.source
+    ns, rs_name = _namespace(source), _name(source)
+    _restic(source)
+    pvc = str((source.get("spec") or {}).get("sourcePVC") or "")
+    if not pvc:
+        raise ToolkitError(f"ReplicationSource {ns}/{rs_name} has no spec.sourcePVC: nothing to restore into")
+    if not facts.pvc_exists:
+        raise ToolkitError(
+            f"PVC {ns}/{pvc} (spec.sourcePVC of ReplicationSource {rs_name}) does not exist",
+            hint="a Direct restore writes into the existing claim: let Flux create it first",
+        )
+    if previous is not None and previous < 0:
+        raise ToolkitError(f"--previous must be 0 or more (0 = latest snapshot), got {previous}")
+    tag = f"restore-{epoch}"
+    rd_name = restore_name(app)
+    rd = destination_manifest(source, app, tag=tag, previous=previous)
+
+    ks = facts.kustomization
+    hr = facts.helmrelease
+    ks_ref = (_namespace(ks), _name(ks)) if ks is not None else None
+    hr_ref = (_namespace(hr), _name(hr)) if hr is not None else None
+    source_paused = bool((source.get("spec") or {}).get("paused"))
+    notes: list[str] = [
+        f"restore into PVC {ns}/{pvc} from restic repository secret {rd['spec']['restic']['repository']}"
+    ]
+    if previous:
+        notes.append(f"restoring the snapshot {previous} before the latest one")
+    for ref, kind, obj in (("Kustomization", "ks", ks), ("HelmRelease", "hr", hr)):
+        if obj is None:
+            notes.append(f"no Flux {ref} found for app {app}: nothing to suspend ({kind})")
+        elif flux_status(obj).suspended:
+            notes.append(f"{ref} {_namespace(obj)}/{_name(obj)} is suspended already: it is resumed at the end")
+    if not facts.workloads:
+        notes.append(f"no Deployment/StatefulSet of app {app} or using PVC {pvc} found in {ns}")
+    manifest = yaml.safe_dump(rd, sort_keys=False, default_flow_style=False)
+    notes.append("ReplicationDestination to create:\n" + textwrap.indent(manifest.rstrip(), "      "))
+
+    def suspend_step(kind: flux.FluxKind, label: str, ref: tuple[str, str] | None) -> Step:
+        if ref is None:
+            return Step(f"suspend the app's {label}", noop=f"no {label} found")
+        return Step(f"suspend {label} {ref[0]}/{ref[1]}", commands=(flux.suspend(target, kind, ref[1], ref[0]),))
+
+    pause_patch = merge_patch(
+        target,
+        REPLICATIONSOURCE,
+        rs_name,
+        {"spec": {"paused": True}},
+        namespace=ns,
+        description="pause scheduled backups (a backup now would save the half-restored volume)",
+    )
+    unpause_patch = merge_patch(
+        target,
+        REPLICATIONSOURCE,
+        rs_name,
+        {"spec": {"paused": None}},
+        namespace=ns,
+        description="unpause scheduled backups",
+    )
+    workload_refs = [w.ref for w in facts.workloads]
+    delete_rd = delete(target, REPLICATIONDESTINATION, [rd_name], namespace=ns, description=f"delete {rd_name}")
+    rd_job = destination_job(rd_name)
+    restore_wait = wait_check(
+        f"ReplicationDestination {ns}/{rd_name} lastManualSync={tag}",
+        _mover_probe(
+            target,
+            REPLICATIONDESTINATION,
+            rd_name,
+            ns,
+            rd_job,
+            baseline=None,
+            done=lambda o: (o.get("status") or {}).get("lastManualSync") == tag,
+            pending=lambda o: f"lastManualSync={(o.get('status') or {}).get('lastManualSync') or 'none'}",
+        ),
+        timeout=timeout,
+        hint=shell(target, "kubectl", "-n", ns, "logs", f"job/{rd_job}"),
+    )
+    steps: list[Step] = [
+        suspend_step("kustomization", "Kustomization", ks_ref),
+        suspend_step("helmrelease", "HelmRelease", hr_ref),
+        Step(f"pause ReplicationSource {ns}/{rs_name}", noop="paused already (left paused)")
+        if source_paused
+        else Step(f"pause ReplicationSource {ns}/{rs_name}", commands=(pause_patch,)),
+        Step(f"remove leftover ReplicationDestination {ns}/{rd_name}", commands=(delete_rd,))
+        if facts.leftover_destination
+        else Step(f"remove leftover ReplicationDestination {ns}/{rd_name}", noop="none"),
+        Step(
+            f"stop {', '.join(workload_refs)} in {ns}" if workload_refs else f"check that nothing uses PVC {ns}/{pvc}",
+            commands=(scale(target, workload_refs, 0, namespace=ns),) if workload_refs else (),
+            after=(_pods_gone_check(target, ns, pvc, facts.workloads),),
+        ),
+        Step(
+            f"restore PVC {ns}/{pvc} from restic ({'latest' if not previous else f'previous={previous}'} snapshot)",
+            commands=(apply_manifest(target, rd, description=f"create ReplicationDestination {rd_name}"),),
+            after=(restore_wait,),
+            destructive=True,
+        ),
+        Step(f"delete ReplicationDestination {ns}/{rd_name}", commands=(delete_rd,)),
+    ]
+    if not source_paused:
+        steps.append(Step(f"unpause ReplicationSource {ns}/{rs_name}", commands=(unpause_patch,)))
+    if ks_ref is not None:
+        steps.append(
+            Step(
+                f"resume Kustomization {ks_ref[0]}/{ks_ref[1]}",
+                commands=(
+                    flux.resume(target, "kustomization", ks_ref[1], ks_ref[0]),
+                    flux.reconcile(target, "kustomization", ks_ref[1], ks_ref[0], with_source=True),
+                ),
+                after=(flux_ready_check(target, "kustomization", ks_ref[1], ks_ref[0]),),
+            )
+        )
+    if hr_ref is not None:
+        steps.append(
+            Step(
+                f"resume HelmRelease {hr_ref[0]}/{hr_ref[1]}",
+                commands=(
+                    flux.resume(target, "helmrelease", hr_ref[1], hr_ref[0]),
+                    # --force: a plain reconcile of an unchanged release would leave the replicas at zero
+                    flux.reconcile(target, "helmrelease", hr_ref[1], hr_ref[0], force=True),
+                ),
+                after=(flux_ready_check(target, "helmrelease", hr_ref[1], hr_ref[0]),),
+            )
+        )
+    scale_back = _scale_back(target, ns, facts.workloads)
+    if scale_back:
+        steps.append(
+            Step(
+                f"start {', '.join(w.ref for w in facts.workloads if w.replicas > 0)} again",
+                commands=scale_back,
+                after=(_workloads_ready_check(target, ns, [w for w in facts.workloads if w.replicas > 0]),),
+            )
+        )
+
+    recovery_cmds: list[Command] = [delete(target, REPLICATIONDESTINATION, [rd_name], namespace=ns, wait=False)]
+    done: list[str] = [f"deleted ReplicationDestination {ns}/{rd_name}"]
+    if not source_paused:
+        recovery_cmds.append(unpause_patch)
+        done.append(f"unpaused ReplicationSource {ns}/{rs_name}")
+    resumed = []
+    if ks_ref is not None:
+        recovery_cmds.append(flux.resume(target, "kustomization", ks_ref[1], ks_ref[0]))
+        resumed.append(f"Kustomization {ks_ref[0]}/{ks_ref[1]}")
+    if hr_ref is not None:
+        recovery_cmds.append(flux.resume(target, "helmrelease", hr_ref[1], hr_ref[0]))
+        resumed.append(f"HelmRelease {hr_ref[0]}/{hr_ref[1]}")
+    done.append("resumed " + " and ".join(resumed) if resumed else "no Flux object had been suspended")
+    recovery_cmds.extend(scale_back)
+    if scale_back:
+        done.append("scaled " + ", ".join(f"{w.ref} back to {w.replicas}" for w in facts.workloads if w.replicas))
+    recovery = Recovery(tuple(recovery_cmds), "recovered: " + "; ".join(done) + " — the app was NOT restored")
+    plan = Plan(
+        f"restore app {app} in {ns} from its restic backup",
+        cluster,
+        tuple(steps),
+        notes=tuple(notes),
+        resume_hint=f"re-run: invoke volsync.restore --cluster {cluster} --app {app} --namespace {ns}",
+    )
+    return plan, recovery

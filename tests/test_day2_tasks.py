@@ -1,0 +1,80 @@
+"""Day-2 task wiring: --help text, clean errors before any command runs (unknown cluster, no kubeconfig)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from k8s_ops.day2 import kubernetes_tasks, volsync_tasks
+from k8s_ops.day2.common import require_target
+
+
+@pytest.fixture
+def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "clusters" / "infra").mkdir(parents=True)
+    (tmp_path / "clusters" / "apps").mkdir(parents=True)
+    monkeypatch.setenv("K8S_OPS_CLUSTERS_DIR", str(tmp_path / "clusters"))
+    monkeypatch.setenv("K8S_OPS_BUILD_DIR", str(tmp_path / "build"))
+    return tmp_path
+
+
+def test_unknown_cluster_names_the_known_ones(dirs: Path) -> None:
+    with pytest.raises(Exception, match="unknown cluster 'nope'") as info:
+        require_target("nope")
+    assert "known clusters: apps, infra" in str(info.value)
+
+
+def test_missing_kubeconfig_says_how_to_get_it(dirs: Path) -> None:
+    with pytest.raises(Exception, match="no kubeconfig for cluster 'apps'") as info:
+        require_target("apps")
+    assert "invoke talos.kubeconfig --cluster apps" in str(info.value)
+    kc = dirs / "build" / "apps" / "kubeconfig"
+    kc.parent.mkdir(parents=True)
+    kc.write_text("apiVersion: v1\n")
+    target = require_target("apps")
+    assert (target.kubeconfig, target.context) == (kc, "apps")
+
+
+@pytest.mark.parametrize(
+    ("task", "kwargs"),
+    [
+        (kubernetes_tasks.sync_secrets, {}),
+        (kubernetes_tasks.hr_restart, {"name": "x", "namespace": "y"}),
+        (kubernetes_tasks.reconcile, {}),
+        (kubernetes_tasks.cleanse_pods, {}),
+        (volsync_tasks.snapshot, {"app": "plex"}),
+        (volsync_tasks.restore, {"app": "plex", "yes": True}),
+        (volsync_tasks.unlock, {"app": "plex"}),
+    ],
+)
+def test_tasks_fail_cleanly_without_a_kubeconfig(
+    dirs: Path, task: object, kwargs: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(Exit) as info:
+        task(Context(), cluster="infra", **kwargs)  # type: ignore[operator]
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no kubeconfig for cluster 'infra'") and "Traceback" not in err
+
+
+def test_bad_timeout_and_previous_are_clear_errors(dirs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(Exit):
+        volsync_tasks.snapshot(Context(), cluster="infra", app="plex", timeout="soon")
+    assert "--timeout must be a number of minutes, got 'soon'" in capsys.readouterr().err
+    with pytest.raises(Exit):
+        volsync_tasks.restore(Context(), cluster="infra", app="plex", previous="two")
+    assert "--previous must be a whole number" in capsys.readouterr().err
+
+
+def test_every_task_has_help_for_every_option() -> None:
+    for module in (kubernetes_tasks, volsync_tasks):
+        for name in module.__all__:
+            t = getattr(module, name)
+            assert t.__doc__ and t.__doc__.strip()
+            params = [p for p in t.argspec(t.body).parameters if p != "c"]
+            assert params
+            documented = {k.replace("-", "_") for k in t.help}
+            assert set(params) <= documented, (name, set(params) - documented)

@@ -49,9 +49,7 @@ class World:
         return self.sim.get_object(kind, name, namespace, CLUSTER)
 
     def fault(self, kind: str, **opts: Any) -> None:
-        # controller-level faults the `sim fault` table does not list yet are appended directly
-        with self.sim.store.tx(tick=False) as w:
-            w.faults.append({"kind": kind, "cluster": CLUSTER, **opts})
+        self.sim.fault(kind, cluster=CLUSTER, **opts)
 
     def calls(self, tool: str) -> list[list[str]]:
         """argv (without the tool) of every call of `tool`."""

@@ -42,9 +42,17 @@ def _coerce(value: str) -> Any:
             return value
 
 
+def known_faults() -> dict[str, str]:
+    """The simulator's own fault kinds plus those declared by controller modules."""
+    from .controllers import fault_kinds
+
+    return {**FAULT_KINDS, **fault_kinds()}
+
+
 def add_fault(store: Store, kind: str, **opts: Any) -> JSON:
-    if kind not in FAULT_KINDS:
-        raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(sorted(FAULT_KINDS))}")
+    known = known_faults()
+    if kind not in known:
+        raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(sorted(known))}")
     fault: JSON = {"kind": kind, **{k: v for k, v in opts.items() if v is not None}}
     with store.tx(tick=False) as w:
         w.faults.append(fault)
@@ -69,8 +77,9 @@ def main(argv: list[str]) -> int:
     c = sub.add_parser("create", help="create cluster(s) from an inventory file, every node in maintenance mode")
     c.add_argument("--inventory", required=True, type=Path)
     c.add_argument("--cluster", help="only this cluster of a multi-cluster inventory")
-    f = sub.add_parser("fault", help="inject a fault: " + "; ".join(f"{k}: {v}" for k, v in FAULT_KINDS.items()))
-    f.add_argument("kind", choices=sorted(FAULT_KINDS))
+    faults = known_faults()
+    f = sub.add_parser("fault", help="inject a fault: " + "; ".join(f"{k}: {v}" for k, v in faults.items()))
+    f.add_argument("kind", choices=sorted(faults))
     f.add_argument("--node")
     f.add_argument("--cluster")
     f.add_argument("--tool", choices=["talosctl", "kubectl", "helm", "flux"])

@@ -2,7 +2,8 @@
 
 Add a controller by dropping a module into this package that decorates a function with `@controller(name,
 order)`; the function gets `(world, cluster, kube)` and returns True when it changed something (the loop
-then runs again, up to a bound). Modules are discovered automatically: no registry edit needed."""
+then runs again, up to a bound). A module may also declare `FAULTS = {kind: description}` for the fault kinds it
+honours; `sim fault` accepts them. Modules are discovered automatically: no registry edit needed."""
 
 from __future__ import annotations
 
@@ -44,6 +45,15 @@ def discover() -> list[Controller]:
             importlib.import_module(f"{__name__}.{mod.name}")
         _loaded = True
     return sorted(REGISTRY.values(), key=lambda c: (c.order, c.name))
+
+
+def fault_kinds() -> dict[str, str]:
+    """Fault kinds declared by controller modules (`FAULTS = {kind: description}`)."""
+    discover()
+    kinds: dict[str, str] = {}
+    for mod in pkgutil.iter_modules(__path__):
+        kinds.update(getattr(importlib.import_module(f"{__name__}.{mod.name}"), "FAULTS", {}))
+    return kinds
 
 
 def run_all(world: Any, cluster: JSON, rounds: int = 8) -> None:

@@ -19,6 +19,7 @@ from . import controller
 
 GROUP = "external-secrets.io"
 FAULT = "externalsecret-fails"
+FAULTS = {FAULT: "ExternalSecrets whose ns/name matches --match fail to sync with --message"}
 
 
 def _controller_running(kube: Kube) -> bool:

@@ -30,6 +30,7 @@ from . import controller
 
 GROUP = "volsync.backube"
 FAULT = "volsync-job-fails"
+FAULTS = {FAULT: "VolSync mover jobs whose ns/name matches --match fail"}
 BACKOFF_LIMIT = 8
 
 

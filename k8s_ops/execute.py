@@ -81,7 +81,12 @@ def execute(
         confirm(confirm_name or plan.cluster, f"{plan.title} ({targets})", yes=yes)
     report = Report(plan)
     limit = max_concurrency or settings.concurrency()
-    numbered = list(enumerate(plan.steps, start=1))
+    # number steps as Plan.to_text does (no-ops are not counted), so the dry-run and the run agree
+    numbered: list[tuple[int, Step]] = []
+    n = 0
+    for step in plan.steps:
+        n += step.noop is None
+        numbered.append((n, step))
     i = 0
     try:
         while i < len(numbered):

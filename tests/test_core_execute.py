@@ -195,3 +195,13 @@ def test_stop_waiting_fails_at_once() -> None:
     with pytest.raises(GateFailed, match="BackoffLimitExceeded"):
         wait_for("snapshot job", probe, timeout=60)
     assert calls == 1
+
+
+def test_run_numbers_steps_like_the_dry_run() -> None:
+    lines: list[str] = []
+    runner = FakeRunner({re.compile("^tool "): Result(0)})
+    plan = Plan("t", "demo", (Step("skip me", noop="already"), step("a"), step("b")))
+    execute(plan, runner, out=lines.append)
+    text = plan.to_text()
+    assert "[1] do a" in text and "[2] do b" in text
+    assert "[1] do a" in lines and "[2] do b" in lines

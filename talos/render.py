@@ -470,9 +470,7 @@ def render_node(cluster: Cluster, node: Node, bundle: SecretsBundle) -> Rendered
     return _Renderer(cluster, bundle).render(node)
 
 
-def render_cluster(
-    cluster: Cluster, bundle: SecretsBundle, nodes: Sequence[str] | None = None
-) -> list[RenderedConfig]:
+def render_cluster(cluster: Cluster, bundle: SecretsBundle, nodes: Sequence[str] | None = None) -> list[RenderedConfig]:
     """Render `nodes` (hostnames or addresses; default: every node, in inventory order).
 
     All nodes are rendered before anything is returned; the problems of every node are raised together.
@@ -490,4 +488,3 @@ def render_cluster(
     if problems:
         raise ProblemsError(list(dict.fromkeys(problems)))
     return results
-

@@ -69,9 +69,7 @@ _add_resolver(
     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
     "-+0123456789.",
 )
-_Loader.yaml_implicit_resolvers.setdefault("", []).append(
-    ("tag:yaml.org,2002:null", re.compile(r"^$"))
-)
+_Loader.yaml_implicit_resolvers.setdefault("", []).append(("tag:yaml.org,2002:null", re.compile(r"^$")))
 
 
 class _Dumper(yaml.SafeDumper):

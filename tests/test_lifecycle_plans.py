@@ -1,0 +1,573 @@
+"""Lifecycle plan builders (pure) and their execution against a small stateful fake of talosctl/kubectl.
+
+Fixtures as data: inventory + facts in, plan (commands, order, no-ops, gates) out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from k8s_ops.errors import ProblemsError, ToolkitError
+from k8s_ops.execute import StepFailed, execute
+from k8s_ops.plan import Plan
+from k8s_ops.secret import Secret
+from talos import facts
+from talos.facts import ApplyTarget, ResetFacts, ResetTarget, UpgradeTarget
+from talos.inventory import Cluster, HealthCheck, Upgrade, load_cluster
+from talos.lifecycle import (
+    Env,
+    Timeouts,
+    graceful_for,
+    plan_apply,
+    plan_kubeconfig,
+    plan_reboot,
+    plan_reset,
+    plan_upgrade_cluster,
+    plan_upgrade_k8s,
+    plan_upgrade_node,
+    worker_batches,
+)
+from talos.talosctl import ApplyPreview
+from tests.lifecycle_world import World
+
+IMAGE = "factory.talos.dev/metal-installer/abc123:v1.12.11"
+TARGET = "v1.12.11"
+FAST = Timeouts(upgrade=2, ready=2, hold=0.3, reset=2, apply=2, upgrade_k8s=5, health=5)
+
+
+@pytest.fixture(autouse=True)
+def fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("K8S_OPS_POLL_INTERVAL", "0.005")
+    monkeypatch.setenv("K8S_OPS_TIMEOUT_SCALE", "1")
+    monkeypatch.setenv("K8S_OPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("K8S_OPS_BUILD_DIR", str(tmp_path / "build"))
+
+
+def make_cluster(workers: int = 2, *, checks: tuple[HealthCheck, ...] | None = None, k: int = 1) -> Cluster:
+    """The demo inventory with `workers` workers (addresses 10.5.0.14…) and the given health checks."""
+    demo = load_cluster("demo")
+    template = demo.workers[0]
+    extra = [
+        template.model_copy(update={"hostname": f"demo-wk-{i}", "address": ipaddress.ip_address(f"10.5.0.{13 + i}")})
+        for i in range(1, workers + 1)
+    ]
+    hcs = demo.upgrade.health_checks if checks is None and demo.upgrade is not None else (checks or ())
+    return demo.model_copy(
+        update={
+            "nodes": (*demo.controlplanes, *extra),
+            "talos_version": TARGET,
+            "upgrade": Upgrade(health_checks=hcs, max_unavailable=k),
+        }
+    )
+
+
+def env_for(cluster: Cluster) -> Env:
+    return Env.for_cluster(cluster, timeouts=FAST)
+
+
+def cilium(ready: int = 5, desired: int = 5) -> dict[str, object]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "cilium", "namespace": "kube-system"},
+        "status": {"numberReady": ready, "desiredNumberScheduled": desired},
+    }
+
+
+def world_for(cluster: Cluster, *, version: str = "v1.12.0") -> World:
+    w = World(cluster, version=version)
+    w.objects[("daemonset.v1.apps", "cilium", "kube-system")] = cilium()
+    return w
+
+
+def targets_of(cluster: Cluster, **versions: str) -> list[UpgradeTarget]:
+    return [UpgradeTarget(n, versions.get(n.hostname.replace("-", "_"), "v1.12.0")) for n in cluster.nodes]
+
+
+def argvs(plan: Plan) -> list[list[str]]:
+    return [c.display_argv() for s in plan.steps for c in s.commands]
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------- upgrade-cluster: shape
+
+
+def test_worker_batches() -> None:
+    cluster = make_cluster(5)
+    assert [[n.hostname for n in b] for b in worker_batches(cluster.workers, 2)] == [
+        ["demo-wk-1", "demo-wk-2"],
+        ["demo-wk-3", "demo-wk-4"],
+        ["demo-wk-5"],
+    ]
+    with pytest.raises(ValueError):
+        worker_batches(cluster.workers, 0)
+
+
+def test_upgrade_cluster_order_snapshot_first_cps_one_at_a_time_workers_in_batches(tmp_path: Path) -> None:
+    cluster = make_cluster(5)
+    snap = tmp_path / "backups" / "etcd.snapshot"
+    plan = plan_upgrade_cluster(env_for(cluster), targets_of(cluster), IMAGE, max_unavailable=2, snapshot=snap)
+    steps = plan.steps
+    assert steps[0].commands[0].display_argv()[1:4] == ["etcd", "snapshot", str(snap)]
+    shape = [(s.node, s.group, bool(s.commands)) for s in steps[1:]]
+    assert shape == [
+        ("demo-cp-1", None, True),
+        ("demo-cp-2", None, True),
+        ("demo-cp-3", None, True),
+        (None, None, False),  # one health gate for the batch
+        ("demo-wk-1", "workers-1", True),
+        ("demo-wk-2", "workers-1", True),
+        (None, None, False),
+        ("demo-wk-3", "workers-2", True),
+        ("demo-wk-4", "workers-2", True),
+        ("demo-wk-5", None, True),
+        (None, None, False),  # the cluster verified after the last node returned
+    ]
+    for s in steps[1:]:
+        for c in s.commands:
+            argv = c.display_argv()
+            assert argv[1] == "upgrade" and argv[argv.index("--image") + 1] == IMAGE
+            assert "--preserve" not in argv and "--force" not in argv
+    text = plan.to_text()
+    assert (
+        "order: demo-cp-1 -> demo-cp-2 -> demo-cp-3 -> [demo-wk-1 demo-wk-2] -> [demo-wk-3 demo-wk-4] -> demo-wk-5"
+        in text
+    )
+    assert f"etcd snapshot first: {snap}" in text
+    # The full gate before each controlplane, then the node's own return is awaited.
+    cp2 = steps[2]
+    (gate,) = (c.description for c in cp2.before)
+    assert gate.startswith("health gate before demo-cp-2 goes down: etcd 3/3 healthy")
+    assert "every other node Ready (except demo-cp-2)" in gate and "no other node mid-upgrade" in gate
+    assert "every Cilium agent is ready" in gate
+    (back,) = (c.description for c in cp2.after)
+    assert back == f"demo-cp-2 back: new boot id, stage running, ready, Talos {TARGET}, Kubernetes node Ready"
+    batch_gate = steps[4].before[0].description
+    assert "every other node Ready (except demo-wk-1, demo-wk-2)" in batch_gate
+    assert steps[5].before == () and steps[5].guard is not None  # the guard re-reads version, stage, boot id
+    assert steps[-1].before[0].description.startswith("health gate after the last node returned: etcd 3/3")
+
+
+def test_upgrade_cluster_resumes_from_facts_and_is_a_noop_when_done(tmp_path: Path) -> None:
+    cluster = make_cluster(2)
+    plan = plan_upgrade_cluster(
+        env_for(cluster),
+        targets_of(cluster, demo_cp_1=TARGET, demo_cp_2=TARGET, demo_wk_2=TARGET),
+        IMAGE,
+        max_unavailable=1,
+        snapshot=tmp_path / "s",
+    )
+    active = [s for s in plan.steps if s.noop is None]
+    assert active[0].description.startswith("snapshot etcd")  # snapshot, then only what is left
+    assert [s.node for s in active[1:-1]] == ["demo-cp-3", "demo-wk-1"]
+    assert active[-1].description == "verify the cluster after the rollout"
+    assert {s.node: s.noop for s in plan.steps if s.noop} == {
+        "demo-cp-1": f"already at {TARGET}",
+        "demo-cp-2": f"already at {TARGET}",
+        "demo-wk-2": f"already at {TARGET}",
+    }
+    done = plan_upgrade_cluster(
+        env_for(cluster),
+        [UpgradeTarget(n, TARGET) for n in cluster.nodes],
+        IMAGE,
+        max_unavailable=1,
+        snapshot=tmp_path / "s",
+    )
+    assert all(s.noop is not None for s in done.steps)
+    assert "nothing to upgrade" in done.to_text()
+
+
+def test_upgrade_plan_json_names_commands_and_gates(tmp_path: Path) -> None:
+    cluster = make_cluster(1)
+    plan = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], "v1.12.0"), IMAGE)
+    data = json.loads(plan.to_json_text())
+    step = data["steps"][0]
+    assert step["node"] == "demo-wk-1" and step["mutates"]
+    assert step["commands"][0]["argv"][:2] == ["talosctl", "upgrade"]
+    assert step["before"][0].startswith("health gate before demo-wk-1 goes down: etcd 3/3 healthy")
+    assert step["after"][1].startswith("health gate after demo-wk-1 returned")
+    noop = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], TARGET), IMAGE)
+    assert noop.steps[0].noop == f"already at {TARGET}"
+    assert "skipped — already at v1.12.11" in noop.to_text()
+
+
+# --------------------------------------------------------------------------- upgrade: execution
+
+
+def test_rolling_upgrade_executes_in_order_and_verifies_each_node(tmp_path: Path) -> None:
+    cluster = make_cluster(4)
+    world = world_for(cluster)
+    env = env_for(cluster)
+    targets = facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
+    plan = plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=2, snapshot=tmp_path / "b" / "etcd.snapshot")
+    report = execute(plan, world.runner, max_concurrency=2, out=quiet)
+    ups = world.upgrades()
+    assert ups[:3] == ["demo-cp-1", "demo-cp-2", "demo-cp-3"]
+    assert set(ups[3:5]) == {"demo-wk-1", "demo-wk-2"} and set(ups[5:]) == {"demo-wk-3", "demo-wk-4"}
+    assert world.log[0] == ("snapshot", "demo-cp-1")
+    assert all(n.version == TARGET for n in world.nodes.values())
+    assert report.changed == 1 + 7 + 2 + 1  # snapshot, nodes, batch gates, final verification
+    snap = tmp_path / "b" / "etcd.snapshot"
+    assert stat.S_IMODE(snap.stat().st_mode) == 0o600 and stat.S_IMODE(snap.parent.stat().st_mode) == 0o700
+    # Every upgrade happened after the etcd gate read and before the wait that saw the new version.
+    first_upgrade = next(i for i, c in enumerate(world.runner.calls) if c.display_argv()[1] == "upgrade")
+    before = [c.display_argv()[1:3] for c in world.runner.calls[:first_upgrade]]
+    assert ["etcd", "status"] in before and ["read", "/proc/sys/kernel/random/boot_id"] in before
+    assert ["version", "--talosconfig"] in before  # the guard re-checked the version at execution
+
+
+def test_rerun_after_completion_upgrades_nothing(tmp_path: Path) -> None:
+    cluster = make_cluster(2)
+    world = world_for(cluster, version=TARGET)
+    env = env_for(cluster)
+    targets = facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
+    plan = plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=1, snapshot=tmp_path / "s")
+    report = execute(plan, world.runner, out=quiet)
+    assert world.upgrades() == [] and report.changed == 0
+    assert ("snapshot", "demo-cp-1") not in world.log
+
+
+def test_guard_skips_a_node_upgraded_since_planning(tmp_path: Path) -> None:
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    env = env_for(cluster)
+    plan = plan_upgrade_node(env, UpgradeTarget(cluster.controlplanes[1], "v1.12.0"), IMAGE)
+    world.by_host("demo-cp-2").version = TARGET  # e.g. an earlier interrupted run finished it
+    report = execute(plan, world.runner, out=quiet)
+    assert world.upgrades() == []
+    assert report.outcomes[0].status == "skipped" and TARGET in report.outcomes[0].reason
+
+
+def test_guard_waits_for_a_node_still_mid_upgrade_instead_of_upgrading_it_twice(tmp_path: Path) -> None:
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    env = env_for(cluster)
+    node = world.by_host("demo-wk-1")
+    plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], None, "no answer"), IMAGE)
+    node.stage = "upgrading"  # interrupted run: the node is still rebooting into the new version
+    calls = {"n": 0}
+    inner = world.runner.handler
+    assert inner is not None
+
+    def finishing(command):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the node comes back after a few polls
+            node.stage, node.version = "running", TARGET
+        return inner(command)
+
+    world.runner.handler = finishing
+    report = execute(plan, world.runner, out=quiet)
+    assert world.upgrades() == []
+    assert "interrupted" in report.outcomes[0].reason
+
+
+def test_unhealthy_etcd_refuses_a_controlplane_upgrade_naming_the_gate(tmp_path: Path) -> None:
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    world.by_host("demo-cp-3").etcd_error = "etcdserver: no leader"
+    env = env_for(cluster)
+    plan = plan_upgrade_cluster(
+        env,
+        facts.gather_upgrade_targets(world.runner, env.tctl, cluster),
+        IMAGE,
+        max_unavailable=1,
+        snapshot=tmp_path / "s",
+    )
+    with pytest.raises(StepFailed) as info:
+        execute(plan, world.runner, out=quiet)
+    msg = str(info.value)
+    assert "on demo-cp-1 failed" in msg and "health gate before demo-cp-1 goes down" in msg
+    assert "last seen: etcd 3/3 healthy: demo-cp-3: etcdserver: no leader" in msg
+    assert "re-run `invoke talos.upgrade-cluster --cluster demo`" in msg
+    assert world.upgrades() == []
+
+
+def test_node_that_never_returns_stops_the_rollout_and_leaves_the_next_node_untouched(tmp_path: Path) -> None:
+    cluster = make_cluster(2)
+    world = world_for(cluster)
+    world.by_host("demo-cp-2").never_returns = True
+    env = env_for(cluster)
+    plan = plan_upgrade_cluster(
+        env,
+        facts.gather_upgrade_targets(world.runner, env.tctl, cluster),
+        IMAGE,
+        max_unavailable=1,
+        snapshot=tmp_path / "s",
+    )
+    with pytest.raises(StepFailed) as info:
+        execute(plan, world.runner, out=quiet)
+    assert world.upgrades() == ["demo-cp-1", "demo-cp-2"]
+    assert "demo-cp-2" in str(info.value) and "timeout" in str(info.value)
+
+
+def test_failing_cel_check_holds_then_stops_naming_the_check(tmp_path: Path) -> None:
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    world.objects[("daemonset.v1.apps", "cilium", "kube-system")] = cilium(ready=3, desired=4)
+    env = env_for(cluster)
+    plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], "v1.12.0"), IMAGE)
+    with pytest.raises(StepFailed) as info:
+        execute(plan, world.runner, out=quiet)
+    msg = str(info.value)
+    assert "timed out after 0.3s waiting for health gate before demo-wk-1 goes down" in msg
+    assert "last seen: health check every Cilium agent is ready: DaemonSet kube-system/cilium satisfies" in msg
+    assert "is false" in msg and world.upgrades() == []
+
+
+def test_cel_check_reads_top_level_fields_and_reports_bad_expressions() -> None:
+    from talos.gates import compile_health_checks, evaluate_cel
+
+    ceph = HealthCheck(
+        api_version="ceph.rook.io/v1",
+        kind="CephCluster",
+        namespace="rook-ceph",
+        name="rook-ceph",
+        expr="status.ceph.health == 'HEALTH_OK'",
+    )
+    cluster = make_cluster(1, checks=(ceph,))
+    (gate,) = compile_health_checks(cluster)
+    assert evaluate_cel(gate, {"status": {"ceph": {"health": "HEALTH_OK"}}}) is None
+    assert "is false" in (evaluate_cel(gate, {"status": {"ceph": {"health": "HEALTH_WARN"}}}) or "")
+    assert "no such member" in (evaluate_cel(gate, {"status": {}}) or "")
+    bad = make_cluster(1, checks=(ceph.model_copy(update={"expr": "status.ceph.health =="}), ceph))
+    with pytest.raises(ProblemsError) as info:
+        compile_health_checks(bad)
+    assert "upgrade.healthChecks[0].expr" in str(info.value) and "invalid CEL" in str(info.value)
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def apply_targets(cluster: Cluster, world: World, mode: str = "auto") -> list[ApplyTarget]:
+    configs = {n.hostname: Secret(b"machine: {token: sekrit-value}\n") for n in cluster.nodes}
+    env = env_for(cluster)
+    return facts.gather_apply_targets(world.runner, env.tctl, list(cluster.nodes), configs, mode=mode)  # type: ignore[arg-type]
+
+
+def test_apply_uses_insecure_only_in_maintenance_and_rolls_reboots(tmp_path: Path) -> None:
+    cluster = make_cluster(2)
+    world = world_for(cluster)
+    world.by_host("demo-wk-2").maintenance = True
+    targets = apply_targets(cluster, world)
+    plan = plan_apply(env_for(cluster), targets, "auto", max_unavailable=1)
+    by_node = {s.node: s for s in plan.steps}
+    wk2 = by_node["demo-wk-2"].commands[0].display_argv()
+    assert "--insecure" in wk2 and "-e" not in wk2
+    for host in ("demo-cp-1", "demo-cp-2", "demo-cp-3", "demo-wk-1"):
+        argv = by_node[host].commands[0].display_argv()
+        assert "--insecure" not in argv and argv[argv.index("--file") + 1] == f"$TMP/{host}.yaml"
+        assert by_node[host].before[0].description.startswith(f"health gate before {host} reboots")
+    assert [s.node for s in plan.steps] == ["demo-wk-2", "demo-cp-1", "demo-cp-2", "demo-cp-3", "demo-wk-1", None]
+    assert "sekrit" not in plan.to_text() and "sekrit" not in plan.to_json_text()
+    execute(plan, world.runner, out=quiet)
+    assert [h for v, h in world.log if v == "apply"] == [
+        "demo-wk-2",
+        "demo-cp-1",
+        "demo-cp-2",
+        "demo-cp-3",
+        "demo-wk-1",
+    ]
+
+
+def test_apply_without_changes_is_a_noop_and_live_changes_run_together() -> None:
+    cluster = make_cluster(2)
+    world = world_for(cluster)
+    world.apply_change = "none"
+    plan = plan_apply(env_for(cluster), apply_targets(cluster, world), "auto", max_unavailable=1)
+    assert all(s.noop is not None for s in plan.steps)
+    world.apply_change = "live"
+    plan = plan_apply(env_for(cluster), apply_targets(cluster, world), "auto", max_unavailable=1)
+    assert {s.group for s in plan.steps} == {"live"} and not any(s.before for s in plan.steps)
+
+
+def test_apply_rejected_in_dry_run_applies_nothing() -> None:
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    world.apply_reject = {"demo-cp-2"}
+    with pytest.raises(Exception) as info:
+        apply_targets(cluster, world)
+    assert "demo-cp-2: error applying new configuration" in str(info.value)
+    assert [v for v, _ in world.log if v == "apply"] == []
+
+
+def test_apply_refuses_modes_the_maintenance_service_lacks() -> None:
+    cluster = make_cluster(1)
+    target = ApplyTarget(cluster.workers[0], Secret(b"x"), maintenance=True)
+    with pytest.raises(ProblemsError) as info:
+        plan_apply(env_for(cluster), [target], "staged", max_unavailable=1)
+    assert "demo-wk-1 is in maintenance mode: --mode staged is not possible" in str(info.value)
+
+
+def test_apply_with_explicit_reboot_mode_reboots_even_live_changes() -> None:
+    cluster = make_cluster(1)
+    live = ApplyPreview("live", "Applied configuration without a reboot")
+    t = ApplyTarget(cluster.workers[0], Secret(b"x"), maintenance=False, preview=live)
+    plan = plan_apply(env_for(cluster), [t], "reboot", max_unavailable=1)
+    assert plan.steps[0].after[0].description.startswith("demo-wk-1 back: new boot id")
+    assert plan.steps[-1].description == "verify the cluster after the reboots"
+    plan = plan_apply(env_for(cluster), [t], "no-reboot", max_unavailable=1)
+    assert plan.steps[0].after == ()
+
+
+# --------------------------------------------------------------------------- reboot, reset
+
+
+def test_reboot_is_destructive_gated_and_waits() -> None:
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    plan = plan_reboot(env_for(cluster), cluster.controlplanes[0])
+    assert plan.destructive and plan.steps[0].before[0].description.startswith("health gate before demo-cp-1")
+    execute(plan, world.runner, yes=True, out=quiet)
+    assert ("reboot", "demo-cp-1") in world.log
+
+
+def test_reset_cluster_resets_workers_first_each_addressed_directly(tmp_path: Path) -> None:
+    cluster = make_cluster(2)
+    world = world_for(cluster)
+    env = env_for(cluster)
+    order = [*cluster.workers, *cluster.controlplanes]
+    f = facts.gather_reset_facts(world.runner, env.tctl, cluster, order, env.kube)
+    assert (f.etcd_members, f.etcd_healthy, f.kube_api) == (3, True, True)
+    plan = plan_reset(env, f, whole_cluster=True)
+    assert plan.destructive
+    for s in plan.steps:
+        argv = s.commands[0].display_argv()
+        addr = argv[argv.index("-n") + 1]
+        assert argv[argv.index("-e") + 1] == addr
+        assert "--graceful=false" in argv
+    execute(plan, world.runner, yes=True, out=quiet)
+    resets = [h for v, h in world.log if v == "reset"]
+    assert set(resets[:2]) == {"demo-wk-1", "demo-wk-2"} and resets[2:] == ["demo-cp-1", "demo-cp-2", "demo-cp-3"]
+    assert all(n.maintenance for n in world.nodes.values())
+    # Re-running finds every node in maintenance mode: nothing to do.
+    again = plan_reset(
+        env, facts.gather_reset_facts(world.runner, env.tctl, cluster, order, env.kube), whole_cluster=True
+    )
+    assert all(s.noop for s in again.steps) and not again.destructive
+
+
+def test_reset_cluster_without_yes_and_without_a_terminal_refuses() -> None:
+    from k8s_ops.errors import Aborted
+
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    env = env_for(cluster)
+    f = ResetFacts(3, True, True, tuple(ResetTarget(n) for n in cluster.nodes))
+    with pytest.raises(Aborted):
+        execute(plan_reset(env, f, whole_cluster=True), world.runner, out=quiet)
+    assert world.log == []
+
+
+@pytest.mark.parametrize(
+    ("role", "members", "healthy", "kube", "graceful"),
+    [
+        ("controlplane", 3, True, True, True),
+        ("controlplane", 1, True, True, False),  # last member cannot leave
+        ("controlplane", 3, False, True, False),  # no quorum: a graceful leave hangs
+        ("controlplane", None, False, False, False),  # etcd gone
+        ("worker", 3, True, True, True),
+        ("worker", 3, True, False, False),  # no API: no drain
+    ],
+)
+def test_graceful_decision(role: str, members: int | None, healthy: bool, kube: bool, graceful: bool) -> None:
+    cluster = make_cluster(1)
+    node = cluster.controlplanes[0] if role == "controlplane" else cluster.workers[0]
+    f = ResetFacts(members, healthy, kube)
+    assert graceful_for(node, f, whole_cluster=False)[0] is graceful
+    assert graceful_for(node, f, whole_cluster=True)[0] is False
+
+
+# --------------------------------------------------------------------------- upgrade-k8s, kubeconfig
+
+
+def test_upgrade_k8s_dry_run_first_then_real_then_waits_for_kubelets() -> None:
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    env = env_for(cluster)
+    kubelets, server = facts.gather_k8s_versions(world.runner, env.kube)
+    plan = plan_upgrade_k8s(env, "v1.35.2", kubelets=kubelets, apiserver=server)
+    cmds = argvs(plan)
+    assert cmds[0][:2] == ["talosctl", "upgrade-k8s"] and "--dry-run" in cmds[0]
+    assert "--dry-run" not in cmds[1] and cmds[1][cmds[1].index("--to") + 1] == "1.35.2"
+    assert cmds[0][cmds[0].index("-n") + 1] == "10.5.0.11"
+    execute(plan, world.runner, out=quiet)
+    assert [v for v, _ in world.log] == ["upgrade-k8s-dry", "upgrade-k8s"]
+    kubelets, server = facts.gather_k8s_versions(world.runner, env.kube)
+    again = plan_upgrade_k8s(env, "1.35.2", kubelets=kubelets, apiserver=server)
+    assert again.steps[0].noop == "the API server and every kubelet already run v1.35.2"
+
+
+def test_kubeconfig_is_0600_named_after_the_cluster_and_points_at_a_controlplane(tmp_path: Path) -> None:
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    path = tmp_path / "kc" / "kubeconfig"
+    plan = plan_kubeconfig(env_for(cluster), path)
+    fetch = plan.steps[0].commands[0].display_argv()
+    assert fetch[:3] == ["talosctl", "kubeconfig", str(path)]
+    assert fetch[fetch.index("--force-context-name") + 1] == "demo" and "--force" in fetch
+    execute(plan, world.runner, out=quiet)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert ("set-cluster", "https://10.5.0.11:6443") in world.log  # the VIP does not answer yet
+
+
+def test_multi_node_reads_keep_what_answered_and_say_why_the_rest_did_not() -> None:
+    cluster = make_cluster(2)
+    world = world_for(cluster)
+    world.by_host("demo-wk-2").reachable = False
+    env = env_for(cluster)
+    got = facts.talos_versions(env.tctl, ["10.5.0.14", "10.5.0.15"]).gather(world.runner)
+    assert got.get("10.5.0.14") == "v1.12.0" and got.get("10.5.0.15") is None
+    assert got.error is not None and "10.5.0.15" in got.error
+    targets = facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
+    wk2 = next(t for t in targets if t.node.hostname == "demo-wk-2")
+    assert wk2.version is None and "Unavailable" in (wk2.error or "")
+    for n in world.nodes.values():
+        n.reachable = False
+    with pytest.raises(ToolkitError) as info:
+        facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
+    assert "the Talos API does not answer on 10.5.0.11, 10.5.0.12, 10.5.0.13" in str(info.value)
+
+
+def test_every_talosctl_argv_in_every_plan_uses_only_v1_12_flags(tmp_path: Path) -> None:
+    from tests.test_talosctl import REFERENCE, parse_reference, unknown_flags
+
+    if not REFERENCE.is_file():
+        pytest.skip(f"talosctl CLI reference not available ({REFERENCE}: ../shared is absent)")
+    reference = parse_reference(REFERENCE.read_text())
+    cluster = make_cluster(3)
+    env = env_for(cluster)
+    old = [UpgradeTarget(n, "v1.12.0") for n in cluster.nodes]
+    fresh = ApplyTarget(cluster.workers[0], Secret(b"x"), maintenance=True)
+    reboot = ApplyTarget(cluster.workers[1], Secret(b"x"), maintenance=False, preview=ApplyPreview("reboot", "r"))
+    live = ApplyTarget(cluster.workers[2], Secret(b"x"), maintenance=False, preview=ApplyPreview("live", "l"))
+    plans = [
+        plan_upgrade_cluster(env, old, IMAGE, max_unavailable=2, snapshot=tmp_path / "s"),
+        plan_upgrade_node(env, old[0], IMAGE),
+        plan_apply(env, [fresh, reboot, live], "auto", max_unavailable=1),
+        plan_reboot(env, cluster.controlplanes[0], mode="powercycle"),
+        plan_reset(env, ResetFacts(3, True, True, tuple(ResetTarget(n) for n in cluster.nodes)), whole_cluster=True),
+        plan_reset(env, ResetFacts(3, True, True, (ResetTarget(cluster.controlplanes[1]),)), whole_cluster=False),
+        plan_upgrade_k8s(env, "v1.35.2", kubelets={}, apiserver="v1.35.0"),
+        plan_kubeconfig(env, tmp_path / "kubeconfig"),
+    ]
+    from talos.lifecycle import plan_etcd_snapshot, plan_health
+
+    plans += [plan_health(env), plan_etcd_snapshot(env, tmp_path / "snap")]
+    seen = set()
+    for plan in plans:
+        for argv in argvs(plan):
+            if argv[0] != "talosctl":
+                continue
+            command, bad = unknown_flags(argv, reference)
+            assert bad == [], f"talosctl {' '.join(command)} has no flag(s) {bad}: {argv}"
+            seen.add(command)
+    assert {("upgrade",), ("apply-config",), ("reboot",), ("reset",), ("upgrade-k8s",), ("kubeconfig",),
+            ("health",), ("etcd", "snapshot")} <= seen  # fmt: skip

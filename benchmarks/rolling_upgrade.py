@@ -13,7 +13,7 @@ reads ~13 facts per node in three concurrent rounds (node back; re-check before 
 overhead per sequential round is ~1.3 s at K=1 and ~3 s per batch at K=5 (the batch's reads compete for the
 cores), independent of R: the ratio approaches 1 as R grows (on real hardware a talosctl call costs
 milliseconds and R is minutes). Measured on the 2-core dev box: R=10s: K=1 1.13, K=3 1.24, K=5 1.29, serial
-loop 1.02; R=30s: K=5 1.115.
+loop 1.02; R=30s: K=1 1.048, K=3 1.081, K=5 1.115.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -25,7 +24,7 @@ from bootstrap import stages, talos_stage
 from bootstrap.charts import load_charts, render_all_values
 from bootstrap.credentials import load_git_credentials, repository_problems
 from bootstrap.stages import STAGES, Context, Timeouts
-from k8s_ops import paths, settings
+from k8s_ops import paths
 from k8s_ops.command import Command, Result
 from k8s_ops.errors import ProblemsError, SecretError, ToolkitError
 from k8s_ops.kubectl import KubeTarget
@@ -36,8 +35,7 @@ from talos.talosctl import Talosctl
 
 if TYPE_CHECKING:
     from k8s_ops.sops import AgeKey
-    from talos.facts import ApplyTarget
-    from talos.inventory import Cluster, Node
+    from talos.inventory import Cluster
     from talos.lifecycle import Env
     from talos.secrets import SecretsBundle
     from talos.talosconfig import TalosconfigResult
@@ -195,36 +193,6 @@ def _probe_talosctl(real: Talosctl, content: Secret, existing: bytes | None) -> 
         yield Talosctl(path, real.endpoints, real.binary)
 
 
-def _apply_targets(
-    runner: Runner, probe: Talosctl, nodes: Sequence[Node], configs: dict[str, Secret], by_state: dict[str, str]
-) -> list[ApplyTarget]:
-    """ApplyTargets from the preflight probe: maintenance nodes as such, configured ones with their dry-run preview."""
-    from talos.facts import ApplyTarget, apply_preview
-
-    def one(node: Node) -> tuple[ApplyTarget | None, str | None]:
-        config = configs[node.hostname]
-        if by_state.get(node.hostname) == "maintenance":
-            return ApplyTarget(node, config, maintenance=True), None
-        target = ApplyTarget(node, config, maintenance=False)
-        fact = apply_preview(
-            probe, str(node.address), target.tempfile(), mode="auto", insecure=False, host=node.hostname
-        )
-        try:
-            return ApplyTarget(node, config, maintenance=False, preview=fact.gather(runner)), None
-        except ToolkitError as exc:
-            return None, f"{node.hostname}: {str(exc).splitlines()[-1]}"
-
-    with ThreadPoolExecutor(max_workers=max(1, min(settings.concurrency(), len(nodes) or 1))) as pool:
-        answers = list(pool.map(one, nodes))
-    errors = [e for _, e in answers if e]
-    if errors:
-        raise ToolkitError(
-            "apply-config --dry-run failed, nothing was applied:\n" + "\n".join(f"  - {e}" for e in errors),
-            hint="a rejected config names the field at fault; an unreachable node needs the network fixed first",
-        )
-    return [a for a, _ in answers if a is not None]
-
-
 # --------------------------------------------------------------------------- rebuild: material from 1Password
 
 
@@ -376,6 +344,7 @@ def _talos(
     states: Sequence[talos_stage.NodeState],
     options: Options,
 ) -> list[Step]:
+    from talos.facts import gather_apply_targets
     from talos.render import render_cluster
     from talos.tasks_render import semantic_problems
 
@@ -391,8 +360,9 @@ def _talos(
         # A rebuild only installs wiped nodes; a node that still runs a config is left for talos.apply-*.
         cps = [n for n in cps if by_state.get(n.hostname) == "maintenance"]
         workers = [n for n in workers if by_state.get(n.hostname) == "maintenance"]
-    cp_targets = _apply_targets(runner, probe, cps, configs, by_state)
-    worker_targets = _apply_targets(runner, probe, workers, configs, by_state)
+    known = {host: state == "maintenance" for host, state in by_state.items()}
+    cp_targets = gather_apply_targets(runner, probe, cps, configs, mode="auto", maintenance=known)
+    worker_targets = gather_apply_targets(runner, probe, workers, configs, mode="auto", maintenance=known)
     etcd = None
     if any(by_state.get(n.hostname) == "configured" for n in cluster.controlplanes):
         etcd = talos_stage.etcd_state(runner, env, probe)

@@ -277,18 +277,28 @@ def _parallel(fn: Callable[[Node], T], nodes: Sequence[Node]) -> list[T]:
 
 
 def gather_apply_targets(
-    runner: Runner, tctl: Talosctl, nodes: Sequence[Node], configs: Mapping[str, Secret], *, mode: ApplyMode
+    runner: Runner,
+    tctl: Talosctl,
+    nodes: Sequence[Node],
+    configs: Mapping[str, Secret],
+    *,
+    mode: ApplyMode,
+    maintenance: Mapping[str, bool] | None = None,
 ) -> list[ApplyTarget]:
     """Maintenance mode (over --insecure) and the `apply-config --dry-run` preview of every node.
 
-    A configured node whose dry-run fails (rejected config, unreachable) fails the whole plan here, before
-    anything is applied, with every such node named.
+    `maintenance` (hostname -> in maintenance mode) skips the probe where the caller already knows, e.g. the
+    bootstrap's preflight. A configured node whose dry-run fails (rejected config, unreachable) fails the whole
+    plan here, before anything is applied, with every such node named.
     """
 
     def one(node: Node) -> tuple[ApplyTarget | None, str | None]:
         addr = str(node.address)
         config = configs[node.hostname]
-        if maintenance_status(tctl, addr, node.hostname).gather(runner) is not None:
+        known = None if maintenance is None else maintenance.get(node.hostname)
+        if known is None:
+            known = maintenance_status(tctl, addr, node.hostname).gather(runner) is not None
+        if known:
             return ApplyTarget(node, config, maintenance=True), None
         probe = ApplyTarget(node, config, maintenance=False)
         cmd = tctl.apply_preview(addr, probe.tempfile(), mode=mode, insecure=False, host=node.hostname)

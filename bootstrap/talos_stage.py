@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from k8s_ops import settings
-from k8s_ops.command import Command
 from k8s_ops.errors import GateFailed, ToolkitError
 from k8s_ops.plan import Check, FileWrite, Step
 from k8s_ops.runner import Runner
@@ -38,12 +37,10 @@ if TYPE_CHECKING:
 __all__ = [
     "EtcdState",
     "NodeState",
-    "bootstrap_etcd_command",
     "etcd_state",
     "parse_service_states",
     "probe_node",
     "probe_nodes",
-    "service_etcd_command",
     "talos_steps",
     "talosconfig_write",
 ]
@@ -103,38 +100,6 @@ def probe_nodes(runner: Runner, tctl: Talosctl, nodes: Sequence[Node]) -> list[N
 # --------------------------------------------------------------------------- etcd
 
 
-def service_etcd_command(tctl: Talosctl, addresses: Sequence[str]) -> Command:
-    """`talosctl service etcd` on controlplanes (a read), through the controlplane endpoints."""
-    return Command(
-        argv=(
-            tctl.binary,
-            "service",
-            "etcd",
-            "--talosconfig",
-            str(tctl.talosconfig),
-            "-e",
-            ",".join(tctl.endpoints),
-            "-n",
-            ",".join(addresses),
-        ),
-        description="read the etcd service state of the controlplanes",
-    )
-
-
-def bootstrap_etcd_command(tctl: Talosctl, address: str, host: str, recover_from: Path | None = None) -> Command:
-    """`talosctl bootstrap -e <cp> -n <cp> [--recover-from <snapshot>]`: the one and only etcd bootstrap."""
-    flags = ["--talosconfig", str(tctl.talosconfig), "-e", address, "-n", address]
-    if recover_from is not None:
-        flags += ["--recover-from", str(recover_from)]
-    what = f" from the snapshot {recover_from}" if recover_from else ""
-    return Command(
-        argv=(tctl.binary, "bootstrap", *flags),
-        description=f"bootstrap etcd on {host}{what}",
-        mutates=True,
-        node=host,
-    )
-
-
 _FIELD = re.compile(r"^(NODE|STATE)\s+(\S+)\s*$")
 
 
@@ -173,7 +138,7 @@ def etcd_state(runner: Runner, env: Env, tctl: Talosctl | None = None) -> EtcdSt
     """Every controlplane's etcd service state: one call for all, then a per-node look at the silent ones."""
     t = tctl or env.tctl
     cps = env.cluster.controlplanes
-    result = runner.run(service_etcd_command(t, [str(cp.address) for cp in cps]), check=False)
+    result = runner.run(t.service_etcd([str(cp.address) for cp in cps]), check=False)
     found = parse_service_states(result.stdout)
     if len(cps) == 1 and "" in found:
         found[str(cps[0].address)] = found.pop("")
@@ -185,7 +150,7 @@ def etcd_state(runner: Runner, env: Env, tctl: Talosctl | None = None) -> EtcdSt
         elif facts.maintenance_status(t, addr, cp.hostname).gather(runner) is not None:
             state.states[cp.hostname] = "maintenance"
         else:
-            one = runner.run(service_etcd_command(direct(t, addr), [addr]), check=False)
+            one = runner.run(direct(t, addr).service_etcd([addr]), check=False)
             single = parse_service_states(one.stdout)
             value = single.get(addr) or single.get("")
             if value is None:
@@ -282,7 +247,7 @@ def talos_steps(
         steps.append(
             Step(
                 desc,
-                commands=(bootstrap_etcd_command(env.tctl, addr, cp1.hostname, recover_from),),
+                commands=(env.tctl.bootstrap(addr, host=cp1.hostname, recover_from=recover_from),),
                 before=tuple(before),
                 guard=_bootstrap_guard(env),
                 node=cp1.hostname,

@@ -46,6 +46,7 @@ __all__ = [
     "parse_machinestatus",
     "parse_table",
     "parse_versions",
+    "validate_command",
 ]
 
 ApplyMode = Literal["auto", "no-reboot", "reboot", "staged", "try"]
@@ -69,6 +70,15 @@ def go_duration(seconds: float) -> str:
         return f"{int(seconds)}s"
     # Millisecond resolution is plenty and keeps the argv readable.
     return f"{math.ceil(seconds * 1000) / 1000:g}s"
+
+
+def validate_command(config: TempFile, *, host: str, binary: str = "talosctl") -> Command:
+    """`talosctl validate --config <0600 temp file> --mode metal --strict`: offline, no talosconfig, no node."""
+    return Command(
+        argv=(binary, "validate", "--config", config, "--mode", "metal", "--strict"),
+        description=f"talosctl validate {config.label} (metal, strict)",
+        node=host,
+    )
 
 
 @dataclass(frozen=True)
@@ -260,6 +270,23 @@ class Talosctl:
             description=("check" if dry_run else "run") + f" the Kubernetes upgrade to v{to.removeprefix('v')}",
             mutates=not dry_run,
             timeout=timeout,
+        )
+
+    def service_etcd(self, nodes: Sequence[str]) -> Command:
+        """`service etcd` on controlplanes (a read): whether etcd runs, i.e. was bootstrapped or joined."""
+        return self._cmd(("service", "etcd"), self._auth(nodes), description="read the etcd service state")
+
+    def bootstrap(self, node: str, *, host: str, recover_from: Path | None = None) -> Command:
+        """`bootstrap -e <cp> -n <cp> [--recover-from <snapshot>]`: once, on one controlplane addressed directly.
+
+        The endpoint is the node itself, never the VIP: the VIP only comes up after etcd (cozystack#30).
+        """
+        flags: list[str] = [*self._auth([node], endpoints=[node])]
+        if recover_from is not None:
+            flags += ["--recover-from", str(recover_from)]
+        what = f" from the snapshot {recover_from}" if recover_from else ""
+        return self._cmd(
+            ("bootstrap",), flags, description=f"bootstrap etcd on {host}{what}", mutates=True, node=host
         )
 
     def kubeconfig(self, node: str, path: Path, *, context: str) -> Command:

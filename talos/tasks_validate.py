@@ -22,6 +22,7 @@ from k8s_ops.cli import guarded
 from k8s_ops.command import Command, Result, TempFile
 from k8s_ops.errors import Problem, ProblemsError
 from k8s_ops.secret import Secret
+from talos.talosctl import validate_command
 
 if TYPE_CHECKING:
     from k8s_ops.runner import Runner
@@ -52,12 +53,7 @@ def node_file_name(hostname: str) -> str:
 
 def talosctl_validate_command(hostname: str, text: str | bytes) -> Command:
     """`talosctl validate --config $TMP/<node>.yaml --mode metal --strict`; the config is a 0600 temp file."""
-    return Command(
-        argv=("talosctl", "validate", "--config", TempFile(node_file_name(hostname), Secret(text)),
-              "--mode", "metal", "--strict"),
-        description=f"talosctl validate {node_file_name(hostname)} (metal, strict)",
-        node=hostname,
-    )  # fmt: skip
+    return validate_command(TempFile(node_file_name(hostname), Secret(text)), host=hostname)
 
 
 _BULLET = re.compile(r"^\s*\*\s+(.*\S)\s*$")

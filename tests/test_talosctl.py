@@ -21,6 +21,7 @@ from talos.talosctl import (
     parse_machinestatus,
     parse_table,
     parse_versions,
+    validate_command,
 )
 
 REFERENCE = Path(repo_root()).parent / "shared" / "reference" / "talos" / "cli-v1.12.11.md"
@@ -106,6 +107,10 @@ def every_command() -> list[Command]:
         t.kubeconfig("10.5.0.11", Path("/b/demo/kubeconfig"), context="demo"),
         t.health("10.5.0.11", controlplanes=["10.5.0.11"], workers=["10.5.0.14"], wait_timeout=600),
         t.health("10.5.0.11", controlplanes=["10.5.0.11"], workers=[], wait_timeout=30),
+        t.service_etcd(["10.5.0.11", "10.5.0.12", "10.5.0.13"]),
+        t.bootstrap("10.5.0.11", host="demo-cp-1"),
+        t.bootstrap("10.5.0.11", host="demo-cp-1", recover_from=Path("/state/backups/demo/etcd.snapshot")),
+        validate_command(cfg, host="demo-cp-1"),
     ]
     for mode in ("auto", "no-reboot", "reboot", "staged", "try"):
         out.append(t.apply_config("10.5.0.11", cfg, mode=mode, insecure=False, host="demo-cp-1"))
@@ -142,13 +147,16 @@ def test_the_flag_check_catches_a_made_up_flag(reference: dict[tuple[str, ...], 
 def test_authenticated_calls_name_talosconfig_and_controlplane_endpoints() -> None:
     for command in every_command():
         argv = command.display_argv()
+        if argv[1] == "validate":
+            assert "--talosconfig" not in argv and "-n" not in argv  # offline: no node, no credentials
+            continue
         assert argv[argv.index("--talosconfig") + 1] == "/b/demo/talosconfig"
         if "--insecure" in argv:
             assert "-e" not in argv  # the maintenance API uses -n as endpoint
             continue
         endpoints = argv[argv.index("-e") + 1]
-        if argv[1] == "reset":
-            assert endpoints == argv[argv.index("-n") + 1]  # the node itself, never proxied
+        if argv[1] in ("reset", "bootstrap"):
+            assert endpoints == argv[argv.index("-n") + 1]  # the node itself: never proxied, never the VIP
         else:
             assert endpoints == "10.5.0.11,10.5.0.12,10.5.0.13"
 

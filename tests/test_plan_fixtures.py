@@ -40,8 +40,8 @@ def build(case: dict[str, Any]) -> Plan:
         return plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=case["maxUnavailable"], snapshot=snapshot)
     if op == "apply-cluster":
         configs = {n.hostname: Secret(f"machine: {{type: {n.role}}}\n") for n in cluster.nodes}
-        targets = facts.gather_apply_targets(world.runner, env.tctl, cluster.nodes, configs, mode="auto")
-        return plan_apply(env, targets, "auto", max_unavailable=1)
+        fresh = facts.gather_apply_targets(world.runner, env.tctl, cluster.nodes, configs, mode="auto")
+        return plan_apply(env, fresh, "auto", max_unavailable=1)
     if op == "reset-cluster":
         f = facts.gather_reset_facts(world.runner, env.tctl, cluster, cluster.nodes, env.kube)
         return plan_reset(env, f, whole_cluster=True)

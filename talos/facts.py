@@ -24,6 +24,7 @@ from talos.talosctl import (
     ApplyPreview,
     EtcdMember,
     EtcdStatus,
+    Extension,
     MachineStatus,
     Talosctl,
     TalosctlOutputError,
@@ -32,6 +33,7 @@ from talos.talosctl import (
     parse_boot_id,
     parse_etcd_members,
     parse_etcd_status,
+    parse_extensions,
     parse_machinestatus,
     parse_versions,
 )
@@ -57,6 +59,7 @@ __all__ = [
     "gather_or_none",
     "gather_reset_facts",
     "gather_upgrade_targets",
+    "installed_extensions",
     "kube_nodes",
     "kube_object",
     "machine_statuses",
@@ -136,6 +139,32 @@ def talos_versions(tctl: Talosctl, addresses: Sequence[str]) -> PartialFact[str]
     return PartialFact(tctl.version(addresses), _partial(parse_versions, addresses))
 
 
+def installed_extensions(tctl: Talosctl, addresses: Sequence[str]) -> PartialFact[tuple[Extension, ...]]:
+    """The system extensions installed on each node (`get extensions`).
+
+    A node without extensions prints nothing, so an answering node absent from the output has none: absent
+    nodes count as "none installed" unless the error output names them (they did not answer).
+    """
+
+    def parse(result: Result) -> Partial[tuple[Extension, ...]]:
+        try:
+            values = dict(parse_extensions(result.stdout))
+        except TalosctlOutputError as exc:
+            return Partial({}, str(exc))
+        if len(addresses) == 1 and "" in values:
+            values.setdefault(addresses[0], values.pop(""))
+        error = None if result.ok else last_error_line(result)
+        failed = "" if result.ok else (result.stderr or result.stdout)
+        for addr in addresses:
+            # One node asked and the call failed: it did not answer. Several: those the errors name did not.
+            unanswered = not result.ok and (len(addresses) == 1 or addr in failed)
+            if addr not in values and not unanswered:
+                values[addr] = ()
+        return Partial(values, error)
+
+    return PartialFact(tctl.extensions(addresses), parse)
+
+
 def etcd_members(tctl: Talosctl, address: str) -> Fact[list[EtcdMember]]:
     """etcd's member list as one controlplane sees it."""
     return Fact(tctl.etcd_members(address), lambda r: parse_etcd_members(r.stdout))
@@ -210,11 +239,13 @@ def gather_or_none(fact: Fact[T], runner: Runner) -> T | None:
 
 @dataclass(frozen=True)
 class UpgradeTarget:
-    """A node and the Talos version it runs now (None: could not be read, see `error`)."""
+    """A node, the Talos version it runs now and the names of its installed system extensions (None: could
+    not be read, see `error`)."""
 
     node: Node
     version: str | None
     error: str | None = None
+    extensions: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -258,15 +289,23 @@ def _unreachable(error: str | None, tctl: Talosctl) -> ToolkitError:
 
 
 def gather_upgrade_targets(runner: Runner, tctl: Talosctl, cluster: Cluster) -> list[UpgradeTarget]:
-    """Every node's running Talos version in one call; refuses when no node answers at all."""
+    """Every node's running Talos version and installed extensions (two concurrent calls over all nodes);
+    refuses when no node answers at all."""
     addrs = [str(n.address) for n in cluster.nodes]
-    versions = talos_versions(tctl, addrs).gather(runner)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        asked = pool.submit(installed_extensions(tctl, addrs).gather, runner)
+        versions = talos_versions(tctl, addrs).gather(runner)
+        exts = asked.result()
     if not versions.values:
         raise _unreachable(versions.error, tctl)
-    return [
-        UpgradeTarget(n, versions.get(str(n.address)), None if versions.get(str(n.address)) else versions.error)
-        for n in cluster.nodes
-    ]
+    out = []
+    for n in cluster.nodes:
+        addr = str(n.address)
+        version, installed = versions.get(addr), exts.get(addr)
+        error = versions.error if version is None else (exts.error if installed is None else None)
+        names = tuple(e.name for e in installed) if installed is not None else None
+        out.append(UpgradeTarget(n, version, error, names))
+    return out
 
 
 def _parallel(fn: Callable[[Node], T], nodes: Sequence[Node]) -> list[T]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from k8s_ops import kubectl
-from k8s_ops.errors import Problem, ProblemsError, ToolkitError
+from k8s_ops.errors import GateFailed, Problem, ProblemsError, ToolkitError
 from k8s_ops.kubectl import KubeTarget
 from k8s_ops.plan import Check
 from k8s_ops.runner import Runner
@@ -39,6 +39,7 @@ __all__ = [
     "compile_health_checks",
     "etcd_healthy",
     "etcd_problem",
+    "extensions_installed",
     "first_problems",
     "health_gate",
     "in_maintenance",
@@ -388,6 +389,38 @@ def node_returned(
             probes.append(("version", _bind(at_version, runner)))
         probes.append(("Kubernetes", lambda: ready_problem(runner, ctx, [node.hostname])))
         _hold(desc, lambda: first_problems(probes), timeout)
+
+    return Check(desc, run)
+
+
+def extensions_installed(ctx: GateContext, node: Node, wanted: Sequence[str], *, timeout: float) -> Check:
+    """Check: the node runs exactly the schematic's system extensions (`wanted`: official names).
+
+    Extension statuses are set once at boot, so once the node is back a mismatch is final: it fails at once,
+    naming the extensions; only "no answer" is waited for.
+    """
+    from talos.schematic import extension_name, extensions_mismatch
+
+    addr = _addr(node)
+    names = ", ".join(extension_name(e) for e in wanted) or "none"
+    desc = f"{node.hostname} runs the schematic's system extensions ({names})"
+
+    def installed(runner: Runner) -> tuple[str, ...]:
+        read = facts.installed_extensions(ctx.tctl, [addr]).gather(runner)
+        exts = read.get(addr)
+        if exts is None:
+            raise NotYet(f"no answer ({read.error or 'no extension status'})")
+        return tuple(e.name for e in exts)
+
+    def run(runner: Runner) -> None:
+        seen = wait_for(desc, lambda: installed(runner), timeout=timeout)
+        if problem := extensions_mismatch(wanted, seen):
+            raise GateFailed(
+                desc,
+                f"it came back with other extensions: {problem}",
+                hint="the installer image did not carry the schematic's extensions; check the schematic ID in "
+                "the image (`invoke talos.schematic`) and that it exists on the Image Factory",
+            )
 
     return Check(desc, run)
 

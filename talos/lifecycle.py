@@ -5,9 +5,11 @@ Nothing here runs a command: the checks and guards carry closures that run later
 Decisions worth knowing:
 
 * **Upgrades** use the schematic's factory installer (`factory.talos.dev/metal-installer/<id>:<v>`), never the
-  generic installer (it drops extensions) and never `--preserve`. A node already at the target is a no-op,
-  decided from facts at plan time *and* re-checked by a guard at execution; a node still mid-upgrade from an
-  interrupted run is waited for, then re-checked, so no node is upgraded twice.
+  generic installer (it drops extensions) and never `--preserve`. A node is at the target only when it runs
+  talosVersion *and* exactly the schematic's system extensions (`get extensions`; a schematic change at the
+  same version is rolled out like a version change). That is decided from facts at plan time *and* re-checked
+  by a guard at execution; a node still mid-upgrade from an interrupted run is waited for, then re-checked,
+  so no node is upgraded twice. After each upgrade the node must come back with those extensions.
 * **upgrade-cluster** snapshots etcd first, upgrades controlplanes strictly one at a time, each behind the full
   health gate (etcd N/N healthy, every other node Ready and running, CEL checks), then workers in batches of K
   (one gate per batch, then a concurrent `Step.group`; `execute(max_concurrency=K)`). Each node is awaited back
@@ -45,6 +47,7 @@ from k8s_ops.wait import NotYet, wait_for
 from talos import facts, gates
 from talos.facts import ApplyTarget, ResetFacts, ResetTarget, UpgradeTarget
 from talos.gates import BootMemo, CelGate, GateContext
+from talos.schematic import extensions_mismatch
 from talos.talosctl import MAINTENANCE_MODES, ApplyMode, Talosctl
 
 if TYPE_CHECKING:
@@ -123,42 +126,61 @@ def _tool(seconds: float) -> float:
 # --------------------------------------------------------------------------- upgrade
 
 
+def _upgrade_reason(env: Env, version: str | None, extensions: Sequence[str] | None, target: str) -> str | None:
+    """Why the node needs the upgrade (running version, then extensions), or None when it is at the target."""
+    if version != target:
+        return f"now {version}" if version else "version unknown"
+    if extensions is None:
+        return "installed extensions unknown"
+    problem = extensions_mismatch(env.cluster.schematic.extensions, extensions)
+    return f"extensions differ: {problem}" if problem else None
+
+
+def _at_target(target: str) -> str:
+    return f"already at {target} with the schematic's extensions"
+
+
 def _version_guard(env: Env, node: Node, target: str, memo: BootMemo) -> Callable[[Runner], str | None]:
-    """At execution: skip a node already at `target`; wait for one still mid-upgrade, then decide.
+    """At execution: skip a node already at `target` (version and extensions); wait for one still
+    mid-upgrade, then decide.
 
     The same read round records the node's boot id (into `memo`), so the wait after the upgrade can prove the
     node rebooted without a separate call.
     """
     addr = _addr(node)
 
-    def read(runner: Runner) -> tuple[str | None, str | None]:
-        with ThreadPoolExecutor(max_workers=3) as pool:
+    def read(runner: Runner) -> tuple[str | None, str | None, str | None]:
+        with ThreadPoolExecutor(max_workers=4) as pool:
             version = pool.submit(facts.talos_versions(env.tctl, [addr]).gather, runner)
             status = pool.submit(facts.machine_statuses(env.tctl, [addr]).gather, runner)
+            exts = pool.submit(facts.installed_extensions(env.tctl, [addr]).gather, runner)
             boot = pool.submit(facts.gather_or_none, facts.boot_id(env.tctl, addr, node.hostname), runner)
             st = status.result().get(addr)
             memo.value = boot.result()
-            return version.result().get(addr), (st.stage if st is not None else None)
+            installed = exts.result().get(addr)
+            names = tuple(e.name for e in installed) if installed is not None else None
+            why = _upgrade_reason(env, version.result().get(addr), names, target)
+            return version.result().get(addr), why, (st.stage if st is not None else None)
 
     def guard(runner: Runner) -> str | None:
-        version, stage = read(runner)
-        if version == target:
-            return f"already at {target}"
+        version, why, stage = read(runner)
+        if version is not None and why is None:
+            return _at_target(target)
         if stage == "running" and memo.value is not None:
             return None
 
-        def settled() -> str | None:
-            v, st = read(runner)
+        def settled() -> tuple[str | None] | None:
+            v, w, st = read(runner)
             if st != "running" or v is None or memo.value is None:
                 raise NotYet(f"stage {st}" if st else "no answer")
-            return v
+            return (w,)
 
-        seen = wait_for(
+        (why,) = wait_for(
             f"{node.hostname} to settle (mid-upgrade, rebooting or unreachable) before deciding to upgrade it",
             settled,
             timeout=env.timeouts.upgrade,
         )
-        return f"already at {target} (an earlier, interrupted run finished it)" if seen == target else None
+        return f"{_at_target(target)} (an earlier, interrupted run finished it)" if why is None else None
 
     return guard
 
@@ -174,18 +196,21 @@ def _upgrade_step(
     group: str | None = None,
 ) -> Step:
     node = target.node
-    if target.version == version:
-        return Step(f"upgrade {node.hostname} to Talos {version}", noop=f"already at {version}", node=node.hostname)
-    where = target.version or f"version unknown: {target.error or 'no answer'}"
+    why = _pending(env, target, version)
+    if why is None:
+        return Step(f"upgrade {node.hostname} to Talos {version}", noop=_at_target(version), node=node.hostname)
+    if target.version is None or target.extensions is None:
+        why += f": {target.error or 'no answer'}"
     ctx = env.gate
     memo = BootMemo()  # filled by the guard's read round, right before the gate and the upgrade
     before = (gate,) if gate is not None else ()
     after = (
         gates.node_returned(ctx, node, memo, timeout=env.timeouts.upgrade, version=version),
+        gates.extensions_installed(ctx, node, env.cluster.schematic.extensions, timeout=env.timeouts.ready),
         *((after_gate,) if after_gate is not None else ()),
     )
     return Step(
-        f"upgrade {node.hostname} to Talos {version} (now {where})",
+        f"upgrade {node.hostname} to Talos {version} ({why})",
         commands=(env.tctl.upgrade(_addr(node), image, timeout=_tool(env.timeouts.upgrade), host=node.hostname),),
         before=before,
         after=after,
@@ -193,6 +218,11 @@ def _upgrade_step(
         node=node.hostname,
         group=group,
     )
+
+
+def _pending(env: Env, target: UpgradeTarget, version: str) -> str | None:
+    """Why this node needs the upgrade according to the gathered facts, or None (at the target)."""
+    return _upgrade_reason(env, target.version, target.extensions, version)
 
 
 def _gate(env: Env, names: Sequence[str], *, when: str) -> Check:
@@ -274,19 +304,18 @@ def plan_upgrade_cluster(
     by_host = {t.node.hostname: t for t in targets}
     cps = [by_host[n.hostname] for n in env.cluster.controlplanes if n.hostname in by_host]
     workers = [by_host[n.hostname] for n in env.cluster.workers if n.hostname in by_host]
-    pending = [t for t in (*cps, *workers) if t.version != version]
+    pending = [t for t in (*cps, *workers) if _pending(env, t, version) is not None]
     source = snapshot_source or env.cluster.controlplanes[0]
-    steps: list[Step] = [
-        _snapshot_step(env, source, snapshot, noop=None if pending else f"every node already runs {version}")
-    ]
+    done = f"every node already runs {version} with the schematic's extensions"
+    steps: list[Step] = [_snapshot_step(env, source, snapshot, noop=None if pending else done)]
     # Controlplanes strictly one at a time, each behind the full gate (which also proves the previous one
     # returned healthy: etcd whole again, every node Ready, CEL checks true).
     for t in cps:
         h = t.node.hostname
         steps.append(_upgrade_step(env, t, image, version, gate=_gate(env, [h], when=f"before {h} goes down")))
-    steps += [_upgrade_step(env, t, image, version, gate=None) for t in workers if t.version == version]
-    todo_workers = [t for t in workers if t.version != version]
-    order = [t.node.hostname for t in cps if t.version != version]
+    steps += [_upgrade_step(env, t, image, version, gate=None) for t in workers if _pending(env, t, version) is None]
+    todo_workers = [t for t in workers if _pending(env, t, version) is not None]
+    order = [t.node.hostname for t in cps if _pending(env, t, version) is not None]
     for i, batch in enumerate(worker_batches([t.node for t in todo_workers], max_unavailable), start=1):
         names = [n.hostname for n in batch]
         if len(batch) == 1:
@@ -324,7 +353,7 @@ def plan_upgrade_cluster(
         notes=tuple(notes),
         resume_hint=(
             f"fix the cause, then re-run `{env.rerun('talos.upgrade-cluster', *extra)}`: "
-            f"nodes already at {version} are detected and skipped"
+            f"nodes already at {version} with the schematic's extensions are detected and skipped"
         ),
     )
 

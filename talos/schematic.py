@@ -23,7 +23,7 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -35,7 +35,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_FACTORY_URL",
     "INSTALLER_REGISTRY",
+    "NOT_SCHEMATIC_EXTENSIONS",
     "Schematic",
+    "extension_name",
+    "extensions_mismatch",
     "go_yaml_scalar",
     "installer_image",
     "installer_image_for",
@@ -286,6 +289,34 @@ def installer_image_for(schematic: Schematic, talos_version: str) -> str:
 def installer_image(cluster: _ClusterLike) -> str:
     """The metal installer image for the cluster's schematic and Talos version (used by render and upgrade)."""
     return installer_image_for(schematic_for(cluster), cluster.talos_version)
+
+
+# --- installed extensions ---------------------------------------------------------------------------
+
+#: Extension statuses a node reports that are not schematic extensions: the Image Factory's `schematic` marker
+#: (its version is the schematic ID) and the `modules.dep` layer Talos builds for extension kernel modules.
+NOT_SCHEMATIC_EXTENSIONS = frozenset({"schematic", "modules.dep"})
+
+
+def extension_name(official: str) -> str:
+    """`siderolabs/iscsi-tools` -> `iscsi-tools`: the manifest name the installed extension reports
+    (`talosctl get extensions`, spec.metadata.name)."""
+    return official.rsplit("/", 1)[-1]
+
+
+def extensions_mismatch(wanted: Sequence[str], installed: Iterable[str]) -> str | None:
+    """How the installed extension names differ from the schematic's `wanted` official extensions, or None.
+
+    `missing a, b; unexpected c` — order-insensitive (the installed order is the layer order, not the list's).
+    """
+    want = {extension_name(e) for e in wanted}
+    have = {n for n in installed if n not in NOT_SCHEMATIC_EXTENSIONS}
+    parts = []
+    if missing := sorted(want - have):
+        parts.append("missing " + ", ".join(missing))
+    if extra := sorted(have - want):
+        parts.append("unexpected " + ", ".join(extra))
+    return "; ".join(parts) or None
 
 
 # --- upload -----------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ __all__ = [
     "ApplyPreview",
     "EtcdMember",
     "EtcdStatus",
+    "Extension",
     "MachineStatus",
     "Talosctl",
     "TalosctlOutputError",
@@ -42,6 +43,7 @@ __all__ = [
     "parse_boot_id",
     "parse_etcd_members",
     "parse_etcd_status",
+    "parse_extensions",
     "parse_json_stream",
     "parse_machinestatus",
     "parse_table",
@@ -151,6 +153,15 @@ class Talosctl:
         """`version` of the nodes (client and server sections; the server `Tag:` is the running Talos)."""
         return self._cmd(
             ("version",), self._auth(nodes), description=f"read Talos version of {host or ', '.join(nodes)}", node=host
+        )
+
+    def extensions(self, nodes: Sequence[str], *, host: str | None = None) -> Command:
+        """`get extensions -o json`: the system extensions installed on each node (`ExtensionStatuses`)."""
+        return self._cmd(
+            ("get", "extensions"),
+            (*self._auth(nodes), "-o", "json"),
+            description=f"read installed system extensions of {host or ', '.join(nodes)}",
+            node=host,
         )
 
     def etcd_members(self, node: str) -> Command:
@@ -370,6 +381,31 @@ def parse_machinestatus(text: str) -> dict[str, MachineStatus]:
         node = str(obj.get("node") or "")
         out[node] = MachineStatus(node, str(spec.get("stage", "unknown")), bool(status.get("ready")), unmet)
     return out
+
+
+@dataclass(frozen=True)
+class Extension:
+    """`ExtensionStatuses.runtime.talos.dev`: one installed system extension (its manifest name and version)."""
+
+    name: str
+    version: str = ""
+
+
+def parse_extensions(text: str) -> dict[str, tuple[Extension, ...]]:
+    """Installed extensions by node address from `get extensions -o json` (`""` when talosctl printed no node).
+
+    Each resource is `{"node", "metadata": {"id"}, "spec": {"image", "metadata": {"name", "version", …}}}`
+    (the spec is the extension layer; its ID is the layer index). A node without extensions prints nothing,
+    so it is absent here.
+    """
+    out: dict[str, list[Extension]] = {}
+    for obj in parse_json_stream(text):
+        meta = (obj.get("spec") or {}).get("metadata") or {}
+        name = str(meta.get("name") or "")
+        if not name:
+            raise TalosctlOutputError(f"an extension status without spec.metadata.name: {json.dumps(obj)[:200]}")
+        out.setdefault(str(obj.get("node") or ""), []).append(Extension(name, str(meta.get("version") or "")))
+    return {node: tuple(exts) for node, exts in out.items()}
 
 
 def parse_boot_id(text: str) -> str:

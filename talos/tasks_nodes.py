@@ -181,7 +181,10 @@ def upgrade_node(
     Preflight gates (held up to a bound, then refused): every etcd member healthy and one per controlplane,
     every other node Ready, no other node mid-upgrade, the inventory's CEL health checks. Then `talosctl upgrade
     --image factory.talos.dev/metal-installer/<schematic>:<v> --timeout …`, and afterwards: new boot id, version
-    reports the target, stage running and ready, Kubernetes node Ready. A node already at the target is a no-op.
+    reports the target, stage running and ready, Kubernetes node Ready, and exactly the schematic's system
+    extensions installed (fails naming them otherwise). A node already at the target — talosVersion *and* the
+    schematic's extensions (`talosctl get extensions`) — is a no-op; a changed `schematic.extensions` at the
+    same version is upgraded.
     """
     from talos import facts
     from talos.lifecycle import plan_upgrade_node
@@ -218,8 +221,9 @@ def upgrade_cluster(
     2. Controlplanes strictly one at a time, each behind the full health gate (quorum is never lost).
     3. Workers in batches of --max-unavailable.
     Stops at the first failure without touching the next node, naming the node, the gate and how to resume.
-    Re-running resumes: nodes already at the target are detected (facts) and skipped; a node left mid-upgrade
-    by an interrupted run is waited for, not upgraded twice.
+    Re-running resumes: nodes already at the target (talosVersion and the schematic's extensions) are detected
+    (facts) and skipped; a node left mid-upgrade by an interrupted run is waited for, not upgraded twice. A
+    changed `schematic.extensions` at the same talosVersion rolls out to every node the same way.
     """
     from k8s_ops import paths
     from k8s_ops.errors import ToolkitError

@@ -1,7 +1,8 @@
 """A small stateful stand-in for talosctl + kubectl behind a FakeRunner, for lifecycle unit tests.
 
-Only what the lifecycle code reads and does: versions, machine status, boot ids, etcd status/members,
-upgrade/reboot/reset/apply, kubectl get nodes / objects. End-to-end behaviour is tested against tests/sim.
+Only what the lifecycle code reads and does: versions, installed extensions, machine status, boot ids, etcd
+status/members, upgrade/reboot/reset/apply, kubectl get nodes / objects. End-to-end behaviour is tested against
+tests/sim.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from k8s_ops.command import Command, Result
 from k8s_ops.testing import FakeRunner
 from talos.inventory import Cluster
+from talos.schematic import extension_name
 
 
 @dataclass
@@ -32,6 +34,7 @@ class NodeState:
     maintenance: bool = False
     reachable: bool = True
     never_returns: bool = False
+    extensions: list[str] = field(default_factory=list)  # manifest names, as `get extensions` reports them
 
 
 def _flag(argv: list[str], name: str) -> str | None:
@@ -39,14 +42,22 @@ def _flag(argv: list[str], name: str) -> str | None:
 
 
 class World:
-    """Nodes keyed by address; `log` records every mutating call as (verb, hostname)."""
+    """Nodes keyed by address; `log` records every mutating call as (verb, hostname).
+
+    Every node starts with the cluster schematic's extensions; an upgrade installs `installer_extensions`
+    (None: the schematic's).
+    """
 
     def __init__(self, cluster: Cluster, *, version: str = "v1.12.0") -> None:
         self.cluster = cluster
+        self.schematic = [extension_name(e) for e in cluster.schematic.extensions]
         self.nodes = {
-            str(n.address): NodeState(n.hostname, str(n.address), n.is_controlplane, version=version)
+            str(n.address): NodeState(
+                n.hostname, str(n.address), n.is_controlplane, version=version, extensions=list(self.schematic)
+            )
             for n in cluster.nodes
         }
+        self.installer_extensions: list[str] | None = None
         self.objects: dict[tuple[str, str, str | None], dict[str, Any]] = {}
         self.log: list[tuple[str, str]] = []
         self.apply_reject: set[str] = set()
@@ -104,6 +115,17 @@ class World:
             live = [n for n in nodes if self._answers(n)]
         dead = [n for n in nodes if n not in live]
         err = "\n".join(f"error {n.address}: rpc error: code = Unavailable" for n in dead)
+        if verb == "get" and words[1] == "extensions":
+            docs = [
+                {
+                    "node": n.address,
+                    "metadata": {"namespace": "runtime", "type": "ExtensionStatuses.runtime.talos.dev", "id": str(i)},
+                    "spec": {"image": f"{i:03d}-{e}.sqsh", "metadata": {"name": e, "version": "v1.0.0"}},
+                }
+                for n in live
+                for i, e in enumerate(n.extensions)
+            ]
+            return Result(1 if dead else 0, "\n".join(json.dumps(d) for d in docs), err)
         if verb == "version":
             text = "Client:\n\tTag:         v1.12.11\n"
             for n in live:
@@ -137,6 +159,7 @@ class World:
                 n.stage, n.reachable = "upgrading", False
                 return Result(1, "", "error: timeout waiting for the node to come back")
             n.version = (_flag(argv, "--image") or "").rsplit(":", 1)[1]
+            n.extensions = list(self.schematic if self.installer_extensions is None else self.installer_extensions)
             n.boot = str(uuid.uuid4())
             return Result(0, "upgraded\n")
         if verb == "reboot":

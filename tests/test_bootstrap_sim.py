@@ -231,6 +231,15 @@ def test_the_bootstrapped_cluster_is_what_the_inventory_says(world: World) -> No
     assert all(c["status"] == "True" for n in nodes for c in n["status"]["conditions"] if c["type"] == "Ready")
     for f in (paths.kubeconfig_path("demo"), paths.talosconfig_path("demo")):
         assert f.stat().st_mode & 0o777 == 0o600
+    # Installed from the schematic's factory image: every node runs its extensions, so an upgrade is a no-op.
+    from talos import facts
+    from talos.schematic import extensions_mismatch
+    from talos.talosctl import Talosctl
+
+    cluster = load_cluster("demo")
+    for t in facts.gather_upgrade_targets(world.runner, Talosctl.for_cluster(cluster), cluster):
+        assert t.version == cluster.talos_version and t.extensions is not None, t
+        assert extensions_mismatch(cluster.schematic.extensions, t.extensions) is None, t
     from k8s_ops import onepassword as op
 
     pushed = {s.title: s for s in op.status(load_cluster("demo"), "kubeconfig,talosconfig")}

@@ -32,6 +32,7 @@ from talos.lifecycle import (
     plan_upgrade_node,
     worker_batches,
 )
+from talos.schematic import extension_name
 from talos.talosctl import ApplyPreview
 from tests.lifecycle_world import World
 
@@ -85,8 +86,19 @@ def world_for(cluster: Cluster, *, version: str = "v1.12.0") -> World:
     return w
 
 
+def exts(cluster: Cluster) -> tuple[str, ...]:
+    """The installed extension names the cluster's schematic gives (`intel-ucode`, `iscsi-tools`)."""
+    return tuple(extension_name(e) for e in cluster.schematic.extensions)
+
+
 def targets_of(cluster: Cluster, **versions: str) -> list[UpgradeTarget]:
-    return [UpgradeTarget(n, versions.get(n.hostname.replace("-", "_"), "v1.12.0")) for n in cluster.nodes]
+    return [
+        UpgradeTarget(n, versions.get(n.hostname.replace("-", "_"), "v1.12.0"), None, exts(cluster))
+        for n in cluster.nodes
+    ]
+
+
+AT_TARGET = f"already at {TARGET} with the schematic's extensions"
 
 
 def argvs(plan: Plan) -> list[list[str]]:
@@ -148,8 +160,9 @@ def test_upgrade_cluster_order_snapshot_first_cps_one_at_a_time_workers_in_batch
     assert gate.startswith("health gate before demo-cp-2 goes down: etcd 3/3 healthy")
     assert "every other node Ready (except demo-cp-2)" in gate and "no other node mid-upgrade" in gate
     assert "every Cilium agent is ready" in gate
-    (back,) = (c.description for c in cp2.after)
+    (back, extensions) = (c.description for c in cp2.after)
     assert back == f"demo-cp-2 back: new boot id, stage running, ready, Talos {TARGET}, Kubernetes node Ready"
+    assert extensions == "demo-cp-2 runs the schematic's system extensions (intel-ucode, iscsi-tools)"
     batch_gate = steps[4].before[0].description
     assert "every other node Ready (except demo-wk-1, demo-wk-2)" in batch_gate
     assert steps[5].before == () and steps[5].guard is not None  # the guard re-reads version, stage, boot id
@@ -170,13 +183,13 @@ def test_upgrade_cluster_resumes_from_facts_and_is_a_noop_when_done(tmp_path: Pa
     assert [s.node for s in active[1:-1]] == ["demo-cp-3", "demo-wk-1"]
     assert active[-1].description == "verify the cluster after the rollout"
     assert {s.node: s.noop for s in plan.steps if s.noop} == {
-        "demo-cp-1": f"already at {TARGET}",
-        "demo-cp-2": f"already at {TARGET}",
-        "demo-wk-2": f"already at {TARGET}",
+        "demo-cp-1": AT_TARGET,
+        "demo-cp-2": AT_TARGET,
+        "demo-wk-2": AT_TARGET,
     }
     done = plan_upgrade_cluster(
         env_for(cluster),
-        [UpgradeTarget(n, TARGET) for n in cluster.nodes],
+        [UpgradeTarget(n, TARGET, None, exts(cluster)) for n in cluster.nodes],
         IMAGE,
         max_unavailable=1,
         snapshot=tmp_path / "s",
@@ -193,10 +206,103 @@ def test_upgrade_plan_json_names_commands_and_gates(tmp_path: Path) -> None:
     assert step["node"] == "demo-wk-1" and step["mutates"]
     assert step["commands"][0]["argv"][:2] == ["talosctl", "upgrade"]
     assert step["before"][0].startswith("health gate before demo-wk-1 goes down: etcd 3/3 healthy")
-    assert step["after"][1].startswith("health gate after demo-wk-1 returned")
-    noop = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], TARGET), IMAGE)
-    assert noop.steps[0].noop == f"already at {TARGET}"
-    assert "skipped — already at v1.12.11" in noop.to_text()
+    assert step["after"][1] == "demo-wk-1 runs the schematic's system extensions (intel-ucode, iscsi-tools)"
+    assert step["after"][2].startswith("health gate after demo-wk-1 returned")
+    noop = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], TARGET, None, exts(cluster)), IMAGE)
+    assert noop.steps[0].noop == AT_TARGET
+    assert f"skipped — {AT_TARGET}" in noop.to_text()
+    # The version alone is not enough: unread extensions mean "upgrade", and the step says why.
+    unknown = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], TARGET), IMAGE)
+    assert unknown.steps[0].noop is None and "installed extensions unknown" in unknown.steps[0].description
+
+
+# --------------------------------------------------------------------------- upgrade: schematic changes
+
+
+def test_same_version_with_other_extensions_is_upgraded_saying_why(tmp_path: Path) -> None:
+    cluster = make_cluster(1)
+    targets = [
+        UpgradeTarget(n, TARGET, None, ("intel-ucode", "schematic") if n.is_controlplane else exts(cluster))
+        for n in cluster.nodes
+    ]
+    targets[0] = UpgradeTarget(cluster.controlplanes[0], TARGET, None, ("intel-ucode", "zfs", "modules.dep"))
+    plan = plan_upgrade_cluster(env_for(cluster), targets, IMAGE, max_unavailable=1, snapshot=tmp_path / "s")
+    by_node = {s.node: s for s in plan.steps if s.node}
+    assert by_node["demo-cp-1"].description == (
+        f"upgrade demo-cp-1 to Talos {TARGET} (extensions differ: missing iscsi-tools; unexpected zfs)"
+    )
+    # `schematic` (the factory's marker) and `modules.dep` are not schematic extensions.
+    assert "missing iscsi-tools)" in by_node["demo-cp-2"].description
+    assert by_node["demo-wk-1"].noop == AT_TARGET
+    assert plan.steps[0].noop is None  # something is upgraded: snapshot first
+    assert "order: demo-cp-1 -> demo-cp-2 -> demo-cp-3" in plan.to_text()
+
+
+def test_schematic_change_at_the_same_version_rolls_out_then_is_a_noop(tmp_path: Path) -> None:
+    cluster = make_cluster(2)
+    world = world_for(cluster, version=TARGET)
+    for n in world.nodes.values():
+        n.extensions = ["intel-ucode"]  # installed before iscsi-tools was added to schematic.extensions
+    env = env_for(cluster)
+    targets = facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
+    assert {t.extensions for t in targets} == {("intel-ucode",)}
+    plan = plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=1, snapshot=tmp_path / "s")
+    execute(plan, world.runner, out=quiet)
+    assert world.upgrades() == [n.hostname for n in cluster.nodes]
+    assert all(n.extensions == ["intel-ucode", "iscsi-tools"] for n in world.nodes.values())
+    again = plan_upgrade_cluster(
+        env,
+        facts.gather_upgrade_targets(world.runner, env.tctl, cluster),
+        IMAGE,
+        max_unavailable=1,
+        snapshot=tmp_path / "s",
+    )
+    report = execute(again, world.runner, out=quiet)
+    assert report.changed == 0 and len(world.upgrades()) == len(cluster.nodes)
+
+
+def test_guard_upgrades_a_node_at_the_version_whose_extensions_differ(tmp_path: Path) -> None:
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    env = env_for(cluster)
+    plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], "v1.12.0"), IMAGE)
+    node = world.by_host("demo-wk-1")
+    node.version, node.extensions = TARGET, []  # e.g. upgraded meanwhile with the generic installer
+    execute(plan, world.runner, out=quiet)
+    assert world.upgrades() == ["demo-wk-1"] and node.extensions == ["intel-ucode", "iscsi-tools"]
+
+
+def test_upgrade_that_comes_back_without_the_extensions_fails_naming_them(tmp_path: Path) -> None:
+    cluster = make_cluster(2)
+    world = world_for(cluster)
+    world.installer_extensions = ["intel-ucode"]  # the image lacks iscsi-tools
+    env = env_for(cluster)
+    plan = plan_upgrade_cluster(
+        env,
+        facts.gather_upgrade_targets(world.runner, env.tctl, cluster),
+        IMAGE,
+        max_unavailable=1,
+        snapshot=tmp_path / "s",
+    )
+    with pytest.raises(StepFailed) as info:
+        execute(plan, world.runner, out=quiet)
+    msg = str(info.value)
+    assert "demo-cp-1 runs the schematic's system extensions" in msg and "missing iscsi-tools" in msg
+    assert world.upgrades() == ["demo-cp-1"]  # the rollout stopped before the next node
+
+
+def test_installed_extensions_tell_no_extensions_from_no_answer() -> None:
+    cluster = make_cluster(2)
+    world = world_for(cluster)
+    world.by_host("demo-wk-1").extensions = []
+    world.by_host("demo-wk-2").reachable = False
+    env = env_for(cluster)
+    got = facts.installed_extensions(env.tctl, ["10.5.0.11", "10.5.0.14", "10.5.0.15"]).gather(world.runner)
+    assert [e.name for e in got.get("10.5.0.11") or ()] == ["intel-ucode", "iscsi-tools"]
+    assert got.get("10.5.0.14") == () and got.get("10.5.0.15") is None
+    assert got.error is not None and "10.5.0.15" in got.error
+    alone = facts.installed_extensions(env.tctl, ["10.5.0.15"]).gather(world.runner)
+    assert alone.get("10.5.0.15") is None
 
 
 # --------------------------------------------------------------------------- upgrade: execution

@@ -121,6 +121,45 @@ def test_upgrade_cluster_rolls_in_order_keeps_extensions_and_resumes_as_a_noop(
     assert len([a for a in talosctl_calls(lab, "etcd") if a[1] == "snapshot"]) == 1
 
 
+def test_schematic_change_at_the_same_version_rolls_out_and_a_missing_extension_fails_loudly(
+    lab: Sim, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from talos.inventory import load_cluster
+    from talos.schematic import installer_image
+
+    task("upgrade-cluster")  # every node at v1.12.11 with the inventory's schematic (intel-ucode, iscsi-tools)
+    first = len(talosctl_calls(lab, "upgrade"))
+    # An extension added to the inventory at the same talosVersion: a new schematic ID, which the simulator
+    # learns from the edited inventory (as `sim create` does).
+    inventory = Path(os.environ["K8S_OPS_CLUSTERS_DIR"]) / "demo" / "cluster.yaml"
+    doc = yaml.safe_load(inventory.read_text())
+    doc["schematic"]["extensions"].append("siderolabs/nfsrahead")
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert lab.run("sim", "set-schematic", "--inventory", str(inventory)).returncode == 0
+    image = installer_image(load_cluster("demo"))
+    capsys.readouterr()
+    task("upgrade-cluster", dry_run=True)
+    assert "(extensions differ: missing nfsrahead)" in capsys.readouterr().out
+    task("upgrade-cluster")
+    upgrades = talosctl_calls(lab, "upgrade")[first:]
+    assert [node_of(a) for a in upgrades] == [*CPS, *WORKERS]
+    assert {a[a.index("--image") + 1] for a in upgrades} == {image}
+    assert set(versions(lab).values()) == {TARGET}
+    capsys.readouterr()
+    task("upgrade-cluster")  # re-run: every node at the version with the schematic's extensions
+    assert len(talosctl_calls(lab, "upgrade")) == first + len(upgrades)
+    assert "already at v1.12.11 with the schematic's extensions" in capsys.readouterr().err
+
+    # Another extension, but the simulator is not told: that image comes back without any extensions.
+    doc["schematic"]["extensions"].append("siderolabs/i915-ucode")
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = len(talosctl_calls(lab, "upgrade"))
+    err = failing("upgrade-cluster", capsys)
+    assert len(talosctl_calls(lab, "upgrade")) == before + 1  # demo-cp-1 only: the rollout stopped there
+    assert "demo-cp-1 runs the schematic's system extensions" in err
+    assert "missing i915-ucode, intel-ucode, iscsi-tools, nfsrahead" in err
+
+
 def test_upgrade_cluster_dry_run_shows_the_order_and_changes_nothing(
     lab: Sim, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -238,8 +277,9 @@ def test_interrupted_rollout_resumes_without_upgrading_any_node_twice(
     capsys.readouterr()
     task("upgrade-cluster")
     log = capsys.readouterr().err
-    assert "upgrade demo-cp-1 to Talos v1.12.11 [demo-cp-1]: unchanged — already at v1.12.11" in log
-    assert "[demo-cp-2]: unchanged — already at v1.12.11 (an earlier, interrupted run finished it)" in log
+    at = "already at v1.12.11 with the schematic's extensions"
+    assert f"upgrade demo-cp-1 to Talos v1.12.11 [demo-cp-1]: unchanged — {at}" in log
+    assert f"[demo-cp-2]: unchanged — {at} (an earlier, interrupted run finished it)" in log
     # (the killed talosctl call for demo-cp-2 never reached the simulator's call log: it was cut short)
     upgraded = [node_of(a) for a in talosctl_calls(lab, "upgrade")]
     assert upgraded == ["10.5.0.11", "10.5.0.13", *WORKERS]

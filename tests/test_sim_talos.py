@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from talos.talosctl import parse_json_stream
 from tests.sim.helpers import bootstrap, install_all, machinestatus, ok, run, write_configs
 from tests.sim.simlib.api import Sim
 
@@ -246,6 +247,34 @@ def test_upgrade_wait_changes_version_and_schematic(sim_demo: Sim, tmp_path: Pat
     assert sim_demo.node(CP2)["talos_version"] == "v1.12.12"
     r = run(sim_demo, "talosctl", *t, "upgrade", "-i", "not an image", "--wait=false")
     assert r.returncode == 1 and "error validating installer image" in r.stderr
+
+
+def test_get_extensions_lists_the_schematic_of_the_installed_image(sim_demo: Sim, tmp_path: Path) -> None:
+    tc, _ = bootstrap(sim_demo, tmp_path)  # installed with the generic installer: no extensions
+    t = ["--talosconfig", str(tc), "-n", CP2]
+    assert ok(sim_demo, "talosctl", *t, "get", "extensions", "-o", "json") == ""
+    # `sim create` registered the inventory's schematic (intel-ucode, iscsi-tools) under its factory ID.
+    (known,) = sim_demo.cluster()["schematics"]
+    assert sim_demo.cluster()["schematics"][known] == ["siderolabs/intel-ucode", "siderolabs/iscsi-tools"]
+    ok(sim_demo, "talosctl", *t, "upgrade", "--image", f"factory.talos.dev/metal-installer/{known}:v1.12.11")
+    docs = parse_json_stream(ok(sim_demo, "talosctl", *t, "get", "extensions", "-o", "json"))
+    assert {d["node"] for d in docs} == {CP2}
+    assert {d["metadata"]["type"] for d in docs} == {"ExtensionStatuses.runtime.talos.dev"}
+    assert [d["metadata"]["id"] for d in docs] == ["0", "1", "2"]
+    meta = [d["spec"]["metadata"] for d in docs]
+    assert [m["name"] for m in meta] == ["intel-ucode", "iscsi-tools", "schematic"] and meta[2]["version"] == known
+    table = ok(sim_demo, "talosctl", *t, "get", "extensions").splitlines()
+    assert table[0].split() == ["NODE", "NAMESPACE", "TYPE", "ID", "VERSION", "NAME", "VERSION"]
+    assert table[2].split()[2:6] == ["ExtensionStatus", "1", "1", "iscsi-tools"]
+    # An ID the simulator was not told about carries no extensions (only the factory's marker) ...
+    other = "b" * 64
+    ok(sim_demo, "talosctl", *t, "upgrade", "--image", f"factory.talos.dev/metal-installer/{other}:v1.12.11")
+    names = ok(sim_demo, "talosctl", *t, "get", "extensions", "-o", "jsonpath={.spec.metadata.name}")
+    assert names.split() == ["schematic"]
+    # ... until `sim set-schematic` says which it does.
+    ok(sim_demo, "sim", "set-schematic", other, "siderolabs/zfs")
+    out = ok(sim_demo, "talosctl", *t, "get", "extensions", "-o", "jsonpath={.spec.metadata.name}")
+    assert out.split() == ["zfs", "schematic"]
 
 
 def test_upgrade_refused_while_etcd_unhealthy_unless_forced(sim_demo: Sim, tmp_path: Path) -> None:

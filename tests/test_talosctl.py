@@ -11,6 +11,7 @@ from k8s_ops.command import Command, Result, TempFile
 from k8s_ops.paths import repo_root
 from k8s_ops.secret import Secret
 from talos.talosctl import (
+    Extension,
     Talosctl,
     TalosctlOutputError,
     go_duration,
@@ -18,6 +19,7 @@ from talos.talosctl import (
     parse_boot_id,
     parse_etcd_members,
     parse_etcd_status,
+    parse_extensions,
     parse_machinestatus,
     parse_table,
     parse_versions,
@@ -94,6 +96,7 @@ def every_command() -> list[Command]:
         t.machinestatus(["10.5.0.14"], insecure=True),
         t.boot_id("10.5.0.11"),
         t.version(["10.5.0.11", "10.5.0.12"]),
+        t.extensions(["10.5.0.11", "10.5.0.14"]),
         t.etcd_members("10.5.0.11"),
         t.etcd_status(["10.5.0.11", "10.5.0.12", "10.5.0.13"]),
         t.etcd_snapshot("10.5.0.11", Path("/state/backups/demo/etcd.snapshot")),
@@ -230,6 +233,45 @@ def test_parse_machinestatus_stream() -> None:
     assert parse_machinestatus("") == {}
     with pytest.raises(TalosctlOutputError):
         parse_machinestatus("{not json")
+
+
+# `talosctl get extensions -o json` of a factory image: one ExtensionStatus per layer (ID = layer index), spec =
+# the layer (image + manifest metadata), plus the factory's `schematic` marker whose version is the schematic ID.
+EXTENSIONS = """
+{
+    "node": "10.5.0.11",
+    "metadata": {"namespace": "runtime", "type": "ExtensionStatuses.runtime.talos.dev", "id": "0", "version": 1},
+    "spec": {"image": "000.sqsh", "metadata": {"name": "intel-ucode", "version": "20250812",
+             "author": "Spencer Smith", "description": "Intel microcode binaries",
+             "compatibility": {"talos": {"version": ">= v1.12.0"}}}}
+}
+{
+    "node": "10.5.0.11",
+    "metadata": {"namespace": "runtime", "type": "ExtensionStatuses.runtime.talos.dev", "id": "1", "version": 1},
+    "spec": {"image": "001.sqsh", "metadata": {"name": "iscsi-tools", "version": "v0.2.0"}}
+}
+{
+    "node": "10.5.0.14",
+    "metadata": {"namespace": "runtime", "type": "ExtensionStatuses.runtime.talos.dev", "id": "0", "version": 1},
+    "spec": {"image": "", "metadata": {"name": "schematic", "version": "376567988ad370138ad8b2698212367b"}}
+}
+"""
+
+
+def test_extensions_reads_extension_statuses_authenticated() -> None:
+    t = Talosctl(Path("/b/demo/talosconfig"), ("10.5.0.11",))
+    argv = t.extensions(["10.5.0.11", "10.5.0.14"]).display_argv()
+    assert argv[:3] == ["talosctl", "get", "extensions"] and argv[-2:] == ["-o", "json"]
+    assert "--insecure" not in argv and argv[argv.index("-n") + 1] == "10.5.0.11,10.5.0.14"
+
+
+def test_parse_extensions_by_node() -> None:
+    got = parse_extensions(EXTENSIONS)
+    assert got["10.5.0.11"] == (Extension("intel-ucode", "20250812"), Extension("iscsi-tools", "v0.2.0"))
+    assert [e.name for e in got["10.5.0.14"]] == ["schematic"]
+    assert parse_extensions("") == {}
+    with pytest.raises(TalosctlOutputError):
+        parse_extensions('{"node": "10.5.0.11", "spec": {"image": "x.sqsh"}}')
 
 
 def test_parse_boot_id() -> None:

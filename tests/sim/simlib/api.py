@@ -62,6 +62,15 @@ class Sim:
                 add_cluster(w, spec)
         return [s["name"] for s in specs]
 
+    def set_schematic(self, schematic_id: str, extensions: Sequence[str], cluster: str | None = None) -> None:
+        """Tell the simulator which official extensions a schematic ID's images carry (every cluster, or one)."""
+        from .schematic import register
+
+        with self.store.tx(tick=False) as w:
+            for c in w.clusters.values():
+                if cluster in (None, c["name"]):
+                    register(c, schematic_id, extensions)
+
     def fault(self, kind: str, node: str | None = None, **opts: Any) -> JSON:
         return add_fault(self.store, kind, node=node, **opts)
 
@@ -274,11 +283,17 @@ class Sim:
             c = w.clusters[cluster]
             for a in addrs:
                 n = w.nodes[a]
+                # Installed from the inventory's schematic when the simulator knows it (its extensions), else
+                # with the generic installer.
+                sid = c.get("inventory_schematic")
                 n.update(
                     config=summarise(configs[a]),
                     reboot=None,
                     off=False,
-                    installed_image=f"ghcr.io/siderolabs/installer:{n['talos_version']}",
+                    installed_image=f"factory.talos.dev/metal-installer/{sid}:{n['talos_version']}"
+                    if sid
+                    else f"ghcr.io/siderolabs/installer:{n['talos_version']}",
+                    schematic=sid,
                 )
             first = next(w.nodes[a] for a in addrs if w.nodes[a]["role"] == "controlplane")
             e = etcdmod.etcd(c)

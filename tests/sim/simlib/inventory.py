@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from .schematic import register, schematic_id
 from .state import World
 from .util import JSON, new_uuid
 
@@ -29,7 +30,8 @@ def _host(endpoint: str) -> str:
 
 
 def read_inventory(path: Path) -> list[JSON]:
-    """[{name, endpoint, talos_version, nodes: [{hostname, address, role, disk, links}]}] from a cluster.yaml."""
+    """[{name, endpoint, talos_version, schematic, nodes: [{hostname, address, role, disk, links}]}] from a
+    cluster.yaml (`schematic`: {extensions, extra_kernel_args})."""
     data = yaml.safe_load(path.read_text()) or {}
     if isinstance(data.get("clusters"), dict):
         return [_one(v, k, path) for k, v in data["clusters"].items()]
@@ -63,6 +65,10 @@ def _one(d: JSON, name: str, path: Path) -> JSON:
         "endpoint": _host(str(endpoint)),
         "talos_version": d.get("talosVersion") or DEFAULT_TALOS,
         "kubernetes_version": d.get("kubernetesVersion"),
+        "schematic": {
+            "extensions": [str(e) for e in (d.get("schematic") or {}).get("extensions") or []],
+            "extra_kernel_args": [str(a) for a in (d.get("schematic") or {}).get("extraKernelArgs") or []],
+        },
         "nodes": nodes,
     }
 
@@ -130,6 +136,13 @@ def add_cluster(world: World, spec: JSON, *, replace: bool = True) -> JSON:
         },
     }
     world.clusters[name] = cluster
+    sch = spec.get("schematic")
+    if sch is not None:
+        # Remember which extensions the inventory's schematic ID stands for (see simlib/schematic.py).
+        sid = schematic_id(sch.get("extensions") or [], sch.get("extra_kernel_args") or [])
+        if sid is not None:
+            register(cluster, sid, sch.get("extensions") or [])
+            cluster["inventory_schematic"] = sid
     for i, n in enumerate(spec["nodes"], start=1):
         world.nodes[n["address"]] = {
             "address": n["address"],

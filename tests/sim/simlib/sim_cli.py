@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from .inventory import InventoryError, add_cluster, read_inventory, wipe
+from .schematic import register, schematic_id
 from .state import SETTINGS_DEFAULTS, Store
 from .util import JSON
 
@@ -97,6 +99,15 @@ def main(argv: list[str]) -> int:
     s = sub.add_parser("set", help="tune: " + ", ".join(sorted(SETTINGS_DEFAULTS)))
     s.add_argument("key", choices=sorted(SETTINGS_DEFAULTS))
     s.add_argument("value")
+    ss = sub.add_parser(
+        "set-schematic",
+        help="which official extensions the images of a schematic ID carry (unknown IDs carry none); "
+        "or, with --inventory, the ID computed from an inventory's schematic",
+    )
+    ss.add_argument("id", nargs="?", help="the 64-hex schematic ID")
+    ss.add_argument("extensions", nargs="*", help="official names, e.g. siderolabs/iscsi-tools")
+    ss.add_argument("--inventory", type=Path, help="register the schematic of this cluster.yaml instead")
+    ss.add_argument("--cluster", help="only this cluster (default: every cluster)")
     po = sub.add_parser("power-on", help="power on a node that a reset shut down")
     po.add_argument("node")
     sub.add_parser("settle", help="wait until no node is rebooting")
@@ -147,6 +158,25 @@ def main(argv: list[str]) -> int:
         elif args.cmd == "set":
             with store.tx(tick=False) as world:
                 world.data.setdefault("settings", {})[args.key] = _coerce(args.value)
+        elif args.cmd == "set-schematic":
+            pairs: list[tuple[str, list[str]]] = []
+            if args.inventory is not None:
+                for spec in read_inventory(args.inventory):
+                    sch = spec["schematic"]
+                    sid = schematic_id(sch["extensions"], sch["extra_kernel_args"])
+                    if sid is None:
+                        raise ValueError(f"{args.inventory}: cannot compute this schematic's ID; pass ID EXT...")
+                    pairs.append((sid, sch["extensions"]))
+            elif args.id and re.fullmatch(r"[0-9a-f]{64}", args.id):
+                pairs.append((args.id, args.extensions))
+            else:
+                raise ValueError("set-schematic needs a 64-hex schematic ID (or --inventory)")
+            with store.tx(tick=False) as world:
+                for cl in world.clusters.values():
+                    if args.cluster in (None, cl["name"]):
+                        for sid, exts in pairs:
+                            register(cl, sid, exts)
+                            print(f"{cl['name']}: schematic {sid}: {', '.join(exts) or 'no extensions'}")
         elif args.cmd == "power-on":
             with store.tx() as world:
                 node = world.node(args.node)

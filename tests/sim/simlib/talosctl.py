@@ -19,6 +19,7 @@ import yaml
 
 from . import etcd as etcdmod
 from . import jsonpath, machineconfig
+from . import schematic as schematicmod
 from .cliparse import Flag, Parsed, ParseError, find_command, parse
 from .kube import Kube, condition
 from .runtime import Ctx, Fail
@@ -430,6 +431,9 @@ RESOURCES = {
     "version": ("Versions.runtime.talos.dev", "Version", "runtime", True),
     "versions": ("Versions.runtime.talos.dev", "Version", "runtime", True),
     "nodename": ("Nodenames.kubernetes.talos.dev", "Nodename", "controlplane", False),
+    "extensions": ("ExtensionStatuses.runtime.talos.dev", "ExtensionStatus", "runtime", False),
+    "extensionstatus": ("ExtensionStatuses.runtime.talos.dev", "ExtensionStatus", "runtime", False),
+    "extensionstatuses": ("ExtensionStatuses.runtime.talos.dev", "ExtensionStatus", "runtime", False),
 }
 
 
@@ -515,6 +519,13 @@ def _resources(world: World, n: JSON, rtype: str) -> list[tuple[JSON, list[str],
         return rows
     if meta_type.startswith("Versions"):
         return [(res("version", {"version": n["talos_version"]}), ["VERSION"], [n["talos_version"]])]
+    if meta_type.startswith("ExtensionStatuses"):
+        # ID = layer index; table columns NAME and VERSION (the resource's print columns).
+        c = world.clusters[n["cluster"]]
+        return [
+            (res(str(i), spec), ["NAME", "VERSION"], [spec["metadata"]["name"], spec["metadata"]["version"]])
+            for i, spec in enumerate(schematicmod.extension_statuses(c, n))
+        ]
     if meta_type.startswith("Nodenames"):
         return [(res("nodename", {"nodename": world.node_name(n)}), ["NODENAME"], [world.node_name(n)])]
     if meta_type.startswith("Members"):

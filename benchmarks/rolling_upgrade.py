@@ -154,7 +154,7 @@ def run_toolkit(reboot: float, workers: int, k: int) -> Result:
     with world(reboot, workers) as (sim, _):
         before = len(sim.calls())
         started = time.monotonic()
-        quietly(lambda: call_task("upgrade-cluster", max_unavailable=k))
+        quietly(lambda: call_task("upgrade-cluster", max_unavailable=k, yes=True))
         seconds = time.monotonic() - started
         check_done(sim)
         bound = 3 * reboot + math.ceil(workers / k) * reboot

@@ -217,6 +217,7 @@ def _upgrade_step(
         guard=_version_guard(env, node, version, memo),
         node=node.hostname,
         group=group,
+        destructive=True,  # the node reboots into a new image: confirmed by the operator (or --yes)
     )
 
 
@@ -656,6 +657,7 @@ def plan_upgrade_k8s(
                 ),
                 after=(gates.kube_node_ready(ctx, hosts, timeout=env.timeouts.ready, kubelet=version),),
                 node=node.hostname,
+                destructive=True,  # restarts every control-plane component and kubelet
             ),
         )
     return Plan(

@@ -171,10 +171,16 @@ def apply_cluster(c: Context, cluster: str, mode: str = "auto", dry_run: bool = 
     _apply(cluster, None, mode, dry_run=dry_run, json=json)
 
 
-@task(help={"cluster": _CLUSTER, "node": _NODE, "gate-timeout": _HOLD, "dry-run": _DRY, "json": _JSON})
+@task(help={"cluster": _CLUSTER, "node": _NODE, "gate-timeout": _HOLD, "yes": _YES, "dry-run": _DRY, "json": _JSON})
 @guarded
 def upgrade_node(
-    c: Context, cluster: str, node: str, gate_timeout: int = 0, dry_run: bool = False, json: bool = False
+    c: Context,
+    cluster: str,
+    node: str,
+    gate_timeout: int = 0,
+    yes: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
 ) -> None:
     """Upgrade Talos on one node to the inventory's talosVersion with the schematic's factory installer.
 
@@ -194,7 +200,7 @@ def upgrade_node(
     target_node = inventory.node(node)
     targets = {t.node.hostname: t for t in facts.gather_upgrade_targets(runner, env.tctl, inventory)}
     plan = plan_upgrade_node(env, targets[target_node.hostname], installer_image(inventory))
-    _finish(plan, runner, dry_run=dry_run, json=json)
+    _finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=target_node.hostname)
 
 
 @task(
@@ -202,6 +208,7 @@ def upgrade_node(
         "cluster": _CLUSTER,
         "max-unavailable": "workers upgraded at once (default: inventory upgrade.maxUnavailable, else 1)",
         "gate-timeout": _HOLD,
+        "yes": _YES,
         "dry-run": _DRY + " — shows the exact order",
         "json": _JSON,
     }
@@ -212,6 +219,7 @@ def upgrade_cluster(
     cluster: str,
     max_unavailable: int = 0,
     gate_timeout: int = 0,
+    yes: bool = False,
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
@@ -246,7 +254,9 @@ def upgrade_cluster(
         snapshot=snapshot,
         snapshot_source=facts.first_healthy_etcd(runner, env.tctl, inventory),
     )
-    report = _finish(plan, runner, dry_run=dry_run, json=json, max_concurrency=k)
+    report = _finish(
+        plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=inventory.name, max_concurrency=k
+    )
     if report is not None and snapshot.exists():
         print(f"etcd snapshot saved: {snapshot} (0600)")
 
@@ -255,12 +265,15 @@ def upgrade_cluster(
     help={
         "cluster": _CLUSTER,
         "to": "Kubernetes version (default: inventory kubernetesVersion)",
+        "yes": _YES,
         "dry-run": _DRY,
         "json": _JSON,
     }
 )
 @guarded
-def upgrade_k8s(c: Context, cluster: str, to: str = "", dry_run: bool = False, json: bool = False) -> None:
+def upgrade_k8s(
+    c: Context, cluster: str, to: str = "", yes: bool = False, dry_run: bool = False, json: bool = False
+) -> None:
     """Upgrade Kubernetes: `talosctl upgrade-k8s --dry-run` first, then the real run via the first controlplane.
 
     Waits for every node Ready with the new kubelet version. A cluster already at the version is a no-op.
@@ -272,7 +285,7 @@ def upgrade_k8s(c: Context, cluster: str, to: str = "", dry_run: bool = False, j
     version = to or inventory.kubernetes_version
     kubelets, server = facts.gather_k8s_versions(runner, env.kube)
     plan = plan_upgrade_k8s(env, version, kubelets=kubelets, apiserver=server)
-    _finish(plan, runner, dry_run=dry_run, json=json)
+    _finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=inventory.name)
 
 
 @task(

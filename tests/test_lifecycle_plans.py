@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_ops.errors import ProblemsError, ToolkitError
+from k8s_ops.errors import Aborted, ProblemsError, ToolkitError
 from k8s_ops.execute import StepFailed, execute
 from k8s_ops.plan import Plan
 from k8s_ops.secret import Secret
@@ -247,7 +247,7 @@ def test_schematic_change_at_the_same_version_rolls_out_then_is_a_noop(tmp_path:
     targets = facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
     assert {t.extensions for t in targets} == {("intel-ucode",)}
     plan = plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=1, snapshot=tmp_path / "s")
-    execute(plan, world.runner, out=quiet)
+    execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == [n.hostname for n in cluster.nodes]
     assert all(n.extensions == ["intel-ucode", "iscsi-tools"] for n in world.nodes.values())
     again = plan_upgrade_cluster(
@@ -257,7 +257,7 @@ def test_schematic_change_at_the_same_version_rolls_out_then_is_a_noop(tmp_path:
         max_unavailable=1,
         snapshot=tmp_path / "s",
     )
-    report = execute(again, world.runner, out=quiet)
+    report = execute(again, world.runner, yes=True, out=quiet)
     assert report.changed == 0 and len(world.upgrades()) == len(cluster.nodes)
 
 
@@ -268,7 +268,7 @@ def test_guard_upgrades_a_node_at_the_version_whose_extensions_differ(tmp_path: 
     plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], "v1.12.0"), IMAGE)
     node = world.by_host("demo-wk-1")
     node.version, node.extensions = TARGET, []  # e.g. upgraded meanwhile with the generic installer
-    execute(plan, world.runner, out=quiet)
+    execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == ["demo-wk-1"] and node.extensions == ["intel-ucode", "iscsi-tools"]
 
 
@@ -285,7 +285,7 @@ def test_upgrade_that_comes_back_without_the_extensions_fails_naming_them(tmp_pa
         snapshot=tmp_path / "s",
     )
     with pytest.raises(StepFailed) as info:
-        execute(plan, world.runner, out=quiet)
+        execute(plan, world.runner, yes=True, out=quiet)
     msg = str(info.value)
     assert "demo-cp-1 runs the schematic's system extensions" in msg and "missing iscsi-tools" in msg
     assert world.upgrades() == ["demo-cp-1"]  # the rollout stopped before the next node
@@ -314,7 +314,7 @@ def test_rolling_upgrade_executes_in_order_and_verifies_each_node(tmp_path: Path
     env = env_for(cluster)
     targets = facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
     plan = plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=2, snapshot=tmp_path / "b" / "etcd.snapshot")
-    report = execute(plan, world.runner, max_concurrency=2, out=quiet)
+    report = execute(plan, world.runner, yes=True, max_concurrency=2, out=quiet)
     ups = world.upgrades()
     assert ups[:3] == ["demo-cp-1", "demo-cp-2", "demo-cp-3"]
     assert set(ups[3:5]) == {"demo-wk-1", "demo-wk-2"} and set(ups[5:]) == {"demo-wk-3", "demo-wk-4"}
@@ -336,7 +336,7 @@ def test_rerun_after_completion_upgrades_nothing(tmp_path: Path) -> None:
     env = env_for(cluster)
     targets = facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
     plan = plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=1, snapshot=tmp_path / "s")
-    report = execute(plan, world.runner, out=quiet)
+    report = execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == [] and report.changed == 0
     assert ("snapshot", "demo-cp-1") not in world.log
 
@@ -347,7 +347,7 @@ def test_guard_skips_a_node_upgraded_since_planning(tmp_path: Path) -> None:
     env = env_for(cluster)
     plan = plan_upgrade_node(env, UpgradeTarget(cluster.controlplanes[1], "v1.12.0"), IMAGE)
     world.by_host("demo-cp-2").version = TARGET  # e.g. an earlier interrupted run finished it
-    report = execute(plan, world.runner, out=quiet)
+    report = execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == []
     assert report.outcomes[0].status == "skipped" and TARGET in report.outcomes[0].reason
 
@@ -370,7 +370,7 @@ def test_guard_waits_for_a_node_still_mid_upgrade_instead_of_upgrading_it_twice(
         return inner(command)
 
     world.runner.handler = finishing
-    report = execute(plan, world.runner, out=quiet)
+    report = execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == []
     assert "interrupted" in report.outcomes[0].reason
 
@@ -388,7 +388,7 @@ def test_unhealthy_etcd_refuses_a_controlplane_upgrade_naming_the_gate(tmp_path:
         snapshot=tmp_path / "s",
     )
     with pytest.raises(StepFailed) as info:
-        execute(plan, world.runner, out=quiet)
+        execute(plan, world.runner, yes=True, out=quiet)
     msg = str(info.value)
     assert "on demo-cp-1 failed" in msg and "health gate before demo-cp-1 goes down" in msg
     assert "last seen: etcd 3/3 healthy: demo-cp-3: etcdserver: no leader" in msg
@@ -409,7 +409,7 @@ def test_node_that_never_returns_stops_the_rollout_and_leaves_the_next_node_unto
         snapshot=tmp_path / "s",
     )
     with pytest.raises(StepFailed) as info:
-        execute(plan, world.runner, out=quiet)
+        execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == ["demo-cp-1", "demo-cp-2"]
     assert "demo-cp-2" in str(info.value) and "timeout" in str(info.value)
 
@@ -421,7 +421,7 @@ def test_failing_cel_check_holds_then_stops_naming_the_check(tmp_path: Path) -> 
     env = env_for(cluster)
     plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], "v1.12.0"), IMAGE)
     with pytest.raises(StepFailed) as info:
-        execute(plan, world.runner, out=quiet)
+        execute(plan, world.runner, yes=True, out=quiet)
     msg = str(info.value)
     assert "timed out after 0.3s waiting for health gate before demo-wk-1 goes down" in msg
     assert "last seen: health check every Cilium agent is ready: DaemonSet kube-system/cilium satisfies" in msg
@@ -473,7 +473,7 @@ def test_apply_uses_insecure_only_in_maintenance_and_rolls_reboots(tmp_path: Pat
         assert by_node[host].before[0].description.startswith(f"health gate before {host} reboots")
     assert [s.node for s in plan.steps] == ["demo-wk-2", "demo-cp-1", "demo-cp-2", "demo-cp-3", "demo-wk-1", None]
     assert "sekrit" not in plan.to_text() and "sekrit" not in plan.to_json_text()
-    execute(plan, world.runner, out=quiet)
+    execute(plan, world.runner, yes=True, out=quiet)
     assert [h for v, h in world.log if v == "apply"] == [
         "demo-wk-2",
         "demo-cp-1",
@@ -604,7 +604,7 @@ def test_upgrade_k8s_dry_run_first_then_real_then_waits_for_kubelets() -> None:
     assert cmds[0][:2] == ["talosctl", "upgrade-k8s"] and "--dry-run" in cmds[0]
     assert "--dry-run" not in cmds[1] and cmds[1][cmds[1].index("--to") + 1] == "1.35.2"
     assert cmds[0][cmds[0].index("-n") + 1] == "10.5.0.11"
-    execute(plan, world.runner, out=quiet)
+    execute(plan, world.runner, yes=True, out=quiet)
     assert [v for v, _ in world.log] == ["upgrade-k8s-dry", "upgrade-k8s"]
     kubelets, server = facts.gather_k8s_versions(world.runner, env.kube)
     again = plan_upgrade_k8s(env, "1.35.2", kubelets=kubelets, apiserver=server)
@@ -619,7 +619,7 @@ def test_kubeconfig_is_0600_named_after_the_cluster_and_points_at_a_controlplane
     fetch = plan.steps[0].commands[0].display_argv()
     assert fetch[:3] == ["talosctl", "kubeconfig", str(path)]
     assert fetch[fetch.index("--force-context-name") + 1] == "demo" and "--force" in fetch
-    execute(plan, world.runner, out=quiet)
+    execute(plan, world.runner, yes=True, out=quiet)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert ("set-cluster", "https://10.5.0.11:6443") in world.log  # the VIP does not answer yet
 
@@ -677,3 +677,18 @@ def test_every_talosctl_argv_in_every_plan_uses_only_v1_12_flags(tmp_path: Path)
             seen.add(command)
     assert {("upgrade",), ("apply-config",), ("reboot",), ("reset",), ("upgrade-k8s",), ("kubeconfig",),
             ("health",), ("etcd", "snapshot")} <= seen  # fmt: skip
+
+
+def test_upgrades_ask_for_the_typed_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = make_cluster(1)
+    world = world_for(cluster)
+    env = env_for(cluster)
+    plan = plan_upgrade_cluster(
+        env, facts.gather_upgrade_targets(world.runner, env.tctl, cluster), IMAGE, max_unavailable=1,
+        snapshot=Path("/nonexistent/etcd.snapshot"),
+    )  # fmt: skip
+    assert plan.destructive
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(Aborted, match="--yes"):
+        execute(plan, world.runner, out=quiet)
+    assert world.log == []

@@ -63,6 +63,8 @@ def fast_shims(monkeypatch: pytest.MonkeyPatch) -> None:
 def task(name: str, **kwargs: Any) -> None:
     from talos import tasks_nodes
 
+    if name.startswith("upgrade"):  # upgrades ask for the typed name; tests confirm up front
+        kwargs.setdefault("yes", True)
     getattr(tasks_nodes, name.replace("-", "_"))(Context(), cluster="demo", **kwargs)
 
 
@@ -249,7 +251,7 @@ def test_interrupted_rollout_resumes_without_upgrading_any_node_twice(
     lab: Sim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "talos.upgrade-cluster", "--cluster", "demo"],
+        [sys.executable, "-m", "invoke", "talos.upgrade-cluster", "--cluster", "demo", "--yes"],
         cwd=REPO,
         env=dict(os.environ),
         stdout=subprocess.PIPE,

@@ -28,6 +28,7 @@ from talos.talosctl import (
     MachineStatus,
     Talosctl,
     TalosctlOutputError,
+    installed_schematic,
     last_error_line,
     parse_apply_preview,
     parse_boot_id,
@@ -246,6 +247,7 @@ class UpgradeTarget:
     version: str | None
     error: str | None = None
     extensions: tuple[str, ...] | None = None
+    schematic: str | None = None  # the schematic ID the node's image reports, when it reports one
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,8 @@ def gather_upgrade_targets(runner: Runner, tctl: Talosctl, cluster: Cluster) -> 
         version, installed = versions.get(addr), exts.get(addr)
         error = versions.error if version is None else (exts.error if installed is None else None)
         names = tuple(e.name for e in installed) if installed is not None else None
-        out.append(UpgradeTarget(n, version, error, names))
+        schematic = installed_schematic(installed) if installed is not None else None
+        out.append(UpgradeTarget(n, version, error, names, schematic))
     return out
 
 

@@ -399,21 +399,30 @@ def extensions_installed(ctx: GateContext, node: Node, wanted: Sequence[str], *,
     Extension statuses are set once at boot, so once the node is back a mismatch is final: it fails at once,
     naming the extensions; only "no answer" is waited for.
     """
-    from talos.schematic import extension_name, extensions_mismatch
+    from talos.schematic import extension_name, extensions_mismatch, schematic_id
+    from talos.talosctl import Extension, installed_schematic
 
     addr = _addr(node)
     names = ", ".join(extension_name(e) for e in wanted) or "none"
     desc = f"{node.hostname} runs the schematic's system extensions ({names})"
 
-    def installed(runner: Runner) -> tuple[str, ...]:
+    def installed(runner: Runner) -> tuple[Extension, ...]:
         read = facts.installed_extensions(ctx.tctl, [addr]).gather(runner)
         exts = read.get(addr)
         if exts is None:
             raise NotYet(f"no answer ({read.error or 'no extension status'})")
-        return tuple(e.name for e in exts)
+        return exts
 
     def run(runner: Runner) -> None:
-        seen = wait_for(desc, lambda: installed(runner), timeout=timeout)
+        exts = wait_for(desc, lambda: installed(runner), timeout=timeout)
+        seen = tuple(e.name for e in exts)
+        reported, expected = installed_schematic(exts), schematic_id(ctx.cluster)
+        if reported is not None and reported != expected:
+            raise GateFailed(
+                desc,
+                f"it came back with schematic {reported}, not {expected}",
+                hint="the installer image was built from another schematic; compare `invoke talos.schematic`",
+            )
         if problem := extensions_mismatch(wanted, seen):
             raise GateFailed(
                 desc,

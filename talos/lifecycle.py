@@ -47,8 +47,8 @@ from k8s_ops.wait import NotYet, wait_for
 from talos import facts, gates
 from talos.facts import ApplyTarget, ResetFacts, ResetTarget, UpgradeTarget
 from talos.gates import BootMemo, CelGate, GateContext
-from talos.schematic import extensions_mismatch
-from talos.talosctl import MAINTENANCE_MODES, ApplyMode, Talosctl
+from talos.schematic import extensions_mismatch, schematic_id
+from talos.talosctl import MAINTENANCE_MODES, ApplyMode, Talosctl, installed_schematic
 
 if TYPE_CHECKING:
     from talos.inventory import Cluster, Node
@@ -126,14 +126,22 @@ def _tool(seconds: float) -> float:
 # --------------------------------------------------------------------------- upgrade
 
 
-def _upgrade_reason(env: Env, version: str | None, extensions: Sequence[str] | None, target: str) -> str | None:
-    """Why the node needs the upgrade (running version, then extensions), or None when it is at the target."""
+def _upgrade_reason(
+    env: Env, version: str | None, extensions: Sequence[str] | None, target: str, schematic: str | None = None
+) -> str | None:
+    """Why the node needs the upgrade (running version, extensions, then the schematic ID its image reports —
+    which also changes with kernel arguments), or None when it is at the target."""
     if version != target:
         return f"now {version}" if version else "version unknown"
     if extensions is None:
         return "installed extensions unknown"
     problem = extensions_mismatch(env.cluster.schematic.extensions, extensions)
-    return f"extensions differ: {problem}" if problem else None
+    if problem:
+        return f"extensions differ: {problem}"
+    expected = schematic_id(env.cluster)
+    if schematic is not None and schematic != expected:
+        return f"schematic {schematic[:12]}… differs from {expected[:12]}… (kernel arguments or extensions changed)"
+    return None
 
 
 def _at_target(target: str) -> str:
@@ -159,7 +167,8 @@ def _version_guard(env: Env, node: Node, target: str, memo: BootMemo) -> Callabl
             memo.value = boot.result()
             installed = exts.result().get(addr)
             names = tuple(e.name for e in installed) if installed is not None else None
-            why = _upgrade_reason(env, version.result().get(addr), names, target)
+            schematic = installed_schematic(installed) if installed is not None else None
+            why = _upgrade_reason(env, version.result().get(addr), names, target, schematic)
             return version.result().get(addr), why, (st.stage if st is not None else None)
 
     def guard(runner: Runner) -> str | None:
@@ -223,7 +232,7 @@ def _upgrade_step(
 
 def _pending(env: Env, target: UpgradeTarget, version: str) -> str | None:
     """Why this node needs the upgrade according to the gathered facts, or None (at the target)."""
-    return _upgrade_reason(env, target.version, target.extensions, version)
+    return _upgrade_reason(env, target.version, target.extensions, version, target.schematic)
 
 
 def _gate(env: Env, names: Sequence[str], *, when: str) -> Check:

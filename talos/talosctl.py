@@ -38,6 +38,7 @@ __all__ = [
     "Talosctl",
     "TalosctlOutputError",
     "go_duration",
+    "installed_schematic",
     "last_error_line",
     "parse_apply_preview",
     "parse_boot_id",
@@ -389,6 +390,11 @@ class Extension:
 
     name: str
     version: str = ""
+
+
+def installed_schematic(extensions: Sequence[Extension]) -> str | None:
+    """The schematic ID a factory image reports as its `schematic` pseudo-extension (its version), if any."""
+    return next((e.version for e in extensions if e.name == "schematic" and e.version), None)
 
 
 def parse_extensions(text: str) -> dict[str, tuple[Extension, ...]]:

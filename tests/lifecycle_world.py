@@ -35,6 +35,7 @@ class NodeState:
     reachable: bool = True
     never_returns: bool = False
     extensions: list[str] = field(default_factory=list)  # manifest names, as `get extensions` reports them
+    schematic: str | None = None  # the factory's `schematic` marker (version = schematic ID), when set
 
 
 def _flag(argv: list[str], name: str) -> str | None:
@@ -124,6 +125,11 @@ class World:
                 }
                 for n in live
                 for i, e in enumerate(n.extensions)
+            ]
+            docs += [
+                {"node": n.address, "spec": {"image": "", "metadata": {"name": "schematic", "version": n.schematic}}}
+                for n in live
+                if n.schematic
             ]
             return Result(1 if dead else 0, "\n".join(json.dumps(d) for d in docs), err)
         if verb == "version":

@@ -692,3 +692,21 @@ def test_upgrades_ask_for_the_typed_name(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(Aborted, match="--yes"):
         execute(plan, world.runner, out=quiet)
     assert world.log == []
+
+
+def test_a_changed_schematic_id_is_upgraded_even_with_the_same_extensions() -> None:
+    from talos.schematic import schematic_id
+
+    cluster = make_cluster(1)
+    world = world_for(cluster, version=TARGET)
+    world.by_host("demo-cp-2").schematic = "0" * 64  # e.g. built before a kernel argument was added
+    for host in ("demo-cp-1", "demo-cp-3", "demo-wk-1"):
+        world.by_host(host).schematic = schematic_id(cluster)
+    env = env_for(cluster)
+    plan = plan_upgrade_cluster(
+        env, facts.gather_upgrade_targets(world.runner, env.tctl, cluster), IMAGE, max_unavailable=1,
+        snapshot=Path("/nonexistent/etcd.snapshot"),
+    )  # fmt: skip
+    pending = [s for s in plan.steps if s.commands and s.node]
+    assert [s.node for s in pending if "upgrade" in s.description] == ["demo-cp-2"]
+    assert "schematic 000000000000… differs" in pending[-1].description

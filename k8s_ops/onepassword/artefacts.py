@@ -26,6 +26,7 @@ from typing import Protocol
 from k8s_ops import paths
 from k8s_ops.errors import Problem, ProblemsError, SecretError
 from k8s_ops.secret import Secret
+from k8s_ops.sops import AGE_IDENTITY_PREFIX
 
 __all__ = [
     "KINDS",
@@ -190,7 +191,7 @@ def artefacts(cluster: ClusterLike, kinds: Iterable[Kind] = KINDS) -> tuple[Arte
     return tuple(out)
 
 
-_AGE_IDENTITY = re.compile(rb"^AGE-SECRET-KEY-1[0-9A-Z]+(?=\r?$)", re.MULTILINE)
+_AGE_IDENTITY = re.compile(rb"^" + re.escape(AGE_IDENTITY_PREFIX.encode()) + rb"[0-9A-Z]+(?=\r?$)", re.MULTILINE)
 _SOPS_METADATA = re.compile(rb"^sops:\s*$|^\s*\"sops\"\s*:", re.MULTILINE)
 
 
@@ -212,7 +213,7 @@ def content_problem(kind: Kind, content: bytes) -> str | None:
     if not content.strip():
         return "the file is empty"
     if kind is Kind.AGE_KEY and not _AGE_IDENTITY.search(content):
-        return "no AGE-SECRET-KEY-1… line: not an age key file"
+        return f"no {AGE_IDENTITY_PREFIX}… line: not an age key file"
     if kind is Kind.TALOS_SECRETS and not (_SOPS_METADATA.search(content) and b"ENC[" in content):
         return "not SOPS-encrypted (no sops metadata / ENC[...] values): refusing to store a plaintext bundle"
     return None

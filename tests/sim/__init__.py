@@ -1,0 +1,1 @@
+"""The talosctl/kubectl/helm/flux simulator (see README.md)."""

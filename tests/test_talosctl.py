@@ -191,10 +191,7 @@ def test_reset_wipes_state_and_ephemeral_and_does_not_wait_on_the_wiped_node() -
 def test_for_cluster_never_uses_the_vip_as_endpoint() -> None:
     from talos.inventory import load_cluster
 
-    try:
-        cluster = load_cluster("demo")
-    except NotImplementedError:  # pragma: no cover - inventory loader not there yet
-        pytest.skip("inventory loader not implemented yet")
+    cluster = load_cluster("demo")
     t = Talosctl.for_cluster(cluster)
     assert t.endpoints == tuple(str(n.address) for n in cluster.controlplanes)
     assert str(cluster.endpoint) not in t.endpoints

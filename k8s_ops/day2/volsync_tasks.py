@@ -6,10 +6,21 @@ found in any namespace unless --namespace is given. Every command names the clus
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
 from invoke.context import Context
 from invoke.tasks import task
 
 from k8s_ops.cli import guarded
+
+if TYPE_CHECKING:
+    from k8s_ops.day2.common import Recovery
+    from k8s_ops.kubectl import KubeTarget
+    from k8s_ops.plan import Plan
+    from k8s_ops.runner import Runner
+
+    SourcePlanner = Callable[..., tuple[Plan, Recovery | None]]
 
 __all__ = ["restore", "snapshot", "unlock"]
 
@@ -35,6 +46,36 @@ def _timeout(minutes: int | str) -> float:
     return value * 60
 
 
+def _run_on_source(
+    cluster: str,
+    app: str,
+    namespace: str | None,
+    timeout: int | str,
+    planner: SourcePlanner,
+    *,
+    dry_run: bool,
+    json: bool,
+) -> tuple[Runner, KubeTarget, Mapping[str, Any]] | None:
+    """Find the app's ReplicationSource, plan with `planner`, then print the plan (--dry-run: returns None) or
+    run it; the shared body of snapshot and unlock."""
+    from k8s_ops import tools
+    from k8s_ops.day2.common import epoch_now, print_plan, require_target, run_plan
+    from k8s_ops.day2.volsync import find_source, sources_fact
+    from k8s_ops.runner import SubprocessRunner
+
+    wait = _timeout(timeout)
+    target = require_target(cluster)
+    runner = SubprocessRunner()
+    tools.preflight(runner, ["kubectl"])
+    source = find_source(sources_fact(runner, target, namespace), app, namespace)
+    plan, recovery = planner(cluster, target, source, epoch=epoch_now(), timeout=wait)
+    if dry_run:
+        print_plan(plan, recovery, as_json=json)
+        return None
+    run_plan(plan, runner, recovery=recovery)
+    return runner, target, source
+
+
 @task(help=_COMMON)
 @guarded
 def snapshot(
@@ -52,21 +93,13 @@ def snapshot(
     wait at once with the job's reason and the mover's last log lines. A source with a schedule gets its
     schedule back afterwards (a manual trigger left behind would stop scheduled backups).
     """
-    from k8s_ops import tools
-    from k8s_ops.day2.common import epoch_now, print_plan, read_one, require_target, run_plan
-    from k8s_ops.day2.volsync import REPLICATIONSOURCE, find_source, plan_snapshot, sources_fact
-    from k8s_ops.runner import SubprocessRunner
+    from k8s_ops.day2.common import read_one
+    from k8s_ops.day2.volsync import REPLICATIONSOURCE, plan_snapshot
 
-    wait = _timeout(timeout)
-    target = require_target(cluster)
-    runner = SubprocessRunner()
-    tools.preflight(runner, ["kubectl"])
-    source = find_source(sources_fact(runner, target, namespace), app, namespace)
-    plan, recovery = plan_snapshot(cluster, target, source, epoch=epoch_now(), timeout=wait)
-    if dry_run:
-        print_plan(plan, recovery, as_json=json)
+    ran = _run_on_source(cluster, app, namespace, timeout, plan_snapshot, dry_run=dry_run, json=json)
+    if ran is None:
         return
-    run_plan(plan, runner, recovery=recovery)
+    runner, target, source = ran
     meta = source.get("metadata") or {}
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
     after = read_one(runner, target, REPLICATIONSOURCE, name, ns) or {}
@@ -148,19 +181,7 @@ def unlock(
     sync) and waits for status.restic.lastUnlocked=<epoch>; the sync also takes a backup. A scheduled
     source gets its schedule back afterwards.
     """
-    from k8s_ops import tools
-    from k8s_ops.day2.common import epoch_now, print_plan, require_target, run_plan
-    from k8s_ops.day2.volsync import find_source, plan_unlock, sources_fact
-    from k8s_ops.runner import SubprocessRunner
+    from k8s_ops.day2.volsync import plan_unlock
 
-    wait = _timeout(timeout)
-    target = require_target(cluster)
-    runner = SubprocessRunner()
-    tools.preflight(runner, ["kubectl"])
-    source = find_source(sources_fact(runner, target, namespace), app, namespace)
-    plan, recovery = plan_unlock(cluster, target, source, epoch=epoch_now(), timeout=wait)
-    if dry_run:
-        print_plan(plan, recovery, as_json=json)
-        return
-    run_plan(plan, runner, recovery=recovery)
-    print(f"restic repository of {app} unlocked")
+    if _run_on_source(cluster, app, namespace, timeout, plan_unlock, dry_run=dry_run, json=json) is not None:
+        print(f"restic repository of {app} unlocked")

@@ -71,6 +71,12 @@ def env_for(cluster: Cluster) -> Env:
     return Env.for_cluster(cluster, timeouts=FAST)
 
 
+def rollout(world: World, env: Env, *, max_unavailable: int, snapshot: Path) -> Plan:
+    """The upgrade-cluster plan from the facts `world` reports now (as the task gathers them)."""
+    targets = facts.gather_upgrade_targets(world.runner, env.tctl, env.cluster)
+    return plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=max_unavailable, snapshot=snapshot)
+
+
 def cilium(ready: int = 5, desired: int = 5) -> dict[str, object]:
     return {
         "apiVersion": "apps/v1",
@@ -250,13 +256,7 @@ def test_schematic_change_at_the_same_version_rolls_out_then_is_a_noop(tmp_path:
     execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == [n.hostname for n in cluster.nodes]
     assert all(n.extensions == ["intel-ucode", "iscsi-tools"] for n in world.nodes.values())
-    again = plan_upgrade_cluster(
-        env,
-        facts.gather_upgrade_targets(world.runner, env.tctl, cluster),
-        IMAGE,
-        max_unavailable=1,
-        snapshot=tmp_path / "s",
-    )
+    again = rollout(world, env, max_unavailable=1, snapshot=tmp_path / "s")
     report = execute(again, world.runner, yes=True, out=quiet)
     assert report.changed == 0 and len(world.upgrades()) == len(cluster.nodes)
 
@@ -277,13 +277,7 @@ def test_upgrade_that_comes_back_without_the_extensions_fails_naming_them(tmp_pa
     world = world_for(cluster)
     world.installer_extensions = ["intel-ucode"]  # the image lacks iscsi-tools
     env = env_for(cluster)
-    plan = plan_upgrade_cluster(
-        env,
-        facts.gather_upgrade_targets(world.runner, env.tctl, cluster),
-        IMAGE,
-        max_unavailable=1,
-        snapshot=tmp_path / "s",
-    )
+    plan = rollout(world, env, max_unavailable=1, snapshot=tmp_path / "s")
     with pytest.raises(StepFailed) as info:
         execute(plan, world.runner, yes=True, out=quiet)
     msg = str(info.value)
@@ -312,8 +306,7 @@ def test_rolling_upgrade_executes_in_order_and_verifies_each_node(tmp_path: Path
     cluster = make_cluster(4)
     world = world_for(cluster)
     env = env_for(cluster)
-    targets = facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
-    plan = plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=2, snapshot=tmp_path / "b" / "etcd.snapshot")
+    plan = rollout(world, env, max_unavailable=2, snapshot=tmp_path / "b" / "etcd.snapshot")
     report = execute(plan, world.runner, yes=True, max_concurrency=2, out=quiet)
     ups = world.upgrades()
     assert ups[:3] == ["demo-cp-1", "demo-cp-2", "demo-cp-3"]
@@ -334,8 +327,7 @@ def test_rerun_after_completion_upgrades_nothing(tmp_path: Path) -> None:
     cluster = make_cluster(2)
     world = world_for(cluster, version=TARGET)
     env = env_for(cluster)
-    targets = facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
-    plan = plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=1, snapshot=tmp_path / "s")
+    plan = rollout(world, env, max_unavailable=1, snapshot=tmp_path / "s")
     report = execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == [] and report.changed == 0
     assert ("snapshot", "demo-cp-1") not in world.log
@@ -380,13 +372,7 @@ def test_unhealthy_etcd_refuses_a_controlplane_upgrade_naming_the_gate(tmp_path:
     world = world_for(cluster)
     world.by_host("demo-cp-3").etcd_error = "etcdserver: no leader"
     env = env_for(cluster)
-    plan = plan_upgrade_cluster(
-        env,
-        facts.gather_upgrade_targets(world.runner, env.tctl, cluster),
-        IMAGE,
-        max_unavailable=1,
-        snapshot=tmp_path / "s",
-    )
+    plan = rollout(world, env, max_unavailable=1, snapshot=tmp_path / "s")
     with pytest.raises(StepFailed) as info:
         execute(plan, world.runner, yes=True, out=quiet)
     msg = str(info.value)
@@ -401,13 +387,7 @@ def test_node_that_never_returns_stops_the_rollout_and_leaves_the_next_node_unto
     world = world_for(cluster)
     world.by_host("demo-cp-2").never_returns = True
     env = env_for(cluster)
-    plan = plan_upgrade_cluster(
-        env,
-        facts.gather_upgrade_targets(world.runner, env.tctl, cluster),
-        IMAGE,
-        max_unavailable=1,
-        snapshot=tmp_path / "s",
-    )
+    plan = rollout(world, env, max_unavailable=1, snapshot=tmp_path / "s")
     with pytest.raises(StepFailed) as info:
         execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == ["demo-cp-1", "demo-cp-2"]
@@ -683,10 +663,7 @@ def test_upgrades_ask_for_the_typed_name(monkeypatch: pytest.MonkeyPatch) -> Non
     cluster = make_cluster(1)
     world = world_for(cluster)
     env = env_for(cluster)
-    plan = plan_upgrade_cluster(
-        env, facts.gather_upgrade_targets(world.runner, env.tctl, cluster), IMAGE, max_unavailable=1,
-        snapshot=Path("/nonexistent/etcd.snapshot"),
-    )  # fmt: skip
+    plan = rollout(world, env, max_unavailable=1, snapshot=Path("/nonexistent/etcd.snapshot"))
     assert plan.destructive
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     with pytest.raises(Aborted, match="--yes"):
@@ -703,10 +680,7 @@ def test_a_changed_schematic_id_is_upgraded_even_with_the_same_extensions() -> N
     for host in ("demo-cp-1", "demo-cp-3", "demo-wk-1"):
         world.by_host(host).schematic = schematic_id(cluster)
     env = env_for(cluster)
-    plan = plan_upgrade_cluster(
-        env, facts.gather_upgrade_targets(world.runner, env.tctl, cluster), IMAGE, max_unavailable=1,
-        snapshot=Path("/nonexistent/etcd.snapshot"),
-    )  # fmt: skip
+    plan = rollout(world, env, max_unavailable=1, snapshot=Path("/nonexistent/etcd.snapshot"))
     pending = [s for s in plan.steps if s.commands and s.node]
     assert [s.node for s in pending if "upgrade" in s.description] == ["demo-cp-2"]
     assert "schematic 000000000000… differs" in pending[-1].description

@@ -1,13 +1,21 @@
 """The secrets the bootstrap hands to the cluster: the SOPS age key and the git credentials.
 
 Git credentials live SOPS-encrypted next to the inventory, in `clusters/<c>/bootstrap/git-credentials.sops.yaml`
-(a flat mapping, decrypted once and kept in memory as `Secret`s):
+(a flat mapping, decrypted once and kept in memory as `Secret`s). The keys are the ones Flux's source-controller
+reads from a GitRepository's `secretRef` (fluxcd/source-controller v1.7.4 docs/spec/v1/gitrepositories.md, the
+version Flux 2.7.5 ships):
 
 * `ssh://` repository: `identity` (private key) and `known_hosts` (must name the repository host), optional
-  `identity.pub`;
-* `https://` repository: `username` + `password` (a token), or `bearerToken`, or a GitHub App
-  (`githubAppID`, `githubAppInstallationID` or `githubAppInstallationOwner`, `githubAppPrivateKey`);
-  no file at all means a public repository (no secretRef).
+  `identity.pub`, and `password` for a passphrase-protected key ("For password-protected SSH private keys, the
+  password must be provided via an additional `password` field in the secret");
+* `https://` repository: `username` + `password` (a token), or `bearerToken`, or a GitHub App (`githubAppID`,
+  `githubAppInstallationID`, `githubAppPrivateKey`, optional `githubAppBaseURL` for GitHub Enterprise Server).
+  A GitHub App needs `spec.provider: github` on the GitRepository — source-controller fails a secret with
+  `githubAppID` under any other provider ("has github app data but provider is not set to github",
+  internal/controller/gitrepository_controller.go) — so `GitCredentials.provider` says so and the GitRepository
+  gets it. The app's token is an HTTPS credential: GitHub App keys with an `ssh://` URL are rejected.
+  `githubAppInstallationOwner` (instead of the ID) exists only from source-controller v1.8.0 (Flux 2.8);
+* no file at all means a public repository (no secretRef).
 
 Keys ending in `_unencrypted` stay readable in the file (sops' default unencrypted suffix) and are ignored:
 use them for notes such as "TEST-ONLY".
@@ -15,6 +23,8 @@ use them for notes such as "TEST-ONLY".
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,14 +53,18 @@ __all__ = [
 
 GIT_CREDENTIALS_FILE: Final = "bootstrap/git-credentials.sops.yaml"
 _SSH_KEYS: Final = ("identity", "known_hosts")
-_SSH_OPTIONAL: Final = ("identity.pub",)
+_SSH_OPTIONAL: Final = ("identity.pub", "password")
+GITHUB_APP_ID: Final = "githubAppID"
+_GITHUB_APP: Final = (GITHUB_APP_ID, "githubAppInstallationID", "githubAppPrivateKey")
+_GITHUB_OWNER: Final = "githubAppInstallationOwner"
+_GITHUB_KEYS: Final = (*_GITHUB_APP, _GITHUB_OWNER, "githubAppBaseURL")
+_GITHUB_OWNER_SINCE: Final = (2, 8)  # Flux 2.8 ships source-controller v1.8.0, the first to read the owner key
 _HTTPS_SETS: Final = (
     ("username", "password"),
     ("bearerToken",),
-    ("githubAppID", "githubAppInstallationID", "githubAppPrivateKey"),
-    ("githubAppID", "githubAppInstallationOwner", "githubAppPrivateKey"),
 )
 _SCP_LIKE: Final = re.compile(r"^[\w.-]+@[\w.-]+:(?!//)")
+_OPENSSH_MAGIC: Final = b"openssh-key-v1\0"
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,11 @@ class GitCredentials:
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(sorted(self.data))
+
+    @property
+    def provider(self) -> str | None:
+        """The GitRepository `spec.provider` these credentials need: `github` for a GitHub App, else None."""
+        return "github" if GITHUB_APP_ID in self.data else None
 
 
 def git_credentials_path(cluster: Cluster) -> Path:
@@ -116,11 +135,79 @@ def _known_hosts_names(text: str) -> set[str] | None:
     return names
 
 
-def validate_git_credentials(cluster: Cluster, data: Mapping[str, Secret], source: Path) -> list[Problem]:
-    """Every problem with the credentials for the inventory's repository URL (file and key named)."""
+def _ssh_key_encrypted(pem: bytes) -> bool | None:
+    """Whether a private key is passphrase-protected (None when the format is not recognised).
+
+    Legacy PEM marks it in a header (`Proc-Type: 4,ENCRYPTED`) or the PKCS#8 label (`ENCRYPTED PRIVATE KEY`);
+    the OpenSSH format stores the cipher name right after its magic (`none` when not encrypted).
+    """
+    if b"ENCRYPTED" in pem:
+        return True
+    m = re.search(rb"-----BEGIN OPENSSH PRIVATE KEY-----(.*?)-----END OPENSSH PRIVATE KEY-----", pem, re.S)
+    if m is None:
+        return False if b"PRIVATE KEY-----" in pem else None
+    try:
+        raw = base64.b64decode(b"".join(m.group(1).split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not raw.startswith(_OPENSSH_MAGIC) or len(raw) < len(_OPENSSH_MAGIC) + 4:
+        return None
+    size = int.from_bytes(raw[len(_OPENSSH_MAGIC) : len(_OPENSSH_MAGIC) + 4], "big")
+    start = len(_OPENSSH_MAGIC) + 4
+    return raw[start : start + size] != b"none"
+
+
+def _flux_minor(version: str | None) -> tuple[int, int] | None:
+    m = re.match(r"^v?(\d+)\.(\d+)", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _github_app_problems(file: str, url: str, data: Mapping[str, Secret], flux_version: str | None) -> list[Problem]:
+    problems: list[Problem] = []
+    missing = [k for k in (GITHUB_APP_ID, "githubAppPrivateKey") if not data.get(k, Secret("")).reveal().strip()]
+    has_id, has_owner = "githubAppInstallationID" in data, _GITHUB_OWNER in data
+    flux = _flux_minor(flux_version)
+    if has_owner and (flux is None or flux < _GITHUB_OWNER_SINCE):
+        problems.append(
+            Problem(
+                file,
+                _GITHUB_OWNER,
+                f"Flux {flux_version or '(unknown version)'} does not read it (source-controller reads "
+                f"{_GITHUB_OWNER} from v1.8.0, Flux 2.8): use githubAppInstallationID",
+            )
+        )
+    elif has_id and has_owner:
+        problems.append(
+            Problem(file, _GITHUB_OWNER, f"give exactly one of githubAppInstallationID and {_GITHUB_OWNER}")
+        )
+    elif not has_id and not has_owner:
+        missing.append("githubAppInstallationID")
+    if missing:
+        problems.append(Problem(file, missing[0], f"a GitHub App needs {', '.join(missing)} as well"))
+    if urlsplit(url).scheme != "https":
+        problems.append(
+            Problem(
+                file,
+                GITHUB_APP_ID,
+                f"GitHub App credentials need an https:// repository URL, not {url} (Flux's github provider "
+                "turns them into an HTTPS access token); use identity + known_hosts for ssh://",
+            )
+        )
+    return problems
+
+
+def validate_git_credentials(
+    cluster: Cluster, data: Mapping[str, Secret], source: Path, *, flux_version: str | None = None
+) -> list[Problem]:
+    """Every problem with the credentials for the inventory's repository URL (file and key named).
+
+    `flux_version`: the pinned Flux (charts.yaml), for keys only newer source-controllers read.
+    """
     url = cluster.gitops.repository
     scheme = urlsplit(url).scheme
     file = str(source)
+    if any(k in data for k in _GITHUB_KEYS):
+        return _github_app_problems(file, url, data, flux_version)
     problems: list[Problem] = []
     if scheme == "ssh":
         for key in _SSH_KEYS:
@@ -129,8 +216,17 @@ def validate_git_credentials(cluster: Cluster, data: Mapping[str, Secret], sourc
         unknown = sorted(set(data) - set(_SSH_KEYS) - set(_SSH_OPTIONAL))
         if unknown:
             problems.append(Problem(file, unknown[0], f"unexpected key(s) {', '.join(unknown)} for an ssh repository"))
-        if "identity" in data and b"PRIVATE KEY-----" not in data["identity"].reveal():
-            problems.append(Problem(file, "identity", "not a PEM/OpenSSH private key"))
+        if "identity" in data:
+            pem = data["identity"].reveal()
+            encrypted = _ssh_key_encrypted(pem)
+            if encrypted is None and b"PRIVATE KEY-----" not in pem:
+                problems.append(Problem(file, "identity", "not a PEM/OpenSSH private key"))
+            elif encrypted and not data.get("password", Secret("")).reveal():
+                problems.append(
+                    Problem(file, "password", "the identity is passphrase-protected: add its passphrase as `password`")
+                )
+        if "password" in data and not data["password"].reveal():
+            problems.append(Problem(file, "password", "empty passphrase: remove the key or set the passphrase"))
         host = git_host(url)
         if "known_hosts" in data and host:
             names = _known_hosts_names(data["known_hosts"].reveal_text())
@@ -144,7 +240,7 @@ def validate_git_credentials(cluster: Cluster, data: Mapping[str, Secret], sourc
                 file,
                 "",
                 f"an {scheme} repository needs username+password, bearerToken, or githubAppID+"
-                "githubAppInstallationID/Owner+githubAppPrivateKey",
+                "githubAppInstallationID+githubAppPrivateKey",
             )
         )
     return problems
@@ -155,6 +251,7 @@ def load_git_credentials(cluster: Cluster, key: AgeKey) -> GitCredentials | None
 
     An ssh repository without the file, an undecryptable file or missing keys are ProblemsErrors naming the file.
     """
+    from bootstrap.charts import load_charts
     from k8s_ops.sops import Sops
 
     path = git_credentials_path(cluster)
@@ -192,7 +289,7 @@ def load_git_credentials(cluster: Cluster, key: AgeKey) -> GitCredentials | None
             problems.append(Problem(str(path), k, "values must be strings"))
             continue
         data[k] = Secret(str(v))
-    problems += validate_git_credentials(cluster, data, path)
+    problems += validate_git_credentials(cluster, data, path, flux_version=load_charts().flux_version)
     if problems:
         raise ProblemsError(problems)
     return GitCredentials(data, path)

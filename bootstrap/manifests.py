@@ -158,7 +158,8 @@ def sops_age_secret(age_key: Secret, *, source: str = "") -> SecretObject:
 
 
 def git_credentials_secret(data: Mapping[str, Secret], *, source: str = "") -> SecretObject:
-    """The GitRepository's auth Secret (SSH `identity` + `known_hosts`, or HTTPS `username` + `password`)."""
+    """The GitRepository's auth Secret: the keys of `bootstrap.credentials` as they are (SSH `identity` +
+    `known_hosts` [+ `password`], HTTPS `username` + `password` or `bearerToken`, or the GitHub App keys)."""
     return SecretObject(GIT_CREDENTIALS, FLUX_NAMESPACE, dict(data), source=source)
 
 
@@ -210,13 +211,22 @@ def cluster_vars_configmap(cluster: Cluster) -> KubeObject:
 # --------------------------------------------------------------------------- Flux sync objects
 
 
-def git_repository(cluster: Cluster, *, with_credentials: bool, interval: str = "1m") -> KubeObject:
-    """The GitRepository the root Kustomization syncs from: the inventory's repository and branch."""
+def git_repository(
+    cluster: Cluster, *, with_credentials: bool, provider: str | None = None, interval: str = "1m"
+) -> KubeObject:
+    """The GitRepository the root Kustomization syncs from: the inventory's repository and branch.
+
+    `provider`: `github` for GitHub App credentials (`bootstrap.credentials.GitCredentials.provider`):
+    source-controller reads the app keys only with `spec.provider: github` and fails the secret otherwise
+    (fluxcd/source-controller v1.7.4 docs/spec/v1/gitrepositories.md "Provider" / "GitHub").
+    """
     spec: dict[str, Any] = {
         "interval": interval,
         "url": cluster.gitops.repository,
         "ref": {"branch": cluster.gitops.branch},
     }
+    if provider is not None:
+        spec["provider"] = provider
     if with_credentials:
         spec["secretRef"] = {"name": GIT_CREDENTIALS}
     return KubeObject(

@@ -34,6 +34,7 @@ from k8s_ops.secret import Secret
 from talos.talosctl import Talosctl
 
 if TYPE_CHECKING:
+    from bootstrap.charts import Charts
     from k8s_ops.sops import AgeKey
     from talos.inventory import Cluster
     from talos.lifecycle import Env
@@ -153,11 +154,24 @@ class _Preflight:
     key: AgeKey | None = None
 
 
-def _tools(runner: Runner, notes: list[str]) -> None:
+def _tools(runner: Runner, notes: list[str], cluster: Cluster, charts: Charts) -> None:
+    """Tool versions, then the version preflight (talos/versions.py): the clients against the inventory's
+    versions, kubernetesVersion against talosVersion, the pinned charts' tested Kubernetes ranges (warnings)."""
     from k8s_ops.tools import preflight
+    from talos.versions import evaluate
 
     found = preflight(runner, TOOLS)
     notes.append("tools: " + ", ".join(f"{t.name} v{'.'.join(map(str, t.version))}" for t in found))
+    clients = {t.name: t.version for t in found}
+    pinned = [*((r.name, r.version) for r in charts.releases), ("flux", charts.flux_version)]
+    verdict = evaluate(
+        talos=cluster.talos_version,
+        kubernetes=cluster.kubernetes_version,
+        talosctl=clients.get("talosctl"),
+        kubectl=clients.get("kubectl"),
+        charts=pinned,
+    )
+    notes += verdict.enforce(cluster.file)
 
 
 def sops_default_keys_file() -> Path:
@@ -275,7 +289,7 @@ def build_plan(options: Options, runner: Runner) -> Plan:
         + ", ".join(f"{c.name} {c.version}" for c in charts.crds)
         + f"; Flux {charts.flux_version}"
     )
-    _tools(runner, pf.notes)
+    _tools(runner, pf.notes, cluster, charts)
     _age_key(pf)
     bundle = load_bundle(cluster)
     assert pf.key is not None
@@ -323,7 +337,8 @@ def build_plan(options: Options, runner: Runner) -> Plan:
     if "secrets" in chosen:
         steps += stages.tag("secrets", stages.secrets_steps(ctx))
     if "cni" in chosen:
-        steps += stages.tag("cni", stages.cni_steps(ctx))
+        ready = talos_stage.talos_ready_step(env, timeout=options.timeouts.talos_ready)
+        steps += stages.tag("cni", [*stages.cni_steps(ctx), ready])
     if "flux" in chosen:
         steps += stages.tag("flux", stages.flux_steps(ctx))
     if "onepassword" in chosen:

@@ -12,7 +12,8 @@ Order (each stage needs the one before; `STAGES` names them for `--from`):
 3 kubeconfig   fetch (0600, context = cluster), server = first controlplane until the VIP answers, /readyz,
                nodes registered — never Ready: without a CNI they stay NotReady;
 4 secrets      namespaces (prune disabled), sops-age, git credentials, cluster-vars;
-5 cni          CRD bundles (Established), Cilium, rollout + every node Ready, CoreDNS;
+5 cni          CRD bundles (Established), Cilium, rollout + every node Ready, CoreDNS, then (bootstrap.run)
+               every node running and ready in Talos — the first point where Talos can say so;
 6 flux         flux-operator, flux-instance, FluxInstance Ready (Flux CRDs exist), GitRepository, root
                Kustomization (sops-age + cluster-vars gated), root Ready;
 7 onepassword  push kubeconfig and talosconfig when the inventory names a vault and a token is set.
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 import yaml
 
 from bootstrap import kube, manifests
-from bootstrap.charts import Charts, CrdBundle, RenderedValues
+from bootstrap.charts import Charts, CrdBundle, CrdVerdict, InstalledCrd, RenderedValues, crd_bundles, crd_verdict
 from bootstrap.credentials import GitCredentials, git_credentials_path
 from bootstrap.manifests import KubeObject, SecretObject
 from k8s_ops import helm, kubectl
@@ -77,6 +78,7 @@ class Timeouts:
     nodes_registered: float = 600.0
     crds: float = 180.0
     cilium: float = 900.0
+    talos_ready: float = 600.0  # after the CNI: every node stage running and ready in Talos
     deployment: float = 600.0
     flux_instance: float = 900.0
     root_sync: float = 900.0
@@ -400,26 +402,73 @@ def release_step(ctx: Context, name: str) -> Step:
 # --------------------------------------------------------------------------- stage 5: CRDs, Cilium, CoreDNS
 
 
+def _installed_crds(r: Runner, ctx: Context, bundle: CrdBundle) -> dict[str, InstalledCrd] | str:
+    """The bundle's CRDs as the cluster has them (Established, version/channel annotations), or why unreadable."""
+    result = r.run(kubectl.get(ctx.kube, "customresourcedefinitions", description="read the CRDs"), check=False)
+    if not result.ok:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        return f"Kubernetes API: {lines[-1] if lines else 'no answer'}"
+    out: dict[str, InstalledCrd] = {}
+    for obj in kubectl.parse_items(result):
+        meta = obj.get("metadata") or {}
+        notes = meta.get("annotations") or {}
+        cond = kubectl.condition(obj, "Established") or {}
+        name = str(meta.get("name"))
+        out[name] = InstalledCrd(
+            name,
+            cond.get("status") == "True",
+            notes.get(bundle.version_annotation) if bundle.version_annotation else None,
+            notes.get(bundle.channel_annotation) if bundle.channel_annotation else None,
+        )
+    return out
+
+
 def _crd_step(ctx: Context, bundle: CrdBundle) -> Step:
+    """Apply a CRD bundle unless the cluster already has it (same channel, version >= pinned); never downgrade.
+
+    The verdict (`bootstrap.charts.crd_verdict`) is read again at execution: the guard skips when done, the gate
+    refuses before anything is applied when the bundle would downgrade or cross channels, and the wait holds
+    until every CRD is Established at an acceptable version.
+    """
+
+    def verdict(r: Runner) -> CrdVerdict:
+        installed = _installed_crds(r, ctx, bundle)
+        if isinstance(installed, str):
+            return CrdVerdict("apply", installed)
+        return crd_verdict(bundle, installed)
+
     def probe(r: Runner) -> str | None:
-        return kube.crd_problem(r, ctx.kube, bundle.names, annotation=bundle.version_annotation, version=bundle.version)
+        v = verdict(r)
+        return None if v.action == "done" else v.reason
 
     def guard(r: Runner) -> str | None:
-        if probe(r) is None:
-            return f"all {len(bundle.names)} {bundle.name} CRDs are Established at {bundle.version}"
-        return None
+        v = verdict(r)
+        return v.reason if v.action == "done" else None
+
+    shown = ",".join(
+        f"{label}:.metadata.annotations.{note.replace('.', chr(92) + '.')}"
+        for label, note in (("VERSION", bundle.version_annotation), ("CHANNEL", bundle.channel_annotation))
+        if note
+    )
+    hint = f"`kubectl get crd -o custom-columns=NAME:.metadata.name{',' + shown if shown else ''}` shows them"
+
+    def gate(r: Runner) -> None:
+        v = verdict(r)
+        if v.action == "refuse":
+            raise GateFailed(f"the {bundle.label} CRDs cannot be applied", v.reason, hint=hint)
 
     return Step(
-        f"CRDs {bundle.name} {bundle.version} ({len(bundle.names)} CRDs, server-side) — wait Established",
+        f"CRDs {bundle.label} ({len(bundle.crd_names)} CRDs, server-side) — wait Established",
         commands=(kube.apply_url(ctx.kube, bundle.resolved_url, description=f"apply the {bundle.name} CRDs"),),
+        before=(Check(f"no installed {bundle.name} CRD is newer or from another channel", gate),),
         after=(_wait_check(f"{bundle.name} CRDs Established", probe, ctx.timeouts.crds),),
         guard=_safe(guard),
     )
 
 
 def crd_steps(ctx: Context) -> list[Step]:
-    """Every CRD bundle of charts.yaml, applied from its URL and waited for until Established."""
-    return [_crd_step(ctx, b) for b in ctx.charts.crds]
+    """Every CRD bundle of charts.yaml (with the inventory's channel), applied from its URL, waited Established."""
+    return [_crd_step(ctx, b) for b in crd_bundles(ctx.cluster, ctx.charts)]
 
 
 def cni_steps(ctx: Context) -> list[Step]:
@@ -465,7 +514,9 @@ def _flux_instance_problem(r: Runner, ctx: Context) -> str | None:
 
 def _root_problem(r: Runner, ctx: Context) -> str | None:
     """Why the root Kustomization is not Ready, naming the GitRepository when the source is the cause."""
-    repo = manifests.git_repository(ctx.cluster, with_credentials=ctx.git is not None)
+    repo = manifests.git_repository(
+        ctx.cluster, with_credentials=ctx.git is not None, provider=ctx.git.provider if ctx.git else None
+    )
     root = manifests.root_kustomization(ctx.cluster)
     src = kube.get_object(r, ctx.kube, repo.resource, repo.name, repo.namespace)
     src_problem = kube.ready_condition_problem(src, repo.ref())
@@ -510,7 +561,9 @@ def flux_steps(ctx: Context) -> list[Step]:
             done=f"FluxInstance {FLUX_NAMESPACE}/{FLUX_INSTANCE} is Ready and the Flux CRDs exist",
         )
     )
-    repo = manifests.git_repository(ctx.cluster, with_credentials=ctx.git is not None)
+    repo = manifests.git_repository(
+        ctx.cluster, with_credentials=ctx.git is not None, provider=ctx.git.provider if ctx.git else None
+    )
     root = manifests.root_kustomization(ctx.cluster)
     g = ctx.cluster.gitops
     secrets_fix = f"create it: `{ctx.rerun('secrets')}`"

@@ -1,10 +1,15 @@
 """Stage 2 (talos): talosconfig, machine configs to every node, etcd bootstrapped exactly once, etcd healthy.
 
 Order: write the talosconfig (kept while its client certificate is valid), apply the controlplanes (nodes in
-maintenance mode with `--insecure`, and only they; `talos.lifecycle.plan_apply`), bootstrap etcd on the first
-controlplane addressed directly (`-e <cp1> -n <cp1>`: never the VIP, which only exists once etcd does), wait
-until etcd has one healthy member per controlplane and every controlplane runs, then apply the workers
-concurrently.
+maintenance mode with `--insecure`, and only they; `talos.lifecycle.plan_apply`) and wait until each booted its
+config with etcd waiting to join, bootstrap etcd on the first controlplane addressed directly (`-e <cp1> -n
+<cp1>`: never the VIP, which only exists once etcd does), wait until etcd has one healthy voting member per
+controlplane, then apply the workers concurrently.
+
+Nothing here waits for a controlplane to be `running` or `ready`: Talos keeps a fresh controlplane `booting`
+until etcd is bootstrapped (its Boot sequence waits for the etcd service, which waits to join), and no node is
+`ready` before the CNI runs (`talos.gates` cites the source). Readiness is asserted after the CNI stage
+(`talos_ready_step`).
 
 etcd is bootstrapped only when every controlplane positively reports its etcd service waiting for a
 bootstrap (`Preparing`); a `Running` etcd anywhere means "already bootstrapped" (skip), and a controlplane that
@@ -13,7 +18,6 @@ cannot be asked stops the run: a second bootstrap on a node that has not joined 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,11 +29,11 @@ from k8s_ops.errors import GateFailed, ToolkitError
 from k8s_ops.plan import Check, FileWrite, Step
 from k8s_ops.runner import Runner
 from k8s_ops.secret import Secret
-from k8s_ops.wait import NotYet, wait_for
+from k8s_ops.wait import NotYet, StopWaiting, wait_for
 from talos import facts, gates
 from talos.facts import ApplyTarget
 from talos.lifecycle import Env, plan_apply
-from talos.talosctl import Talosctl, last_error_line, parse_machinestatus
+from talos.talosctl import Talosctl, last_error_line, parse_machinestatus, parse_service_states
 
 if TYPE_CHECKING:
     from talos.inventory import Node
@@ -38,9 +42,9 @@ __all__ = [
     "EtcdState",
     "NodeState",
     "etcd_state",
-    "parse_service_states",
     "probe_node",
     "probe_nodes",
+    "talos_ready_step",
     "talos_steps",
     "talosconfig_write",
 ]
@@ -100,24 +104,6 @@ def probe_nodes(runner: Runner, tctl: Talosctl, nodes: Sequence[Node]) -> list[N
 # --------------------------------------------------------------------------- etcd
 
 
-_FIELD = re.compile(r"^(NODE|STATE)\s+(\S+)\s*$")
-
-
-def parse_service_states(text: str) -> dict[str, str]:
-    """STATE per NODE from `talosctl service <id>` output (blocks of `NODE`, `ID`, `STATE`, … lines)."""
-    out: dict[str, str] = {}
-    node = ""
-    for line in text.splitlines():
-        m = _FIELD.match(line.strip())
-        if m is None:
-            continue
-        if m.group(1) == "NODE":
-            node = m.group(2)
-        else:
-            out[node] = m.group(2)
-    return out
-
-
 @dataclass(frozen=True)
 class EtcdState:
     """Per controlplane: its etcd service state, or why it could not be read."""
@@ -161,43 +147,41 @@ def etcd_state(runner: Runner, env: Env, tctl: Talosctl | None = None) -> EtcdSt
 
 
 def _bootstrap_guard(env: Env) -> Callable[[Runner], str | None]:
+    """Skip when etcd already runs; else wait (bounded) until every controlplane reports its etcd `Preparing`.
+
+    Controlplanes applied a moment ago may still be installing or rebooting, so an unknown state is waited on;
+    one still in maintenance mode cannot join and stops the run at once."""
+
     def guard(runner: Runner) -> str | None:
-        state = etcd_state(runner, env)
+        def settled() -> EtcdState | None:
+            state = etcd_state(runner, env)
+            if state.bootstrapped:
+                return state
+            fresh = [h for h, s in state.states.items() if s == "maintenance"]
+            if fresh:
+                raise StopWaiting(f"{', '.join(fresh)} in maintenance mode (no config applied): {state.describe()}")
+            if state.unknown or any(s != "Preparing" for s in state.states.values()):
+                raise NotYet(state.describe())
+            return state
+
+        try:
+            state = wait_for(
+                "every controlplane's etcd to wait for the bootstrap (service etcd: Preparing)",
+                settled,
+                timeout=env.timeouts.apply,
+            )
+        except GateFailed as exc:
+            raise GateFailed(
+                "etcd is not waiting for a bootstrap on every controlplane",
+                str(exc).splitlines()[-1],
+                hint="bootstrapping while a controlplane cannot be asked could split etcd in two; fix the node "
+                "(reachability, its config) and re-run",
+            ) from None
         if state.bootstrapped:
             return f"etcd is already bootstrapped ({state.describe()})"
-        if state.unknown:
-            raise GateFailed(
-                "cannot tell whether etcd is already bootstrapped",
-                state.describe(),
-                hint="bootstrapping a second time would split etcd; fix the node's reachability and re-run",
-            )
-        waiting = [h for h, s in state.states.items() if s != "Preparing"]
-        if waiting:
-            raise GateFailed("etcd is not waiting for a bootstrap on every controlplane", state.describe())
         return None
 
     return guard
-
-
-def _cp_running(env: Env) -> Check:
-    cps = env.cluster.controlplanes
-    desc = "every controlplane runs its config (Talos stage running, ready)"
-
-    def run(runner: Runner) -> None:
-        def probe() -> bool | None:
-            statuses = facts.machine_statuses(env.tctl, [str(cp.address) for cp in cps]).gather(runner)
-            bad = []
-            for cp in cps:
-                st = statuses.get(str(cp.address))
-                if st is None or not st.running_ready:
-                    bad.append(f"{cp.hostname}: {st.describe() if st else statuses.error or 'no answer'}")
-            if bad:
-                raise NotYet("; ".join(bad))
-            return True
-
-        wait_for(desc, probe, timeout=env.timeouts.apply)
-
-    return Check(desc, run)
 
 
 def _etcd_healthy_probe(env: Env, runner: Runner) -> str | None:
@@ -241,9 +225,9 @@ def talos_steps(
         ignored = f"; {recover_from} NOT restored (etcd already runs)" if recover_from is not None else ""
         steps.append(Step(desc, noop=f"etcd is already bootstrapped ({etcd.describe()}){ignored}", node=cp1.hostname))
     else:
-        before: list[Check] = [_cp_running(env)]
+        before: list[Check] = []
         if recover_from is not None:
-            before.insert(0, _snapshot_readable(recover_from))
+            before.append(_snapshot_readable(recover_from))
         steps.append(
             Step(
                 desc,
@@ -255,7 +239,7 @@ def talos_steps(
             )
         )
     n = len(cluster.controlplanes)
-    wait_desc = f"wait for etcd: {n}/{n} healthy members (one per controlplane) and every controlplane running"
+    wait_desc = f"wait for etcd: {n}/{n} healthy voting members (one per controlplane, no learners)"
 
     def healthy(runner: Runner) -> str | None:
         return _etcd_healthy_probe(env, runner)
@@ -272,10 +256,27 @@ def talos_steps(
     def etcd_done(runner: Runner) -> str | None:
         return f"etcd has {n}/{n} healthy members" if healthy(runner) is None else None
 
-    steps.append(Step(wait_desc, after=(Check(wait_desc, check), _cp_running(env)), guard=etcd_done))
+    steps.append(Step(wait_desc, after=(Check(wait_desc, check),), guard=etcd_done))
     if workers:
         steps += plan_apply(env, workers, "auto", max_unavailable=max(1, len(workers))).steps
     return steps
+
+
+def talos_ready_step(env: Env, *, timeout: float) -> Step:
+    """After the CNI: every node's Boot sequence ended (stage running) and Talos reports it ready — the first
+    point in a bootstrap where Talos can (its `nodeReady` check needs the CNI). Waiting shows Talos' own unmet
+    conditions per node; a re-run on a healthy cluster skips it."""
+    nodes = env.cluster.nodes
+    check = gates.talos_ready(env.gate, nodes, timeout=timeout)
+
+    def done(runner: Runner) -> str | None:
+        try:
+            problem = gates.talos_ready_problem(runner, env.gate, nodes)
+        except ToolkitError:
+            return None
+        return f"all {len(nodes)} nodes are running and ready" if problem is None else None
+
+    return Step(check.description, after=(check,), guard=done)
 
 
 def _snapshot_readable(path: Path) -> Check:

@@ -11,15 +11,30 @@ from k8s_ops.command import Command, Result, cmd
 from k8s_ops.errors import ToolkitError, ToolNotFound
 from k8s_ops.runner import INSTALL_HINTS, Runner
 
-__all__ = ["TOOLS", "ToolSpec", "ToolVersion", "parse_version", "preflight", "reset_cache"]
+__all__ = [
+    "TOOLS",
+    "ToolSpec",
+    "ToolVersion",
+    "checked",
+    "format_version",
+    "parse_version",
+    "preflight",
+    "reset_cache",
+]
 
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
-    """First `vX.Y.Z` in `text`."""
+    """First `vX.Y.Z` in `text`: the one version parser of the toolkit (tool output, node tags, inventory
+    versions, chart pins), so every comparison is over the same integer triples."""
     m = _VERSION.search(text)
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def format_version(version: tuple[int, ...]) -> str:
+    """`v1.12.11` (or `v1.12` for a minor): how versions appear in messages."""
+    return "v" + ".".join(map(str, version))
 
 
 def _kubectl_version(result: Result) -> str:
@@ -55,10 +70,6 @@ TOOLS: dict[str, ToolSpec] = {
 _seen: dict[str, ToolVersion] = {}
 
 
-def _fmt(v: tuple[int, int, int]) -> str:
-    return "v" + ".".join(map(str, v))
-
-
 def preflight(runner: Runner, names: Iterable[str]) -> list[ToolVersion]:
     """Check every named tool; report all missing or too-old tools at once. Cached for the process."""
     found: list[ToolVersion] = []
@@ -80,7 +91,8 @@ def preflight(runner: Runner, names: Iterable[str]) -> list[ToolVersion]:
         if version is None:
             problems.append(f"{name}: cannot read its version from `{spec.version_command.display()}`")
         elif version < spec.minimum:
-            problems.append(f"{name} {_fmt(version)} is too old: k8s-ops needs {_fmt(spec.minimum)} or newer")
+            need = format_version(spec.minimum)
+            problems.append(f"{name} {format_version(version)} is too old: k8s-ops needs {need} or newer")
         else:
             tv = ToolVersion(name, version)
             _seen[name] = tv
@@ -89,6 +101,13 @@ def preflight(runner: Runner, names: Iterable[str]) -> list[ToolVersion]:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise ToolNotFound(f"preflight: external tools are missing or too old:\n{listing}")
     return found
+
+
+def checked(name: str) -> tuple[int, int, int] | None:
+    """The version `preflight` found for `name` in this process, or None when it was not checked (a task that
+    never needed that tool); reads nothing, so version rules can use it without adding a requirement."""
+    found = _seen.get(name)
+    return found.version if found is not None else None
 
 
 def reset_cache() -> None:

@@ -36,6 +36,7 @@ from talos.talosctl import (
     parse_etcd_status,
     parse_extensions,
     parse_machinestatus,
+    parse_service_states,
     parse_versions,
 )
 
@@ -50,9 +51,9 @@ __all__ = [
     "ResetFacts",
     "ResetTarget",
     "UpgradeTarget",
-    "apply_preview",
     "boot_id",
     "etcd_members",
+    "etcd_services",
     "etcd_status",
     "first_healthy_etcd",
     "gather_apply_targets",
@@ -116,6 +117,12 @@ def machine_statuses(tctl: Talosctl, addresses: Sequence[str]) -> PartialFact[Ma
     return PartialFact(tctl.machinestatus(addresses), _partial(parse_machinestatus, addresses))
 
 
+def etcd_services(tctl: Talosctl, addresses: Sequence[str]) -> PartialFact[str]:
+    """The etcd service STATE of each controlplane: `Preparing` while it waits to be bootstrapped or to join,
+    `Running` once it runs (siderolabs/talos v1.12.11 internal/app/machined/pkg/system/services/etcd.go)."""
+    return PartialFact(tctl.service_etcd(addresses), _partial(parse_service_states, addresses))
+
+
 def maintenance_status(tctl: Talosctl, address: str, host: str) -> Fact[MachineStatus | None]:
     """The node's status over the maintenance API, or None when it refuses (configured) or is unreachable.
 
@@ -174,16 +181,6 @@ def etcd_members(tctl: Talosctl, address: str) -> Fact[list[EtcdMember]]:
 def etcd_status(tctl: Talosctl, addresses: Sequence[str]) -> PartialFact[EtcdStatus]:
     """Each controlplane's etcd member status (missing = that member did not answer)."""
     return PartialFact(tctl.etcd_status(addresses), _partial(parse_etcd_status, addresses))
-
-
-def apply_preview(
-    tctl: Talosctl, address: str, config: TempFile, *, mode: ApplyMode, insecure: bool, host: str
-) -> Fact[ApplyPreview]:
-    """What applying `config` (a 0600 TempFile) would do, from `apply-config --dry-run`."""
-    return Fact(
-        tctl.apply_preview(address, config, mode=mode, insecure=insecure, host=host),
-        lambda r: parse_apply_preview(r.stdout),
-    )
 
 
 # --------------------------------------------------------------------------- Kubernetes
@@ -348,7 +345,8 @@ def gather_apply_targets(
         if not result.ok:
             return None, f"{node.hostname}: {last_error_line(result)}"
         try:
-            return ApplyTarget(node, config, maintenance=False, preview=parse_apply_preview(result.stdout)), None
+            # talosctl prints the dry-run summary on stderr (helpers/mode.go PrintApplyResults)
+            return ApplyTarget(node, config, maintenance=False, preview=parse_apply_preview(result.stderr)), None
         except TalosctlOutputError as exc:
             return None, f"{node.hostname}: {exc}"
 

@@ -5,7 +5,7 @@ concurrently): etcd has one healthy voting member per controlplane, every other 
 and running in Talos (none mid-upgrade), and each inventory `upgrade.healthChecks` CEL expression holds over its
 object (fetched with `kubectl get -o json`). A failing gate *holds* the rollout — it is polled — for at most
 `hold` seconds, then stops it with GateFailed naming the gate and the last thing it saw. Waits (node back,
-Ready, maintenance mode) work the same way with their own timeouts. Every timeout is scaled by
+Ready, maintenance mode, a fresh node booted) work the same way with their own timeouts. Every timeout is scaled by
 K8S_OPS_TIMEOUT_SCALE (k8s_ops.wait).
 
 CEL: an expression sees the object as `object` and, like tuppr, its top-level fields (`status`, `spec`,
@@ -36,6 +36,7 @@ __all__ = [
     "BootMemo",
     "CelGate",
     "GateContext",
+    "booted_config",
     "compile_health_checks",
     "etcd_healthy",
     "etcd_problem",
@@ -50,6 +51,8 @@ __all__ = [
     "nodes_ready",
     "ready_problem",
     "record_boot_id",
+    "talos_ready",
+    "talos_ready_problem",
 ]
 
 DEFAULT_HOLD = 300.0
@@ -183,17 +186,7 @@ def ready_problem(runner: Runner, ctx: GateContext, hostnames: Sequence[str], ku
 def mid_upgrade_problem(runner: Runner, ctx: GateContext, exclude: Collection[str]) -> str | None:
     """Which other nodes are not in Talos stage running + ready (upgrading, rebooting, down), or None."""
     others = _others(ctx, exclude)
-    if not others:
-        return None
-    statuses = facts.machine_statuses(ctx.tctl, [_addr(n) for n in others]).gather(runner)
-    bad = []
-    for n in others:
-        st = statuses.get(_addr(n))
-        if st is None:
-            bad.append(f"{n.hostname}: no answer ({statuses.error or 'no status'})")
-        elif not st.running_ready:
-            bad.append(f"{n.hostname}: {st.describe()}")
-    return "; ".join(bad) if bad else None
+    return talos_ready_problem(runner, ctx, others) if others else None
 
 
 def nodes_ready(ctx: GateContext, exclude: Collection[str] = ()) -> Check:
@@ -450,3 +443,69 @@ def in_maintenance(ctx: GateContext, node: Node, *, timeout: float) -> Check:
         return None if status is not None else "not in maintenance mode yet"
 
     return Check(desc, lambda r: _hold(desc, lambda: probe(r), timeout))
+
+
+# --------------------------------------------------------------------------- a fresh node, and Talos readiness
+#
+# What Talos reports while a cluster comes up (siderolabs/talos v1.12.11):
+# * internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer_tasks.go (StartAllServices): the Boot sequence
+#   waits for every loaded service — on a controlplane also etcd, which stays `Preparing` until the cluster is
+#   bootstrapped or it joined — so a fresh controlplane stays in stage `booting` until `talosctl bootstrap`;
+# * internal/app/machined/pkg/controllers/runtime/machine_status.go: `running` only once the Boot sequence ended;
+#   `ready` needs time, network, services, static pods and the Kubernetes Node Ready (a CNI), each failing check
+#   listed in `unmetConditions`.
+# So a wait before the CNI asks for less than running + ready, and readiness is asserted after the CNI.
+
+# The etcd service states of a controlplane that booted its config: waiting to be bootstrapped or to join, or
+# running (it joined an existing cluster).
+ETCD_BOOTED = ("Preparing", "Running")
+_NOT_BOOTED = ("maintenance", "installing", "rebooting", "upgrading", "resetting", "shutting down", "unknown")
+
+
+def _booted_problem(runner: Runner, ctx: GateContext, node: Node) -> str | None:
+    addr = _addr(node)
+    statuses = facts.machine_statuses(ctx.tctl, [addr]).gather(runner)
+    st = statuses.get(addr)
+    if st is None:
+        return f"no answer on the authenticated API yet ({statuses.error or 'installing or rebooting'})"
+    if st.stage in _NOT_BOOTED:
+        return st.describe()
+    if not node.is_controlplane:
+        # A worker's Boot sequence ends without etcd: `running`, and not ready until the CNI runs.
+        return None if st.stage == "running" else st.describe()
+    services = facts.etcd_services(ctx.tctl, [addr]).gather(runner)
+    state = services.get(addr)
+    if state in ETCD_BOOTED:
+        return None
+    return f"etcd service {state or 'not reported'} ({services.error or st.describe()})"
+
+
+def booted_config(ctx: GateContext, node: Node, *, timeout: float) -> Check:
+    """Wait: a node installed from maintenance mode rebooted into its config and got as far as Talos lets it
+    before the cluster exists. A controlplane: the authenticated API answers and its etcd service is
+    `Preparing` (waiting for `talosctl bootstrap` or to join) or `Running` — never stage running or ready, which
+    a fresh controlplane reaches only after the etcd bootstrap. A worker: stage running (not ready: no CNI)."""
+    what = "etcd waiting to join or running" if node.is_controlplane else "stage running"
+    desc = f"{node.hostname} installed and booted its config (authenticated API answers, {what})"
+    return Check(desc, lambda r: _hold(desc, lambda: _booted_problem(r, ctx, node), timeout))
+
+
+def talos_ready_problem(runner: Runner, ctx: GateContext, nodes: Sequence[Node]) -> str | None:
+    """Nodes not in stage running and ready, each with Talos' own unmet conditions, or None."""
+    addrs = [_addr(n) for n in nodes]
+    statuses = facts.machine_statuses(ctx.tctl, addrs).gather(runner)
+    bad = []
+    for n in nodes:
+        st = statuses.get(_addr(n))
+        if st is None:
+            bad.append(f"{n.hostname}: no answer ({statuses.error or 'no status'})")
+        elif not st.running_ready:
+            bad.append(f"{n.hostname}: {st.describe()}")
+    return "; ".join(bad) if bad else None
+
+
+def talos_ready(ctx: GateContext, nodes: Sequence[Node], *, timeout: float) -> Check:
+    """Wait: every node's Boot sequence ended (stage running) and Talos reports it ready — only possible once the
+    CNI runs; while waiting, the failure names Talos' unmet conditions per node."""
+    desc = f"Talos: {'all ' + str(len(nodes)) + ' nodes' if len(nodes) > 1 else nodes[0].hostname} running and ready"
+    return Check(desc, lambda r: _hold(desc, lambda: talos_ready_problem(r, ctx, nodes), timeout))

@@ -69,6 +69,7 @@ __all__ = [
     "Cluster",
     "DeviceSelector",
     "DiskSelector",
+    "GatewayAPI",
     "GitOps",
     "HealthCheck",
     "Interface",
@@ -197,6 +198,11 @@ def _var_value(v: Any) -> Any:
     return v
 
 
+def _size_text(v: Any) -> Any:
+    # a bare YAML integer is a byte count, as Talos' decoder reads it
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
 ClusterName = Annotated[str, AfterValidator(_check_cluster_name)]
 Hostname = Annotated[str, AfterValidator(_check_hostname)]
 Version = Annotated[str, AfterValidator(_check_version)]
@@ -207,6 +213,7 @@ VolumeName = Annotated[str, AfterValidator(_check_volume_name)]
 LinkName = Annotated[str, AfterValidator(_check_link_name)]
 RelativeFile = Annotated[str, AfterValidator(_check_relative_file)]
 VarValue = Annotated[str, BeforeValidator(_var_value)]
+SizeText = Annotated[str, BeforeValidator(_size_text)]
 # strict: YAML `true` or "1500" is a mistake, not an integer
 Mtu = Annotated[int, Field(ge=576, le=65535, strict=True)]
 
@@ -380,12 +387,17 @@ TaintSpec = Annotated[Taint, BeforeValidator(_parse_taint)]
 
 
 class UserVolume(_Model):
-    """A Talos UserVolumeConfig: `match` is the CEL disk selector (e.g. `disk.model == "X"`)."""
+    """A Talos UserVolumeConfig: `match` is the CEL disk selector (e.g. `disk.model == "X"`).
+
+    Talos refuses a partition volume without `minSize` or `maxSize` (checked by `_check_volume_size`): `minSize`
+    is absolute (`100GiB`), `maxSize` absolute or relative (`80%`), `grow: true` grows the partition to fill the
+    disk.
+    """
 
     name: VolumeName
     match: str = Field(min_length=1)
-    min_size: str | None = None
-    max_size: str | None = None
+    min_size: SizeText | None = None
+    max_size: SizeText | None = None
     grow: bool | None = None
     filesystem: Literal["xfs", "ext4"] = "xfs"
 
@@ -419,6 +431,18 @@ class GitOps(_Model):
     repository: str = Field(min_length=1)
     branch: str = Field(min_length=1)
     path: str = Field(min_length=1)
+
+
+class GatewayAPI(_Model):
+    """Gateway API choices for the bootstrap (`gatewayAPI:`).
+
+    `channel`: the CRD channel to install (`standard` or `experimental`); unset = bootstrap/charts.yaml's, which
+    matches the GitOps repository's Envoy Gateway. `cilium`: also run Cilium's own Gateway API controller
+    (Helm `gatewayAPI.enabled`); off by default because it adds a second GatewayClass next to Envoy Gateway's.
+    """
+
+    channel: Literal["standard", "experimental"] | None = None
+    cilium: bool = False
 
 
 class OnePassword(_Model):
@@ -501,6 +525,7 @@ class Cluster(_Model):
     network: Network
     schematic: Schematic = Schematic()
     gitops: GitOps
+    gateway_api: GatewayAPI = Field(default_factory=GatewayAPI, alias="gatewayAPI")
     onepassword: OnePassword
     sops: Sops | None = None
     upgrade: Upgrade | None = None
@@ -1171,6 +1196,55 @@ def _check_volumes(src: _Source, i: int, node: dict[str, Any]) -> list[Problem]:
             msg = _cel_error(vol["match"])
             if msg:
                 out.append(src.problem(("nodes", i, "volumes", j, "match"), msg))
+        out += _check_volume_size(src, ("nodes", i, "volumes", j), vol)
+    return out
+
+
+def _check_volume_size(src: _Source, where: Path_, vol: dict[str, Any]) -> list[Problem]:
+    """A UserVolumeConfig partition needs minSize or maxSize, and minSize <= an absolute maxSize.
+
+    siderolabs/talos v1.12.11 pkg/machinery/config/types/block/volume_config.go (ProvisioningSpec.Validate):
+    "min size or max size is required", "min size is greater than max size"; sizes parse like go-humanize
+    (`100GiB`, `1TB`), and maxSize may be relative (`80%`, block/percentage_size.go).
+    """
+    from talos.config_rules import parse_bytes
+
+    out: list[Problem] = []
+    raw_min, raw_max = vol.get("minSize"), vol.get("maxSize")
+    if raw_min is None and raw_max is None:
+        out.append(
+            src.problem(
+                where,
+                "minSize or maxSize is required (Talos refuses a UserVolumeConfig without a size), "
+                "e.g. maxSize: 100GiB",
+            )
+        )
+        return out
+    sizes: dict[str, int | None] = {}
+    for key, raw in (("minSize", raw_min), ("maxSize", raw_max)):
+        sizes[key] = None
+        if raw is None:
+            continue
+        text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
+        if not isinstance(text, str) or not text:
+            out.append(src.problem((*where, key), f"{raw!r} is not a size like 100GiB"))
+            continue
+        if key == "maxSize" and text.endswith("%"):
+            try:
+                pct = float(text[:-1])
+            except ValueError:
+                pct = -1.0
+            if not 0 < pct <= 100:
+                out.append(src.problem((*where, key), f"{text!r} is not a percentage between 0 and 100, e.g. 80%"))
+            continue
+        try:
+            sizes[key] = parse_bytes(text)
+        except ValueError as exc:
+            hint = " (relative sizes like 80% are for maxSize only)" if text.endswith("%") else ""
+            out.append(src.problem((*where, key), f"{text!r} is not a size like 100GiB: {exc}{hint}"))
+    low, high = sizes["minSize"], sizes["maxSize"]
+    if low is not None and high is not None and low > high:
+        out.append(src.problem((*where, "minSize"), f"minSize {raw_min} is greater than maxSize {raw_max}"))
     return out
 
 

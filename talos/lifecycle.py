@@ -423,11 +423,12 @@ def _apply_step(env: Env, t: ApplyTarget, mode: ApplyMode, *, gate: Check | None
         return Step(f"apply config to {node.hostname}", noop=t.preview.summary, node=node.hostname)
     command = env.tctl.apply_config(_addr(node), t.tempfile(), mode=mode, insecure=t.maintenance, host=node.hostname)
     if t.maintenance:
-        # A fresh node: nothing to gate; it installs, reboots and answers on the authenticated API.
+        # A fresh node: nothing to gate; it installs, reboots and answers on the authenticated API — a
+        # controlplane with etcd waiting for the bootstrap (or joining), never "ready" before a CNI exists.
         return Step(
             f"apply config to {node.hostname} (maintenance mode: --insecure; installs and reboots)",
             commands=(command,),
-            after=(_configured(env, node),),
+            after=(gates.booted_config(env.gate, node, timeout=env.timeouts.apply),),
             node=node.hostname,
             group=group,
         )
@@ -443,25 +444,6 @@ def _apply_step(env: Env, t: ApplyTarget, mode: ApplyMode, *, gate: Check | None
         node=node.hostname,
         group=group,
     )
-
-
-def _configured(env: Env, node: Node) -> Check:
-    """Wait: the node left maintenance mode and answers on the authenticated API in stage running."""
-    desc = f"{node.hostname} installed and running its config (authenticated API answers, stage running)"
-
-    def probe(runner: Runner) -> bool | None:
-        st = facts.machine_statuses(env.tctl, [_addr(node)]).gather(runner).get(_addr(node))
-        if st is None:
-            raise NotYet("no answer on the authenticated API yet")
-        if st.stage != "running":
-            raise NotYet(st.describe())
-        return True
-
-    return Check(desc, lambda r: _wait(desc, lambda: probe(r), env.timeouts.apply))
-
-
-def _wait(desc: str, probe: Callable[[], bool | None], timeout: float) -> None:
-    wait_for(desc, probe, timeout=timeout)
 
 
 def plan_apply(
@@ -680,6 +662,9 @@ def plan_upgrade_k8s(
 # --------------------------------------------------------------------------- kubeconfig, health
 
 
+EMPTY_KUBECONFIG = b"apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\ncurrent-context: \"\"\n"
+
+
 def plan_kubeconfig(env: Env, path: Path, node: Node | None = None) -> Plan:
     """Fetch the admin kubeconfig to `path` (0600, context = cluster name); until the VIP answers, point the
     server at a controlplane."""
@@ -701,9 +686,15 @@ def plan_kubeconfig(env: Env, path: Path, node: Node | None = None) -> Plan:
             return None
         return f"the VIP {env.cluster.api_url} answers; keeping it as the server" if result.ok else None
 
+    # talosctl applies --force-context-name only when it merges into an existing file; into a new path it writes
+    # the raw kubeconfig with context `admin@<cluster>` (siderolabs/talos v1.12.11
+    # cmd/talosctl/cmd/talos/kubeconfig.go: "merge doesn't make sense if target path doesn't exist"). So a missing
+    # file is first created as an empty kubeconfig, and talosctl merges into it under the cluster's name.
+    seed = () if path.exists() else (FileWrite(path, EMPTY_KUBECONFIG, 0o600),)
     fetch = Step(
         f"fetch the admin kubeconfig from {cp.hostname} to {path} (context {name})",
         commands=(env.tctl.kubeconfig(_addr(cp), path, context=name),),
+        writes=seed,
         before=(Check(f"directory {path.parent} exists", ensure_dir),),
         after=(Check(f"{path} is 0600 and has context {name}", private),),
         node=cp.hostname,

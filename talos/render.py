@@ -14,7 +14,10 @@ Pipeline for one node (steps 2 and 3 are strategic merges with `talos.patch`, th
    or JSON6902 patch.
 
 Problems (template errors, undefined variables, bad patches) are collected over all nodes and raised together
-as one ProblemsError naming the file (and line where known).
+as one ProblemsError naming the file (and line where known). Talos' own validation rules (`talos.config_rules`,
+as `talosctl validate --mode metal --strict` applies them) run after the inventory's documents and after each
+patch; a rule broken at a step is reported against that step's file (cluster.yaml or the patch), so no config
+Talos would refuse is ever written.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from talos.patch import Patch, PatchError, apply_patches, find_go_template, load
 from talos.yamlio import dump_documents
 
 if TYPE_CHECKING:
-    from talos.inventory import Cluster, DeviceSelector, Interface, Node, Route, UserVolume
+    from talos.inventory import Bond, Cluster, DeviceSelector, Interface, Node, Route, UserVolume
     from talos.secrets import SecretsBundle
 
 __all__ = [
@@ -145,6 +148,20 @@ def generator_documents(role: Role, inp: GeneratorInput, secrets: Mapping[str, A
 
 
 # --- the inventory's documents ----------------------------------------------------------------------------
+
+
+# Talos warns "miimon/updelay/downdelay was not specified for 802.3ad bond" (and `talosctl validate --strict`
+# reports it) unless all three are set; its own BondConfig example uses these values (siderolabs/talos v1.12.11
+# pkg/machinery/config/types/network/bond.go, validateFor8023AD and exampleBondConfigV1Alpha1).
+_LACP_TIMERS = {"miimon": 100, "updelay": 200, "downdelay": 200}
+
+
+def _bond_timers(bond: Bond) -> dict[str, int | None]:
+    """The bond's link-monitoring timers: the inventory's, else Talos' example values for an 802.3ad bond."""
+    given = {"miimon": bond.miimon, "updelay": bond.updelay, "downdelay": bond.downdelay}
+    if bond.mode != "802.3ad":
+        return given
+    return {k: _LACP_TIMERS[k] if v is None else v for k, v in given.items()}
 
 
 def _doc(kind: str, **fields: Any) -> Document:
@@ -273,9 +290,7 @@ def _interface_documents(itf: Interface) -> list[Document]:
                 name=itf.name,
                 links=links,
                 bondMode=bond.mode,
-                miimon=bond.miimon,
-                updelay=bond.updelay,
-                downdelay=bond.downdelay,
+                **_bond_timers(bond),
                 xmitHashPolicy=bond.xmit_hash_policy,
                 lacpRate=bond.lacp_rate,
                 **body,
@@ -363,10 +378,11 @@ def _template_line(exc: BaseException, filename: str) -> int | None:
 class _Renderer:
     """Renders nodes of one cluster; caches what does not depend on the node (role bases, compiled patches)."""
 
-    def __init__(self, cluster: Cluster, bundle: SecretsBundle) -> None:
+    def __init__(self, cluster: Cluster, bundle: SecretsBundle, *, check_rules: bool = True) -> None:
         from talos.inventory import cluster_vars
 
         self.cluster = cluster
+        self.check_rules = check_rules
         self.bundle = bundle
         self.vars = cluster_vars(cluster)
         self._bases: dict[str, list[Document]] = {}
@@ -439,6 +455,37 @@ class _Renderer:
             self._patches[key] = cached
         return cached
 
+    def _apply_validated(self, node: Node, patches: Sequence[Patch]) -> list[Document]:
+        """Apply the inventory's documents, then each patch, checking Talos' rules after every step.
+
+        A finding is blamed on the step that introduced it: the inventory (cluster.yaml) for what its documents
+        already break, else the first patch file after which it appears. Every finding of the node is raised at
+        once, so a node Talos would refuse (`talosctl validate --strict`, ApplyConfiguration) is never written.
+        """
+        from talos.config_rules import errors_of, validate_documents
+
+        if not self.check_rules:
+            return apply_patches(self._base(node.role), patches)
+
+        def key(f: Any) -> tuple[str, str, str]:
+            return (f.document, f.field, f.text)
+
+        docs = list(self._base(node.role))
+        seen: set[tuple[str, str, str]] = set()
+        problems: list[Problem] = []
+        for patch in patches:
+            docs = apply_patches(docs, [patch])
+            for finding in errors_of(validate_documents(docs, mode="metal", strict=True)):
+                if key(finding) in seen:
+                    continue
+                seen.add(key(finding))
+                where = f"{finding.document} {finding.field}".strip()
+                message = f"{finding.text} (node {node.hostname}: Talos refuses this config)"
+                problems.append(Problem(patch.origin, where, message))
+        if problems:
+            raise ProblemsError(problems)
+        return docs
+
     def render(self, node: Node) -> RenderedConfig:
         problems = _inventory_problems(self.cluster, node)
         patches: list[Patch] = [strategic_patch(inventory_documents(self.cluster, node), str(self.cluster.file))]
@@ -451,7 +498,7 @@ class _Renderer:
         if problems:
             raise ProblemsError(problems)
         try:
-            docs = apply_patches(self._base(node.role), patches)
+            docs = self._apply_validated(node, patches)
         except PatchError as exc:
             message = f"{exc.reason} (node {node.hostname})"
             if exc.hint:
@@ -465,19 +512,22 @@ class _Renderer:
         return RenderedConfig(node.hostname, text, docs, node.role, str(node.address))
 
 
-def render_node(cluster: Cluster, node: Node, bundle: SecretsBundle) -> RenderedConfig:
-    """Render one node's config; ProblemsError naming every bad template/patch file."""
-    return _Renderer(cluster, bundle).render(node)
+def render_node(cluster: Cluster, node: Node, bundle: SecretsBundle, *, check_rules: bool = True) -> RenderedConfig:
+    """Render one node's config; ProblemsError naming every bad template/patch file and every Talos rule broken."""
+    return _Renderer(cluster, bundle, check_rules=check_rules).render(node)
 
 
-def render_cluster(cluster: Cluster, bundle: SecretsBundle, nodes: Sequence[str] | None = None) -> list[RenderedConfig]:
+def render_cluster(
+    cluster: Cluster, bundle: SecretsBundle, nodes: Sequence[str] | None = None, *, check_rules: bool = True
+) -> list[RenderedConfig]:
     """Render `nodes` (hostnames or addresses; default: every node, in inventory order).
 
     All nodes are rendered before anything is returned; the problems of every node are raised together.
-    An unknown node name is a ProblemsError listing the known nodes.
+    An unknown node name is a ProblemsError listing the known nodes. `check_rules=False` skips Talos' rules
+    (`talos.validate` runs them as one of its layers, next to the schema, so it reports every layer at once).
     """
     targets = cluster.nodes if nodes is None else tuple(cluster.node(n) for n in nodes)
-    renderer = _Renderer(cluster, bundle)
+    renderer = _Renderer(cluster, bundle, check_rules=check_rules)
     results: list[RenderedConfig] = []
     problems: list[Problem] = []
     for node in targets:

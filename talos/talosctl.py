@@ -47,6 +47,7 @@ __all__ = [
     "parse_extensions",
     "parse_json_stream",
     "parse_machinestatus",
+    "parse_service_states",
     "parse_table",
     "parse_versions",
     "validate_command",
@@ -368,6 +369,25 @@ class MachineStatus:
         return text + (f" (waiting on {', '.join(self.unmet)})" if self.unmet else "")
 
 
+_SERVICE_FIELD = re.compile(r"^(NODE|STATE)\s+(\S+)\s*$")
+
+
+def parse_service_states(text: str) -> dict[str, str]:
+    """STATE per NODE from `talosctl service <id>` output (blocks of `NODE`, `ID`, `STATE`, … lines; `""` when
+    talosctl printed no NODE line, as for a single node addressed directly)."""
+    out: dict[str, str] = {}
+    node = ""
+    for line in text.splitlines():
+        m = _SERVICE_FIELD.match(line.strip())
+        if m is None:
+            continue
+        if m.group(1) == "NODE":
+            node = m.group(2)
+        else:
+            out[node] = m.group(2)
+    return out
+
+
 def parse_machinestatus(text: str) -> dict[str, MachineStatus]:
     """Machine statuses by node address (`""` when talosctl printed no node, e.g. over --insecure)."""
     out: dict[str, MachineStatus] = {}
@@ -542,7 +562,8 @@ class ApplyPreview:
 
 
 def parse_apply_preview(text: str) -> ApplyPreview:
-    """Classify `apply-config --dry-run` output (talos-facts.md §4)."""
+    """Classify the mode details `apply-config --dry-run` prints on stderr ("Dry run summary:", then what applying
+    would do, "(skipped in dry-run)", the config diff or "No changes.")."""
     lowered = text.lower()
     first = next((line.strip() for line in text.splitlines() if line.strip() and "dry run" not in line.lower()), "")
     if "maintenance mode" in lowered:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -86,6 +86,19 @@ def _finish(
     return report
 
 
+def _versions(plan: Plan, cluster: Cluster, **facts: Any) -> Plan:
+    """Version preflight (talos/versions.py) over the inventory, the tool versions `preflight` read and `facts`:
+    every problem at once as a ProblemsError, warnings as plan notes (so --dry-run shows both)."""
+    from dataclasses import replace
+
+    from k8s_ops.tools import checked
+    from talos.versions import evaluate
+
+    facts.setdefault("kubernetes", cluster.kubernetes_version)
+    found = evaluate(talos=cluster.talos_version, talosctl=checked("talosctl"), kubectl=checked("kubectl"), **facts)
+    return replace(plan, notes=(*plan.notes, *found.enforce(cluster.file)))
+
+
 def _mode(mode: str) -> str:
     from k8s_ops.errors import ToolkitError
 
@@ -119,6 +132,7 @@ def _apply(cluster_name: str, nodes: list[str] | None, mode: str, *, dry_run: bo
         from k8s_ops.tools import preflight
 
         preflight(runner, ["kubectl"])  # the health gates read Kubernetes
+    plan = _versions(plan, cluster)
     _finish(plan, runner, dry_run=dry_run, json=json, max_concurrency=max(k, settings.concurrency()))
 
 
@@ -200,6 +214,8 @@ def upgrade_node(
     target_node = inventory.node(node)
     targets = {t.node.hostname: t for t in facts.gather_upgrade_targets(runner, env.tctl, inventory)}
     plan = plan_upgrade_node(env, targets[target_node.hostname], installer_image(inventory))
+    running = {target_node.hostname: targets[target_node.hostname].version}
+    plan = _versions(plan, inventory, nodes=running, installer=installer_image(inventory))
     _finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=target_node.hostname)
 
 
@@ -254,6 +270,8 @@ def upgrade_cluster(
         snapshot=snapshot,
         snapshot_source=facts.first_healthy_etcd(runner, env.tctl, inventory),
     )
+    running = {t.node.hostname: t.version for t in targets}
+    plan = _versions(plan, inventory, nodes=running, installer=installer_image(inventory))
     report = _finish(
         plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=inventory.name, max_concurrency=k
     )
@@ -285,6 +303,7 @@ def upgrade_k8s(
     version = to or inventory.kubernetes_version
     kubelets, server = facts.gather_k8s_versions(runner, env.kube)
     plan = plan_upgrade_k8s(env, version, kubelets=kubelets, apiserver=server)
+    plan = _versions(plan, inventory, kubernetes=version, k8s_from=server, kubelets=kubelets, upgrade_k8s=True)
     _finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=inventory.name)
 
 
@@ -317,6 +336,7 @@ def reboot_node(
     inventory, env, runner = _setup(cluster, ("talosctl", "kubectl"))
     target = inventory.node(node)
     plan = plan_reboot(env, target, mode="powercycle" if mode == "powercycle" else "default")
+    plan = _versions(plan, inventory, kubernetes=None)  # installs nothing: the clients only
     _finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=target.hostname)
 
 
@@ -336,7 +356,7 @@ def reset_node(
     inventory, env, runner = _setup(cluster)
     target = inventory.node(node)
     f = facts.gather_reset_facts(runner, env.tctl, inventory, [target], env.kube)
-    plan = plan_reset(env, f, whole_cluster=False)
+    plan = _versions(plan_reset(env, f, whole_cluster=False), inventory, kubernetes=None)
     _finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=target.hostname)
 
 
@@ -354,7 +374,7 @@ def reset_cluster(c: Context, cluster: str, yes: bool = False, dry_run: bool = F
     inventory, env, runner = _setup(cluster)
     order = [*inventory.workers, *inventory.controlplanes]
     f = facts.gather_reset_facts(runner, env.tctl, inventory, order, env.kube)
-    plan = plan_reset(env, f, whole_cluster=True)
+    plan = _versions(plan_reset(env, f, whole_cluster=True), inventory, kubernetes=None)
     _finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=inventory.name)
 
 

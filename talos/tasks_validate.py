@@ -2,8 +2,11 @@
 
 Layers of `talos.validate`, all problems reported at once:
 1. JSON schema of the cluster's Talos version, per document, known schema defects tolerated (talos.schema);
-2. our semantic rules (talos.semantic);
-3. `talosctl validate --mode metal --strict` per node file when talosctl is on PATH (the authority).
+2. Talos' own validation rules, offline (talos.config_rules: what `talosctl validate --mode metal --strict` and a
+   node's ApplyConfiguration refuse, with Talos' wording); document warnings are printed, not fatal, as talosctl
+   prints them;
+3. our semantic rules (talos.semantic);
+4. `talosctl validate --mode metal --strict` per node file when talosctl is on PATH (the authority).
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ class ValidationReport:
     problems: tuple[Problem, ...]
     results: tuple[DocumentResult, ...]
     talosctl_checked: bool
+    warnings: tuple[Problem, ...] = ()
 
     def tolerated_summary(self) -> str:
         """e.g. `v1alpha1 persist ×3 (defect 1)`; empty when nothing needed tolerating."""
@@ -118,12 +122,14 @@ def validate_rendered(
 
     `runner` runs talosctl; None skips the talosctl layer.
     """
+    from talos.config_rules import validate_documents
     from talos.schematic import installer_image
     from talos.semantic import NodeExpectations, check_documents
 
     image = installer_image(cluster)
     roles = {n.hostname: n.role for n in cluster.nodes}
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     results: list[DocumentResult] = []
     documents = 0
     for cfg in rendered:
@@ -133,6 +139,9 @@ def validate_rendered(
         schema_problems, doc_results = schema.validate_documents(docs, file=file)
         problems += schema_problems
         results += doc_results
+        for finding in validate_documents(docs, mode="metal", strict=True):
+            where = f"{finding.document} {finding.field}".strip()
+            (warnings if finding.warning else problems).append(Problem(file, where, finding.text))
         role = roles.get(cfg.hostname)
         if role is None:
             problems.append(Problem(file, "", f"node {cfg.hostname!r} is not in the inventory"))
@@ -141,7 +150,7 @@ def validate_rendered(
         if runner is not None:
             result = runner.run(talosctl_validate_command(cfg.hostname, cfg.text), check=False)
             problems += parse_talosctl_validate(result, file=file)
-    return ValidationReport(documents, tuple(problems), tuple(results), runner is not None)
+    return ValidationReport(documents, tuple(problems), tuple(results), runner is not None, tuple(warnings))
 
 
 # --- tasks ------------------------------------------------------------------------------------------
@@ -150,11 +159,12 @@ def validate_rendered(
 @task(help={"cluster": _CLUSTER_HELP})
 @guarded
 def validate(c: Context, cluster: str) -> None:
-    """Validate every node's rendered Talos config: schema, our rules, and talosctl validate.
+    """Validate every node's rendered Talos config: schema, Talos' rules, our rules, and talosctl validate.
 
     Renders in memory (nothing is written), checks each YAML document against the Talos JSON schema of the
     cluster's talosVersion (fetched from the Talos tag on GitHub and cached under the state dir;
-    K8S_OPS_TALOS_SCHEMA=<path|url> overrides), with the schema's known defects tolerated; then the semantic
+    K8S_OPS_TALOS_SCHEMA=<path|url> overrides), with the schema's known defects tolerated; then Talos' own
+    validation rules offline (as `talosctl validate --mode metal --strict`; warnings printed); then the semantic
     rules (no control-plane secrets on workers, CNI none, kube-proxy off, KubePrism 7445, factory installer
     image, HostnameConfig, no install.extraKernelArgs, VIP only on control planes); then, when talosctl is on
     PATH, `talosctl validate --mode metal --strict` per node. Prints every problem at once and exits non-zero.
@@ -167,9 +177,11 @@ def validate(c: Context, cluster: str) -> None:
 
     inv = load_cluster(cluster)
     schema = load_schema(inv.talos_version)
-    rendered = render_cluster(inv, load_bundle(inv))
+    rendered = render_cluster(inv, load_bundle(inv), check_rules=False)  # the rules are a layer below
     runner = SubprocessRunner() if shutil.which("talosctl") else None
     report = validate_rendered(inv, rendered, schema, runner=runner)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if report.problems:
         raise ProblemsError(report.problems)
     print(f"{report.documents} documents valid")

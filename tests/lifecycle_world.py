@@ -182,13 +182,14 @@ class World:
                 return Result(1, "", "error applying new configuration: 1 error occurred: bad field")
             if "--dry-run" in argv:
                 if n.maintenance:
-                    return Result(0, "Node is running in maintenance mode and does not have a config yet.\n")
+                    # talosctl prints apply results on stderr (helpers/mode.go PrintApplyResults)
+                    return Result(0, "", "Node is running in maintenance mode and does not have a config yet.\n")
                 summary = {
                     "none": "Applied configuration without a reboot (skipped in dry-run).\n\nNo changes.",
                     "live": "Applied configuration without a reboot (skipped in dry-run).\n--- a\n+++ b",
                     "reboot": "Applied configuration with a reboot (skipped in dry-run).\n--- a\n+++ b",
                 }[self.apply_change]
-                return Result(0, f"Dry run summary:\n{summary}\n")
+                return Result(0, "", f"Dry run summary:\n{summary}\n")
             self.log.append(("apply", n.hostname))
             if n.maintenance:
                 n.maintenance = False

@@ -538,6 +538,45 @@ def test_volumes(tmp_path: Path) -> None:
     assert "not a valid CEL expression" in only(problems, "nodes[3].volumes[2].match").message
 
 
+def test_volume_sizes_are_required_and_checked_like_talos(tmp_path: Path) -> None:
+    """siderolabs/talos v1.12.11 block/volume_config.go: "min size or max size is required", min <= absolute max."""
+    match = 'disk.model == "X"'
+    ok = [
+        {"name": "a", "match": match, "minSize": "100GiB", "grow": True},
+        {"name": "b", "match": match, "maxSize": "80%"},
+        {"name": "c", "match": match, "minSize": "1TB", "maxSize": "100%"},
+        {"name": "d", "match": match, "minSize": 1073741824, "maxSize": "2GiB"},
+    ]
+    data = base()
+    data["nodes"][3]["volumes"] = ok
+    write(tmp_path, "lab", data)
+    vols = load_cluster("lab", clusters_dir=tmp_path).nodes[3].volumes
+    assert [(v.min_size, v.max_size, v.grow) for v in vols] == [
+        ("100GiB", None, True),
+        (None, "80%", None),
+        ("1TB", "100%", None),
+        ("1073741824", "2GiB", None),
+    ]
+
+    def mutate(d: dict[str, Any]) -> None:
+        d["nodes"][3]["volumes"] = [
+            {"name": "a", "match": match},
+            {"name": "b", "match": match, "minSize": "2TiB", "maxSize": "100GiB"},
+            {"name": "c", "match": match, "minSize": "50%"},
+            {"name": "d", "match": match, "maxSize": "lots"},
+            {"name": "e", "match": match, "maxSize": "150%"},
+        ]
+
+    _, problems = bad(tmp_path, mutate)
+    assert only(problems, "nodes[3].volumes[0]").message == (
+        "minSize or maxSize is required (Talos refuses a UserVolumeConfig without a size), e.g. maxSize: 100GiB"
+    )
+    assert only(problems, "nodes[3].volumes[1].minSize").message == "minSize 2TiB is greater than maxSize 100GiB"
+    assert "relative sizes like 80% are for maxSize only" in only(problems, "nodes[3].volumes[2].minSize").message
+    assert "'lots' is not a size like 100GiB" in only(problems, "nodes[3].volumes[3].maxSize").message
+    assert "not a percentage between 0 and 100" in only(problems, "nodes[3].volumes[4].maxSize").message
+
+
 def test_upgrade_settings(tmp_path: Path) -> None:
     check = {
         "apiVersion": "apps/v1",

@@ -306,7 +306,9 @@ def test_bond_with_selected_members(cluster: Cluster, bundle: SecretsBundle) -> 
         "name": "bond0",
         "links": ["bond0-m0", "bond0-m1"],
         "bondMode": "802.3ad",
-        "miimon": 100,
+        "miimon": 100,  # the inventory's; updelay/downdelay default to Talos' example (no 802.3ad warnings)
+        "updelay": 200,
+        "downdelay": 200,
         "xmitHashPolicy": "layer3+4",
         "lacpRate": "fast",
         "up": True,
@@ -472,6 +474,48 @@ def test_bad_patch_yaml_and_patch_errors_name_the_file(tmp_path: Path, bundle: S
     assert "wk.yaml" in only and "lookup failed" in only and "lab-wk-2" in only
 
 
+def test_talos_rules_refuse_a_node_and_blame_the_patch_that_broke_them(tmp_path: Path, bundle: SecretsBundle) -> None:
+    """talos.config_rules runs after the inventory's documents and after each patch; every finding names the step."""
+    patches = {
+        **PATCHES,
+        "wk.yaml": (
+            "apiVersion: v1alpha1\nkind: UserVolumeConfig\nname: openebs\nprovisioning:\n"
+            "  diskSelector: {match: 'disk.model == \"TEAM TM8FP6512G\"'}\n  minSize: 500GiB\n  maxSize: 10GiB\n---\n"
+            "apiVersion: v1alpha1\nkind: HostnameConfig\nauto: stable\n"
+        ),
+    }
+    cluster = make_cluster(tmp_path, patches=patches)
+    with pytest.raises(ProblemsError) as err:
+        render_cluster(cluster, bundle, ["lab-wk-1", "lab-wk-2"])
+    found = [(p.file, p.field, p.message) for p in err.value.problems]
+    wk = str(cluster.patches_dir / "wk.yaml")
+    for host in ("lab-wk-1", "lab-wk-2"):
+        refuse = f"(node {host}: Talos refuses this config)"
+        assert (wk, "HostnameConfig auto", f"'auto' and 'hostname' cannot be set at the same time {refuse}") in found
+    # lab-wk-1 carries the volume from cluster.yaml; the patch breaks its sizes
+    assert (wk, "UserVolumeConfig/openebs provisioning.minSize", "min size is greater than max size (node lab-wk-1: "
+            "Talos refuses this config)") in found  # fmt: skip
+    assert all(p.file == wk for p in err.value.problems)
+
+
+@pytest.mark.parametrize("name", ["demo", "infra", "apps"])
+def test_repository_clusters_render_and_pass_talos_rules(name: str, bundle: SecretsBundle) -> None:
+    """Every node of the bundled inventories renders (render runs talos.config_rules) with no Talos error."""
+    from talos.config_rules import errors_of, validate_documents
+
+    inv = load_cluster(name, clusters_dir=Path(__file__).resolve().parents[1] / "clusters")
+    for cfg in render_cluster(inv, bundle):
+        assert errors_of(validate_documents(cfg.documents)) == [], cfg.hostname
+        for vol in (d for d in cfg.documents if d.get("kind") == "UserVolumeConfig"):
+            assert vol["provisioning"]["minSize"] == "100GiB" and vol["provisioning"]["grow"] is True
+
+
+def test_user_volume_sizes_reach_provisioning(cluster: Cluster, bundle: SecretsBundle) -> None:
+    (wk1,) = render_cluster(cluster, bundle, ["lab-wk-1"])
+    vol = by_kind(wk1)["v1alpha1/UserVolumeConfig/openebs"]
+    assert vol["provisioning"] == {"diskSelector": {"match": 'disk.model == "TEAM TM8FP6512G"'}, "minSize": "100GiB"}
+
+
 def test_unknown_node_lists_the_known_ones(cluster: Cluster, bundle: SecretsBundle) -> None:
     with pytest.raises(ProblemsError, match=r"unknown node 'nope'; known nodes: lab-cp-1 \(10\.9\.0\.11\)"):
         render_cluster(cluster, bundle, ["nope"])
@@ -571,9 +615,7 @@ def test_task_out_dir_and_json(task_env: dict[str, Any], capsys: pytest.CaptureF
     assert (target / "lab-cp-1.yaml").is_file() and stat.S_IMODE(target.stat().st_mode) == 0o700
 
 
-def test_task_writes_nothing_when_any_node_fails(
-    task_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_task_writes_nothing_when_any_node_fails(task_env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     (task_env["clusters"] / "lab" / "patches" / "node.yaml").write_text("machine: {a: '{{ nope }}'}\n")
     with pytest.raises(Exit) as exc:
         render(Context(), cluster="lab")

@@ -6,6 +6,7 @@ import copy
 import re
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -27,6 +28,7 @@ REF = paths.repo_root().parent / "shared" / "reference" / "talos"
 def _main(role: str) -> dict[str, Any]:
     cp = role == "controlplane"
     cluster: dict[str, Any] = {
+        "controlPlane": {"endpoint": "https://10.0.0.10:6443"},
         "ca": {"crt": "CRT", "key": SECRET_VALUE if cp else ""},
         "network": {"cni": {"name": "none"}},
         "proxy": {"disabled": True},
@@ -275,11 +277,17 @@ def test_validate_rendered_reports_every_layer_at_once() -> None:
     )
     report = validate_rendered(cluster, rendered, _SCHEMA, runner=runner)
     assert report.documents == 4
-    assert [(p.file, p.field) for p in report.problems] == [
-        ("w1.yaml", "v1alpha1 debug"),
-        ("w1.yaml", "v1alpha1 machine.install.extraKernelArgs"),
-        ("w1.yaml", "talosctl"),
+    assert [(p.file, p.field, p.message) for p in report.problems if p.field != "talosctl"] == [
+        ("w1.yaml", "v1alpha1 debug", "schema: 'yes' is not of type 'boolean'"),
+        # Talos' own rule (talos.config_rules), then ours (talos.semantic)
+        (
+            "w1.yaml",
+            "v1alpha1 machine.install.extraKernelArgs",
+            "install.extraKernelArgs and install.grubUseUKICmdline can't be used together",
+        ),
+        ("w1.yaml", "v1alpha1 machine.install.extraKernelArgs", ANY),
     ]
+    assert [p.file for p in report.problems if p.field == "talosctl"] == ["w1.yaml"]
     assert [c.node for c in runner.calls] == ["cp1", "w1"]
     assert report.talosctl_checked
 
@@ -346,6 +354,11 @@ def test_validate_task_on_a_rendered_cluster(
     assert out == "" and "Traceback" not in err
     for host in ("cp1", "cp2", "cp3", "w1"):
         assert f"{host}.yaml: v1alpha1 machine.install.extraKernelArgs:" in err
+        # Talos' own rule too, in its wording (talos.config_rules)
+        assert (
+            f"{host}.yaml: v1alpha1 machine.install.extraKernelArgs: "
+            "install.extraKernelArgs and install.grubUseUKICmdline can't be used together"
+        ) in err
         assert f"{host}.yaml: v1alpha1 cluster.proxy.disabled:" in err
         assert f"{host}.yaml: v1alpha1 machine: schema: Additional properties are not allowed ('bogus'" in err
-    assert err.startswith("error: 12 problems found:")
+    assert err.startswith("error: 16 problems found:")

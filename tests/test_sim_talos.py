@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from talos.talosctl import parse_json_stream
-from tests.sim.helpers import bootstrap, install_all, machinestatus, ok, run, write_configs
+from tests.sim.helpers import applied, bootstrap, install_all, machinestatus, ok, run, write_configs
 from tests.sim.simlib.api import Sim
 
 CP1, CP2, CP3, WK1 = "10.5.0.11", "10.5.0.12", "10.5.0.13", "10.5.0.14"
@@ -38,12 +38,15 @@ def test_install_then_insecure_refused_and_stale_talosconfig_rejected(sim_demo: 
     assert r.returncode == 0, r.stderr
     sim_demo.settle()
     node = sim_demo.node(CP1)
-    assert node["stage"] == "running" and node["boot_id"] != before
+    # installed and rebooted: a fresh controlplane stays `booting` (etcd waits to join) until `talosctl bootstrap`
+    assert node["stage"] == "booting" and node["boot_id"] != before
     r = run(sim_demo, "talosctl", "apply-config", "--insecure", "-n", CP1, "-f", str(configs[CP1]))
     assert r.returncode == 1 and "tls: certificate required" in r.stderr
     good = sim_demo.write_talosconfig(tmp_path / "good")
     st = machinestatus(sim_demo, CP1, "--talosconfig", str(good))
-    assert st["spec"] == {"stage": "running", "status": {"ready": True, "unmetConditions": []}}
+    assert st["spec"]["stage"] == "booting" and st["spec"]["status"]["ready"] is False  # type: ignore[index]
+    unmet = {c["name"] for c in st["spec"]["status"]["unmetConditions"]}  # type: ignore[index]
+    assert unmet == {"services", "staticPods", "nodeReady"}
     stale = sim_demo.write_talosconfig(tmp_path / "stale", ca="c3RhbGUtY2E=")
     r = run(sim_demo, "talosctl", "--talosconfig", str(stale), "-n", CP1, "version")
     assert r.returncode == 1 and X509 in r.stderr
@@ -56,7 +59,7 @@ def test_insecure_apply_uses_only_the_first_node(sim_demo: Sim, tmp_path: Path) 
     configs = write_configs(sim_demo, tmp_path)
     ok(sim_demo, "talosctl", "apply-config", "--insecure", "-n", f"{CP1},{CP2}", "-f", str(configs[CP1]))
     sim_demo.settle()
-    assert sim_demo.node(CP1)["stage"] == "running"
+    assert sim_demo.node(CP1)["stage"] == "booting"
     assert sim_demo.node(CP2)["stage"] == "maintenance"
 
 
@@ -68,7 +71,7 @@ def test_maintenance_apply_modes_and_rejections(sim_demo: Sim, tmp_path: Path) -
         "code = Unimplemented desc = apply configuration --mode='staged' is not supported in maintenance mode"
         in r.stderr
     )
-    out = ok(sim_demo, "talosctl", "apply-config", "-i", "-n", CP1, "-f", str(configs[CP1]), "--dry-run")
+    out = applied(sim_demo, "apply-config", "-i", "-n", CP1, "-f", str(configs[CP1]), "--dry-run")
     assert out == "Dry run summary:\nNode is running in maintenance mode and does not have a config yet.\n"
     assert sim_demo.node(CP1)["stage"] == "maintenance"
     bad = tmp_path / "bad.yaml"
@@ -92,27 +95,27 @@ def test_maintenance_apply_modes_and_rejections(sim_demo: Sim, tmp_path: Path) -
 def test_configured_apply_modes_messages_and_reboots(sim_demo: Sim, tmp_path: Path) -> None:
     configs, tc = install_all(sim_demo, tmp_path)
     base = ["talosctl", "--talosconfig", str(tc), "-n", WK1, "apply-config", "-f", str(configs[WK1])]
-    out = ok(sim_demo, base[0], *base[1:], "--dry-run")
+    out = applied(sim_demo, *base[1:], "--dry-run")
     assert out.startswith(
         "Dry run summary:\nApplied configuration without a reboot (skipped in dry-run).\nConfig diff:\n\nNo changes."
     )
     changed = tmp_path / "changed.yaml"
     changed.write_text(sim_demo.machine_config(WK1, extra={"machine": {"sysctls": {"vm.max_map_count": "262144"}}}))
     args = ["--talosconfig", str(tc), "-n", WK1, "apply-config", "-f", str(changed)]
-    out = ok(sim_demo, "talosctl", *args, "--dry-run")
+    out = applied(sim_demo, *args, "--dry-run")
     assert "+    sysctls:" in out or "sysctls" in out
     boot = sim_demo.node(WK1)["boot_id"]
-    assert ok(sim_demo, "talosctl", *args) == "Applied configuration without a reboot\n"
+    assert applied(sim_demo, *args) == "Applied configuration without a reboot\n"
     assert sim_demo.node(WK1)["boot_id"] == boot
     assert (
-        ok(sim_demo, "talosctl", *args, "-m", "staged") == "Staged configuration to be applied after the next reboot\n"
+        applied(sim_demo, *args, "-m", "staged") == "Staged configuration to be applied after the next reboot\n"
     )
-    out = ok(sim_demo, "talosctl", *args, "--mode=try", "--timeout", "2m")
+    out = applied(sim_demo, *args, "--mode=try", "--timeout", "2m")
     assert out == (
         "Applied configuration without a reboot\n"
         "The config is applied in 'try' mode and will be automatically reverted back in 2m0s\n"
     )
-    assert ok(sim_demo, "talosctl", *args, "-m", "reboot") == "Applied configuration with a reboot\n"
+    assert applied(sim_demo, *args, "-m", "reboot") == "Applied configuration with a reboot\n"
     assert sim_demo.node(WK1)["stage"] in ("rebooting", "booting") or sim_demo.node(WK1)["phase"] != "up"
     sim_demo.settle()
     assert sim_demo.node(WK1)["boot_id"] != boot
@@ -122,7 +125,7 @@ def test_configured_apply_modes_messages_and_reboots(sim_demo: Sim, tmp_path: Pa
         sim_demo, "talosctl", "--talosconfig", str(tc), "-n", WK1, "apply-config", "-f", str(disk), "-m", "no-reboot"
     )
     assert r.returncode == 1 and "can't be applied in immediate mode" in r.stderr
-    out = ok(sim_demo, "talosctl", "--talosconfig", str(tc), "-n", WK1, "apply-config", "-f", str(disk))
+    out = applied(sim_demo, "--talosconfig", str(tc), "-n", WK1, "apply-config", "-f", str(disk))
     assert out.startswith("Applied configuration with a reboot")
     nov1 = tmp_path / "nov1.yaml"
     nov1.write_text("apiVersion: v1alpha1\nkind: HostnameConfig\nhostname: x\nauto: 'off'\n")
@@ -151,9 +154,10 @@ def test_try_mode_reverts_after_timeout(sim_demo: Sim, tmp_path: Path) -> None:
         "1m",
     )
     sim_demo.set("timeout_scale", 1.0)
-    import time
-
-    time.sleep(0.1)
+    assert sim_demo.node(WK1)["name"] == "renamed"  # looking does not move time (logical clock)
+    sim_demo.advance(0.05)  # one step: 0.06 s have not passed yet
+    assert sim_demo.node(WK1)["name"] == "renamed"
+    sim_demo.advance(0.05)
     assert sim_demo.node(WK1)["name"] == "demo-wk-1"
 
 
@@ -179,7 +183,12 @@ def test_bootstrap_once_already_exists_and_worker_refused(sim_demo: Sim, tmp_pat
     t = ["--talosconfig", str(tc)]
     r = run(sim_demo, "talosctl", *t, "-n", WK1, "bootstrap")
     assert r.returncode == 1 and "bootstrap can only be performed on a control plane node" in r.stderr
+    # accepted while the controlplane is still `booting` (etcd waits to join), which then finishes its boot
+    assert machinestatus(sim_demo, CP1, "--talosconfig", str(tc))["spec"]["stage"] == "booting"  # type: ignore[index]
+    assert "STATE    Preparing" in ok(sim_demo, "talosctl", *t, "-n", CP1, "service", "etcd")
     ok(sim_demo, "talosctl", *t, "-n", CP1, "bootstrap")
+    assert machinestatus(sim_demo, CP1, "--talosconfig", str(tc))["spec"]["stage"] == "running"  # type: ignore[index]
+    assert "STATE    Running" in ok(sim_demo, "talosctl", *t, "-n", CP1, "service", "etcd")
     r = run(sim_demo, "talosctl", *t, "-n", CP1, "bootstrap")
     assert r.returncode == 1
     assert (
@@ -221,7 +230,8 @@ def test_kubeconfig_and_vip_only_after_bootstrap(sim_demo: Sim, tmp_path: Path) 
         "--force-context-name",
         "main",
     )
-    assert "current-context: main" in out
+    # --force-context-name is a merge option: stdout (no merge) gets talosctl's raw `admin@<cluster>` context
+    assert "current-context: admin@demo" in out and "main" not in out
     ok(sim_demo, "talosctl", "--talosconfig", str(tc), "-n", CP1, "kubeconfig")
     ok(sim_demo, "talosctl", "--talosconfig", str(tc), "-n", CP1, "kubeconfig")
     merged = __import__("yaml").safe_load((Path(sim_demo.env()["HOME"]) / ".kube" / "config").read_text())
@@ -229,7 +239,7 @@ def test_kubeconfig_and_vip_only_after_bootstrap(sim_demo: Sim, tmp_path: Path) 
 
 
 def test_upgrade_wait_changes_version_and_schematic(sim_demo: Sim, tmp_path: Path) -> None:
-    tc, _ = bootstrap(sim_demo, tmp_path)
+    tc, _ = bootstrap(sim_demo, tmp_path, cni=True)  # --wait needs the node running *and* ready: a CNI
     img = "factory.talos.dev/installer/" + "a" * 64 + ":v1.12.11"
     t = ["--talosconfig", str(tc), "-n", CP2]
     boot = sim_demo.node(CP2)["boot_id"]
@@ -250,7 +260,8 @@ def test_upgrade_wait_changes_version_and_schematic(sim_demo: Sim, tmp_path: Pat
 
 
 def test_get_extensions_lists_the_schematic_of_the_installed_image(sim_demo: Sim, tmp_path: Path) -> None:
-    tc, _ = bootstrap(sim_demo, tmp_path)  # installed with the generic installer: no extensions
+    # installed with the generic installer: no extensions; a CNI, as upgrade --wait waits for ready
+    tc, _ = bootstrap(sim_demo, tmp_path, cni=True)
     t = ["--talosconfig", str(tc), "-n", CP2]
     assert ok(sim_demo, "talosctl", *t, "get", "extensions", "-o", "json") == ""
     # `sim create` registered the inventory's schematic (intel-ucode, iscsi-tools) under its factory ID.
@@ -473,5 +484,5 @@ def test_global_flags_anywhere_and_equals_forms(sim_demo: Sim, tmp_path: Path) -
     _, tc = install_all(sim_demo, tmp_path)
     a = ok(sim_demo, "talosctl", "get", f"--talosconfig={tc}", "machinestatus", "--nodes", CP1, "-oyaml")
     b = ok(sim_demo, "talosctl", "--talosconfig", str(tc), "-n", CP1, "get", "machinestatus", "--output=yaml")
-    assert "stage: running" in a and a.split("updated")[0] == b.split("updated")[0]
+    assert "stage: booting" in a and a.split("updated")[0] == b.split("updated")[0]
     assert ok(sim_demo, "talosctl", "version", "--client", "--short") == "Client:\nTalos v1.12.11\n"

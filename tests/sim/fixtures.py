@@ -1,8 +1,11 @@
 """pytest fixtures for the simulator. Registered from tests/conftest.py (`pytest_plugins`).
 
 `sim`: an empty simulator in a temp dir; PATH starts with tests/sim/bin, K8S_OPS_SIM_DIR points at it,
-HOME is a temp dir (so ~/.kube/config and ~/.talos/config are private), TALOSCONFIG/KUBECONFIG are unset,
-reboots last 0.1 s and waiting tools poll every 20 ms.
+HOME is a temp dir (so ~/.kube/config and ~/.talos/config are private), TALOSCONFIG/KUBECONFIG are unset.
+Time is the simulator's logical clock (state.py): a reboot lasts 0.2 simulated seconds = 4 contacts with the
+node (step_seconds 0.05), however slow the machine; waiting tools sleep 10 ms of real time between polls, which
+changes no outcome. Each test has its own state dir, HOME and K8S_OPS_* dirs, so tests run in parallel
+(pytest-xdist) without sharing anything.
 `sim_demo`: `sim` plus the demo cluster (clusters/demo/cluster.yaml when present, else 3 controlplanes and
 2 workers on 10.5.0.0/24), all nodes in maintenance mode."""
 
@@ -35,8 +38,8 @@ def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sim]:
     for var in ("TALOSCONFIG", "KUBECONFIG"):
         monkeypatch.delenv(var, raising=False)
     s = Sim(root)
-    s.set("reboot_seconds", 0.1)
-    s.set("poll_interval", 0.02)
+    s.set("reboot_seconds", 0.2)
+    s.set("poll_interval", 0.01)
     yield s
 
 

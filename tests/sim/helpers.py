@@ -21,6 +21,15 @@ def ok(sim: Sim, tool: str, *args: str, input: str | None = None) -> str:
     return r.stdout
 
 
+def applied(sim: Sim, *args: str) -> str:
+    """`talosctl <args>` (an apply-config) succeeds with nothing on stdout; returns stderr, where talosctl prints
+    the mode details and dry-run summary (helpers/mode.go PrintApplyResults)."""
+    r = sim.run("talosctl", *args)
+    assert r.returncode == 0, f"talosctl {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+    assert r.stdout == "", r.stdout
+    return r.stderr
+
+
 def write_configs(sim: Sim, tmp: Path, cluster: str = "demo") -> dict[str, Path]:
     out = {}
     for a in sim.cluster(cluster)["nodes"]:
@@ -52,13 +61,17 @@ def install_all(sim: Sim, tmp: Path, cluster: str = "demo") -> tuple[dict[str, P
     return configs, tc
 
 
-def bootstrap(sim: Sim, tmp: Path, cluster: str = "demo") -> tuple[Path, Path]:
-    """Installed + etcd bootstrapped + kubeconfig written (no CNI). Returns (talosconfig, kubeconfig)."""
+def bootstrap(sim: Sim, tmp: Path, cluster: str = "demo", *, cni: bool = False) -> tuple[Path, Path]:
+    """Installed + etcd bootstrapped + kubeconfig written, and a CNI when `cni` (without one no node is Ready,
+    so nothing that waits for Talos' readiness — `upgrade`/`reboot` with `--wait` — can finish).
+    Returns (talosconfig, kubeconfig)."""
     _, tc = install_all(sim, tmp, cluster)
     first = sim.cluster(cluster)["nodes"][0]
     ok(sim, "talosctl", "--talosconfig", str(tc), "-n", first, "bootstrap")
     kc = tmp / "kubeconfig"
     ok(sim, "talosctl", "--talosconfig", str(tc), "-n", first, "kubeconfig", str(kc), "--merge=false", "--force")
+    if cni:
+        sim.install_cni(cluster)
     return tc, kc
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import yaml
 
 from . import etcd as etcdmod
-from .inventory import add_cluster, read_inventory, wipe
+from .inventory import add_cluster, read_inventory, wipe, with_hardware
 from .kube import Kube
 from .sim_cli import add_fault, clear_faults
 from .state import Store
@@ -37,8 +36,13 @@ class Sim:
         endpoint: str = "10.5.0.10",
         nodes: Sequence[tuple[str, str, str]] | None = None,
         talos_version: str = "v1.12.11",
+        hardware: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> list[str]:
-        """Create cluster(s) from an inventory file, or from (hostname, address, role) tuples. Returns names."""
+        """Create cluster(s) from an inventory file, or from (hostname, address, role) tuples. Returns names.
+
+        `hardware` ({hostname or address: [NIC, ...]}, NIC fields as in `simlib/network.py` HARDWARE_FIELDS)
+        replaces the NICs a node would get from its inventory `interfaces` (or the one default virtio NIC):
+        the way to build a machine whose config names a link it does not have."""
         if inventory is not None:
             specs = read_inventory(Path(inventory))
         else:
@@ -57,10 +61,24 @@ class Sim:
                     "nodes": [{"hostname": h, "address": a, "role": r} for h, a, r in ns],
                 }
             ]
+        specs = with_hardware(specs, hardware)
         with self.store.tx(tick=False) as w:
             for spec in specs:
                 add_cluster(w, spec)
         return [s["name"] for s in specs]
+
+    def set_hardware(self, node: str, links: Sequence[Mapping[str, Any]]) -> list[JSON]:
+        """Replace a node's NICs (a swapped network card, a recabled port); returns them with defaults filled.
+        The node's network follows at once, as Talos' controllers follow LinkStatus changes."""
+        from .network import HardwareError, hardware
+
+        with self.store.tx(tick=False) as w:
+            n = w.nodes[node]
+            try:
+                n["links"] = hardware(links, f"{n['hostname']}/{n['address']}")
+            except HardwareError as e:
+                raise ValueError(f"node {n['hostname']}: {e}") from e
+            return [dict(x) for x in n["links"]]
 
     def set_schematic(self, schematic_id: str, extensions: Sequence[str], cluster: str | None = None) -> None:
         """Tell the simulator which official extensions a schematic ID's images carry (every cluster, or one)."""
@@ -78,8 +96,9 @@ class Sim:
         clear_faults(self.store, kind)
 
     def set(self, key: str, value: Any) -> None:
+        """A key of state.SETTINGS_DEFAULTS (KeyError otherwise), with a value of its type."""
         with self.store.tx(tick=False) as w:
-            w.data.setdefault("settings", {})[key] = value
+            w.set_setting(key, value)
 
     def wipe(self, cluster: str | None = None) -> None:
         with self.store.tx(tick=False) as w:
@@ -132,14 +151,13 @@ class Sim:
         return [c for c in out if tool is None or c["tool"] == tool]
 
     def settle(self, timeout: float = 10.0) -> None:
-        """Wait (wall clock) until no node is mid-reboot (stuck nodes excepted)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with self.store.tx() as w:
-                if not any(n.get("reboot") and not n["reboot"].get("never_return") for n in w.nodes.values()):
-                    return
-            time.sleep(0.02)
-        raise TimeoutError("nodes still rebooting")
+        """Let simulated time pass until no node is mid-reboot (stuck nodes excepted); `timeout`: real seconds,
+        used only under `clock: wall` (state.Store.settle)."""
+        self.store.settle(timeout)
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` of simulated time pass for the clock and every node (try-mode rollbacks, jobs...)."""
+        self.store.advance(seconds)
 
     # ---- tools --------------------------------------------------------------------------------------
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -188,11 +206,18 @@ class Sim:
         os_ca: str | None = None,
         extra: JSON | None = None,
         hostname_doc: bool = True,
+        vip: bool = True,
+        extra_docs: Sequence[JSON] = (),
     ) -> str:
-        """A minimal valid v1.12 machine config for a node of a simulated cluster (role from the inventory)."""
+        """A minimal valid v1.12 machine config for a node of a simulated cluster (role from the inventory).
+
+        No link documents, so Talos runs DHCP on every NIC (the node answers on its address); a controlplane
+        gets a Layer2VIPConfig for the cluster endpoint on its first NIC unless `vip=False` — without one no
+        node would hold the VIP. `extra_docs` are appended (network documents for tests)."""
         with self.store.tx(tick=False) as w:
             n = w.nodes[address]
             c = w.clusters[n["cluster"]]
+            first_nic = next((x["name"] for x in n.get("links") or [] if x.get("name") != "lo"), "enp1s0")
             pki = c["test_pki"]
             role = n["role"]
             host = hostname or n["hostname"]
@@ -206,7 +231,8 @@ class Sim:
             "machine": {
                 "type": role,
                 "token": "sim.token",
-                "ca": {"crt": os_ca or pki["os_ca"], "key": ""},
+                # Talos requires the CA key on a controlplane (v1alpha1_validation.go); its value is never used here
+                "ca": {"crt": os_ca or pki["os_ca"], "key": "" if role == "worker" else "c2ltLW9zLWNhLWtleQ=="},
                 "certSANs": [],
                 "kubelet": {"image": f"ghcr.io/siderolabs/kubelet:{kubernetes_version}"},
                 "network": {},
@@ -230,6 +256,9 @@ class Sim:
         docs = [main]
         if hostname_doc:
             docs.append({"apiVersion": "v1alpha1", "kind": "HostnameConfig", "hostname": host, "auto": "off"})
+        if vip and role == "controlplane":
+            docs.append({"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": endpoint, "link": first_nic})
+        docs.extend(extra_docs)
         return "---\n".join(dump_yaml(d) for d in docs)
 
     def write_talosconfig(
@@ -262,6 +291,14 @@ class Sim:
         path.chmod(0o600)
         return path
 
+    def install_cni(self, cluster: str = "demo") -> None:
+        """Install a valid Cilium into a bootstrapped cluster (what bootstrap's CNI stage does), so Nodes get Ready."""
+        with self.store.tx() as w:
+            c = w.clusters[cluster]
+            if not etcdmod.etcd(c)["bootstrapped"]:
+                raise RuntimeError(f"cluster {cluster}: etcd is not bootstrapped, there is no API to install into")
+            _install_cilium(Kube(c, w.now))
+
     def make_ready(
         self,
         cluster: str = "demo",
@@ -272,8 +309,6 @@ class Sim:
     ) -> None:
         """Fast path for tests above the bootstrap: every node configured and running, etcd bootstrapped on the
         first controlplane, a valid Cilium installed (when `cni`), and talosconfig/kubeconfig written."""
-        from . import helmstore
-        from .charts import lookup
         from .machineconfig import summarise
         from .talosctl import kubeconfig_for
 
@@ -304,59 +339,67 @@ class Sim:
             for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
                 kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, manager="kube-apiserver")
             if cni:
-                chart = lookup("cilium")
-                values = {
-                    "ipam": {"mode": "kubernetes"},
-                    "kubeProxyReplacement": True,
-                    "k8sServiceHost": "localhost",
-                    "k8sServicePort": 7445,
-                    "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
-                    "securityContext": {
-                        "capabilities": {
-                            "ciliumAgent": [
-                                "CHOWN",
-                                "KILL",
-                                "NET_ADMIN",
-                                "NET_RAW",
-                                "IPC_LOCK",
-                                "SYS_ADMIN",
-                                "SYS_RESOURCE",
-                                "DAC_OVERRIDE",
-                                "FOWNER",
-                                "SETGID",
-                                "SETUID",
-                            ],
-                            "cleanCiliumState": ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"],
-                        }
-                    },
-                }
-                from .helm import _manifest, _render
-
-                objs = _render(chart, "cilium", "kube-system", values, chart.version)
-                for o in objs:
-                    kube.put(o, manager="helm")
-                helmstore.store(
-                    kube,
-                    {
-                        "name": "cilium",
-                        "namespace": "kube-system",
-                        "version": 1,
-                        "chart": {
-                            "metadata": {"name": "cilium", "version": chart.version, "appVersion": chart.app_version},
-                            "ref": "oci://quay.io/cilium/charts/cilium",
-                        },
-                        "config": values,
-                        "manifest": _manifest(objs),
-                        "info": {
-                            "status": "deployed",
-                            "first_deployed": "",
-                            "last_deployed": "",
-                            "description": "Install complete",
-                        },
-                    },
-                )
+                _install_cilium(kube)
             kc = kubeconfig_for(w, first)
         kpath = kubeconfig or (self.root / "kubeconfig")
         kpath.write_text(dump_yaml(kc))
         kpath.chmod(0o600)
         self.write_talosconfig(talosconfig or (self.root / "talosconfig"), cluster)
+
+
+def _install_cilium(kube: Kube) -> None:
+    """A deployed cilium release with the values Talos needs (the CNI that makes Nodes Ready)."""
+    from . import helmstore
+    from .charts import lookup
+    from .helm import _manifest, _render
+
+    chart = lookup("cilium")
+    values = {
+        "ipam": {"mode": "kubernetes"},
+        "kubeProxyReplacement": True,
+        "k8sServiceHost": "localhost",
+        "k8sServicePort": 7445,
+        "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
+        "securityContext": {
+            "capabilities": {
+                "ciliumAgent": [
+                    "CHOWN",
+                    "KILL",
+                    "NET_ADMIN",
+                    "NET_RAW",
+                    "IPC_LOCK",
+                    "SYS_ADMIN",
+                    "SYS_RESOURCE",
+                    "DAC_OVERRIDE",
+                    "FOWNER",
+                    "SETGID",
+                    "SETUID",
+                ],
+                "cleanCiliumState": ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"],
+            }
+        },
+    }
+
+    objs = _render(chart, "cilium", "kube-system", values, chart.version)
+    for o in objs:
+        kube.put(o, manager="helm")
+    helmstore.store(
+        kube,
+        {
+            "name": "cilium",
+            "namespace": "kube-system",
+            "version": 1,
+            "chart": {
+                "metadata": {"name": "cilium", "version": chart.version, "appVersion": chart.app_version},
+                "ref": "oci://quay.io/cilium/charts/cilium",
+            },
+            "config": values,
+            "manifest": _manifest(objs),
+            "info": {
+                "status": "deployed",
+                "first_deployed": "",
+                "last_deployed": "",
+                "description": "Install complete",
+            },
+        },
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from . import network
 from .state import World
 from .util import JSON
 
@@ -90,7 +91,7 @@ def api_available(world: World, cluster: JSON) -> bool:
     e = etcd(cluster)
     if not e["bootstrapped"] or not quorum(world, cluster):
         return False
-    return world.now >= float(e.get("bootstrapped_at", 0)) + float(world.setting("apiserver_start_seconds"))
+    return world.clock >= world.bootstrapped_clock(e) + float(world.setting("apiserver_start_seconds"))
 
 
 def apiserver_up_on(world: World, n: JSON) -> bool:
@@ -98,11 +99,20 @@ def apiserver_up_on(world: World, n: JSON) -> bool:
 
 
 def vip_holder(world: World, cluster: JSON) -> JSON | None:
-    """The controlplane node answering on the shared VIP (Talos moves it only once etcd runs)."""
+    """The controlplane node answering on the shared VIP.
+
+    Talos' VIP operator campaigns for the address in etcd, so nobody holds it before etcd runs; and it runs
+    only on a controlplane whose config has a Layer2VIPConfig for it on a link that exists and is up
+    (siderolabs/talos v1.12.11 internal/app/machined/pkg/controllers/network/operator_vip_config.go,
+    operator_spec.go). The link must also carry an address in the VIP's subnet and the node be reachable on
+    its own address, else clients (and its etcd peers) cannot reach it — see simlib/network.py."""
     if not etcd(cluster)["bootstrapped"] or not quorum(world, cluster):
         return None
+    vip = str(cluster.get("endpoint", ""))
     for a in etcd(cluster)["members"]:
         n = world.nodes.get(a)
         if n and apiserver_up_on(world, n):
-            return n
+            net = network.evaluate(n)
+            if net.can_hold_vip(vip) and net.answers_on(n["address"]):
+                return n
     return None

@@ -137,8 +137,7 @@ def _reconcile_one(ctx: Ctx, p: Parsed, kind: str, group: str, ns: str, name: st
             ann["reconcile.fluxcd.io/resetAt"] = stamp
         kube.put(new, manager="flux-client-side-apply")
     ctx.err(f"✔ {kind} annotated\n◎ waiting for {kind} reconciliation\n")
-    deadline = time.time() + timeout
-    interval = ctx.poll()
+    waiter = ctx.waiter(timeout)
     while True:
         with ctx.store.tx() as world:
             kube = _kube(ctx, p, world)
@@ -149,11 +148,11 @@ def _reconcile_one(ctx: Ctx, p: Parsed, kind: str, group: str, ns: str, name: st
             if ready["status"] == "False":
                 raise Fail(f"✗ {kind} reconciliation failed: {ready.get('message', '')}")
             return o
-        if time.time() >= deadline:
+        if waiter.expired():
             raise Fail(
                 f"✗ {kind} reconciliation failed: timeout waiting for: [{kind}/{ns}/{name} status: 'InProgress']"
             )
-        time.sleep(interval)
+        waiter.sleep()
 
 
 def cmd_reconcile(ctx: Ctx, p: Parsed) -> int:
@@ -218,8 +217,7 @@ def cmd_resume(ctx: Ctx, p: Parsed) -> int:
         return 0
     with ctx.store.tx(tick=False) as w:
         timeout = w.scaled(float(p["timeout"]))
-    deadline = time.time() + timeout
-    interval = ctx.poll()
+    waiter = ctx.waiter(timeout)
     for kind, group, nm in done:
         ctx.err(f"◎ waiting for {kind} reconciliation\n")
         while True:
@@ -229,11 +227,11 @@ def cmd_resume(ctx: Ctx, p: Parsed) -> int:
             if ready.get("status") == "True":
                 ctx.err(f"✔ {kind} reconciliation completed\n")
                 break
-            if ready.get("status") == "False" and time.time() >= deadline - timeout + 2 * interval:
+            if ready.get("status") == "False" and waiter.polls >= 2:  # still failing after two polls
                 raise Fail(f"✗ {kind} reconciliation failed: {ready.get('message', '')}")
-            if time.time() >= deadline:
+            if waiter.expired():
                 raise Fail(f"✗ {kind} reconciliation failed: timeout")
-            time.sleep(interval)
+            waiter.sleep()
     return 0
 
 

@@ -394,19 +394,18 @@ def _install(ctx: Ctx, p: Parsed, *, upgrade: bool) -> int:
         }
         helmstore.store(kube, rel)
         timeout = world.scaled(float(p["timeout"]))
-    deadline = time.time() + timeout
-    interval = ctx.poll()
+    waiter = ctx.waiter(timeout)
     while True:
         with ctx.store.tx() as world:
             kube = Kube(world.clusters[cluster["name"]], world.now)
             waiting = _ready(kube, objs) if (p["wait"] or p["atomic"] or p["rollback-on-failure"]) else None
-            if waiting is None or time.time() >= deadline:
+            if waiting is None or waiter.expired():
                 rel["info"]["status"] = "deployed" if waiting is None else "failed"
                 if waiting is not None:
                     rel["info"]["description"] = f'Release "{name}" failed: context deadline exceeded'
                 helmstore.store(kube, rel)
                 break
-        time.sleep(interval)
+        waiter.sleep()
     if rel["info"]["status"] == "failed":
         raise Fail(f"Error: {verb} FAILED: context deadline exceeded")
     if upgrade and prev is None:

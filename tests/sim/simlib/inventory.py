@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import network
 from .schematic import register, schematic_id
 from .state import World
 from .util import JSON, new_uuid
@@ -30,8 +32,8 @@ def _host(endpoint: str) -> str:
 
 
 def read_inventory(path: Path) -> list[JSON]:
-    """[{name, endpoint, talos_version, schematic, nodes: [{hostname, address, role, disk, links}]}] from a
-    cluster.yaml (`schematic`: {extensions, extra_kernel_args})."""
+    """[{name, endpoint, talos_version, schematic, nodes: [{hostname, address, role, disk, interfaces}]}] from
+    a cluster.yaml (`schematic`: {extensions, extra_kernel_args}); `interfaces` become the node's NICs."""
     data = yaml.safe_load(path.read_text()) or {}
     if isinstance(data.get("clusters"), dict):
         return [_one(v, k, path) for k, v in data["clusters"].items()]
@@ -94,16 +96,33 @@ def _disks(spec: Any, idx: int) -> list[JSON]:
     return [d]
 
 
-def _links(ifaces: list[JSON], idx: int) -> list[JSON]:
-    out = [{"name": "lo", "type": "loopback", "mac": "00:00:00:00:00:00"}]
-    macs = []
-    for i in ifaces:
-        for m in (i.get("bond") or {}).get("members") or []:
-            if isinstance(m, dict) and m.get("hardwareAddr"):
-                macs.append(str(m["hardwareAddr"]).replace("*", f"{idx:02x}"))
-    for j, mac in enumerate(macs or [f"52:54:00:00:{idx:02x}:01"]):
-        out.append({"name": f"enp{j + 1}s0", "type": "ether", "mac": mac})
-    return out
+def node_hardware(n: JSON) -> list[JSON]:
+    """The NICs of a node spec: explicit `hardware` (tests building mismatches), else NICs matching the
+    inventory's `interfaces`, else one virtio NIC (simlib/network.py)."""
+    seed = f"{n['hostname']}/{n['address']}"
+    try:
+        if n.get("hardware") is not None:
+            return network.hardware(n["hardware"], seed)
+        return network.hardware_from_interfaces(n.get("interfaces") or [], seed)
+    except network.HardwareError as e:
+        raise InventoryError(f"node {n['hostname']}: {e}") from e
+
+
+def with_hardware(specs: list[JSON], hardware: Mapping[str, Sequence[Mapping[str, Any]]] | None) -> list[JSON]:
+    """Give nodes (by hostname or address) explicit NICs instead of those their `interfaces` imply, so a test
+    can build a machine whose config names a link it does not have. Unknown node keys are an error."""
+    if not hardware:
+        return specs
+    known = {k for spec in specs for n in spec["nodes"] for k in (n["hostname"], n["address"])}
+    unknown = sorted(set(hardware) - known)
+    if unknown:
+        raise InventoryError(f"hardware for unknown node(s) {', '.join(unknown)}")
+    for spec in specs:
+        for n in spec["nodes"]:
+            links = hardware.get(n["hostname"], hardware.get(n["address"]))
+            if links is not None:
+                n["hardware"] = [dict(x) for x in links]
+    return specs
 
 
 def add_cluster(world: World, spec: JSON, *, replace: bool = True) -> JSON:
@@ -161,7 +180,7 @@ def add_cluster(world: World, spec: JSON, *, replace: bool = True) -> JSON:
             "etcd_data": False,
             "created": world.now,
             "disks": _disks(n.get("disk"), i),
-            "links": _links(n.get("interfaces") or [], i),
+            "links": node_hardware(n),
         }
     return cluster
 

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 import yaml
 
 from . import etcd as etcdmod
+from . import network
 from .runtime import Ctx, Fail
 from .state import World
 from .util import JSON
@@ -138,8 +139,8 @@ def dial(world: World, t: Target) -> JSON:
             )
         c = world.clusters[n["cluster"]]
         ph = world.phase(n)
-        if ph in ("off", "down"):
-            raise Unreachable(t.host, t.port, "no-route")
+        if ph in ("off", "down") or not network.evaluate(n).answers_on(n["address"]):
+            raise Unreachable(t.host, t.port, "no-route")  # network.py: its address on no usable link
         if t.port != 6443 or not etcdmod.apiserver_up_on(world, n):
             raise Unreachable(t.host, t.port, "refused")
         serving = n

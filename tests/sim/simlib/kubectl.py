@@ -758,17 +758,16 @@ def cmd_delete(ctx: Ctx, p: Parsed) -> int:
             pending.append((k, o_ns, nm))
     if p["wait"] and pending:
         timeout = float(p["timeout"] or 0)
-        deadline = time.time() + timeout if timeout else None
-        interval = ctx.poll()
+        waiter = ctx.waiter(timeout or None)
         while True:
             with ctx.store.tx() as world:
                 kube = connect(world, t)
                 pending = [(k, n2, nm) for k, n2, nm in pending if kube.get(k, n2 or None, nm) is not None]
             if not pending:
                 break
-            if deadline and time.time() >= deadline:
+            if waiter.expired():
                 raise Fail(f"error: timed out waiting for the condition on {pending[0][0].plural}/{pending[0][2]}")
-            time.sleep(interval)
+            waiter.sleep()
     return rc
 
 
@@ -952,8 +951,7 @@ def cmd_wait(ctx: Ctx, p: Parsed) -> int:
     timeout = float(p["timeout"])
     with ctx.store.tx(tick=False) as w:
         timeout = w.scaled(timeout)
-    deadline = time.time() + timeout
-    interval = ctx.poll()
+    waiter = ctx.waiter(timeout)
     named: list[tuple[KindInfo, str]] | None = None
     while True:
         with ctx.store.tx() as world:
@@ -981,7 +979,7 @@ def cmd_wait(ctx: Ctx, p: Parsed) -> int:
             if not named:
                 if kind == "delete":
                     return 0
-                if time.time() >= deadline:
+                if waiter.expired():
                     raise Fail("error: no matching resources found")
             else:
                 missing = [(k, nm) for k, nm, o in objs if o is None and kind not in ("delete", "create")]
@@ -992,10 +990,10 @@ def cmd_wait(ctx: Ctx, p: Parsed) -> int:
                     for k, nm, _ in objs:
                         ctx.out(f"{k.ref}/{nm} condition met\n" if kind != "delete" else f"{k.ref}/{nm} deleted\n")
                     return 0
-                if time.time() >= deadline:
+                if waiter.expired():
                     bad = next((k, nm) for k, nm, o in objs if not pred(o))
                     raise Fail(f"error: timed out waiting for the condition on {bad[0].plural}/{bad[1]}")
-        time.sleep(interval)
+        waiter.sleep()
 
 
 # ---- rollout / cordon / drain --------------------------------------------------------------------------
@@ -1049,8 +1047,7 @@ def cmd_rollout(ctx: Ctx, p: Parsed) -> int:
     timeout = float(p["timeout"] or 0)
     with ctx.store.tx(tick=False) as w:
         timeout = w.scaled(timeout)
-    deadline = time.time() + timeout if timeout else None
-    interval = ctx.poll()
+    waiter = ctx.waiter(timeout or None)
     last = ""
     while True:
         with ctx.store.tx() as world:
@@ -1068,9 +1065,9 @@ def cmd_rollout(ctx: Ctx, p: Parsed) -> int:
             last = msg
         if not p["watch"]:
             return 0
-        if deadline and time.time() >= deadline:
+        if waiter.expired():
             raise Fail("error: timed out waiting for the condition")
-        time.sleep(interval)
+        waiter.sleep()
 
 
 def _cordon(ctx: Ctx, p: Parsed, value: bool, verb: str) -> int:

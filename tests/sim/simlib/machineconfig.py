@@ -91,9 +91,11 @@ def v1alpha1(docs: list[JSON]) -> JSON | None:
 
 
 def validate(docs: list[JSON], *, require_v1alpha1: bool) -> list[str]:
-    """Validation errors (empty = valid)."""
+    """Decoder-level errors (empty = the documents load): apiVersion, known kinds, a v1alpha1 document.
+
+    Talos' validation rules proper (duplicate documents, v1alpha1 and per-kind `Validate`, conflicts with the
+    legacy fields) are `talos_rules_error`, the same port the toolkit checks its renders with."""
     errs: list[str] = []
-    names_seen: set[tuple[str, str]] = set()
     for d in docs:
         kind = d.get("kind")
         if kind is None:
@@ -102,35 +104,27 @@ def validate(docs: list[JSON], *, require_v1alpha1: bool) -> list[str]:
             errs.append(f'{kind}: apiVersion "{d.get("apiVersion")}" is not supported')
         if kind not in MULTIDOC_KINDS:
             raise ConfigError(f'unknown document type "{kind}" version "{d.get("apiVersion")}"', parse=True)
-        key = (str(kind), str(d.get("name", "")))
-        if key in names_seen:
-            errs.append(f'duplicate document: kind "{kind}" name "{d.get("name", "")}"')
-        names_seen.add(key)
-    main = v1alpha1(docs)
-    if main is None:
-        if require_v1alpha1:
-            errs.append("v1alpha1 config is required")
-        return errs
-    mtype = dig(main, "machine", "type")
-    if mtype not in MACHINE_TYPES:
-        errs.append(f'invalid machine type "{mtype}"' if mtype else "machine type is required")
-    if not dig(main, "cluster", "controlPlane", "endpoint"):
-        errs.append("cluster instructions are required: cluster.controlPlane.endpoint is not set")
-    if not dig(main, "machine", "ca", "crt"):
-        errs.append("machine.ca.crt is required")
-    install = dig(main, "machine", "install") or {}
-    if install.get("extraKernelArgs") and install.get("grubUseUKICmdline"):
-        errs.append("install.extraKernelArgs and install.grubUseUKICmdline can't be used together")
-    hostname_docs = [d for d in docs if d.get("kind") == "HostnameConfig"]
-    if hostname_docs and dig(main, "machine", "network", "hostname"):
-        errs.append("static hostname is already set in v1alpha1 config")
-    for h in hostname_docs:
-        auto = h.get("auto")
-        if auto is False:
-            errs.append("HostnameConfig: auto: invalid value false (write 'off' quoted)")
-        elif h.get("hostname") and auto not in (None, "off"):
-            errs.append("HostnameConfig: hostname and auto are mutually exclusive")
+    if v1alpha1(docs) is None and require_v1alpha1:
+        errs.append("v1alpha1 config is required")
     return errs
+
+
+def talos_rules_error(docs: list[JSON], *, strict: bool, mode: str = "metal") -> str | None:
+    """The error Talos returns for these documents (None: valid), worded as Talos prints it.
+
+    From `talos.config_rules` (the port of siderolabs/talos v1.12.11 `Validate` / `V1Alpha1ConflictValidate`,
+    pinned by tests/test_config_rules.py against Talos' own test vectors), so the simulator refuses exactly
+    what the toolkit's render refuses. Imported lazily: every simulator call is a fresh process and only
+    apply-config and validate pay for it."""
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[3])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from talos.config_rules import talos_error, validate_documents
+
+    return talos_error(validate_documents(docs, mode=mode, strict=strict))  # type: ignore[arg-type]
 
 
 def hostname(docs: list[JSON]) -> str | None:

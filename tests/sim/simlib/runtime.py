@@ -1,4 +1,4 @@
-"""What every simulated tool invocation shares: IO, stdin accounting, failures, the call log."""
+"""What every simulated tool invocation shares: IO, stdin accounting, failures, waiting, the call log."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from filelock import FileLock
-
-from .state import Store
+from .state import Store, locked
 
 
 class Fail(Exception):
@@ -30,7 +28,7 @@ class Ctx:
         self.env = dict(os.environ if env is None else env)
         self.stdin_bytes: int | None = None
         self._stdin: bytes | None = None
-        self.store = Store()
+        self.store = Store(step_pending=True)  # a call is one step of the logical clock (state.py)
         self.cwd = Path.cwd()
 
     def out(self, text: str) -> None:
@@ -58,12 +56,40 @@ class Ctx:
     def home(self) -> Path:
         return Path(self.env.get("HOME") or Path.home())
 
-    def poll(self) -> float:
-        with self.store.tx(tick=False) as w:
-            return float(w.setting("poll_interval"))
+    def waiter(self, timeout: float | None) -> Waiter:
+        """How a waiting command (`--wait`, `kubectl wait`, `health`, ...) paces its polls and times out."""
+        return Waiter(self, timeout)
 
-    def sleep_poll(self, interval: float) -> None:
-        time.sleep(interval)
+
+class Waiter:
+    """The clock of one waiting command: `timeout` (None: no deadline) expires after `timeout / step_seconds`
+    polls — simulated seconds, never real ones, so a slow machine cannot make a wait time out that a fast one
+    passes. Each `sleep()` is one poll: it sleeps `poll_interval` real seconds (only to let other processes
+    run) and makes the next transaction a new step of the logical clock. Under `clock: wall` (benchmarks) the
+    timeout is in real seconds."""
+
+    def __init__(self, ctx: Ctx, timeout: float | None) -> None:
+        self.store = ctx.store
+        with self.store.tx(tick=False) as w:
+            self.interval = float(w.setting("poll_interval"))
+            self.step = w.step
+            self.wall = w.wall
+        self.timeout = timeout
+        self.polls = 0
+        self.started = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds waited so far: polls x step_seconds (logical clock) or real seconds (wall clock)."""
+        return time.monotonic() - self.started if self.wall else self.polls * self.step
+
+    def expired(self) -> bool:
+        return self.timeout is not None and self.elapsed >= self.timeout
+
+    def sleep(self) -> None:
+        time.sleep(self.interval)
+        self.polls += 1
+        self.store.step_pending = True
 
 
 def log_call(ctx: Ctx, rc: int | None, started: float) -> None:
@@ -79,5 +105,5 @@ def log_call(ctx: Ctx, rc: int | None, started: float) -> None:
             "pid": os.getpid(),
         }
     )
-    with FileLock(str(root / "calls.log.lock"), timeout=60), open(root / "calls.log", "a", encoding="utf-8") as f:
+    with locked(root / "calls.log.lock"), open(root / "calls.log", "a", encoding="utf-8") as f:
         f.write(line + "\n")

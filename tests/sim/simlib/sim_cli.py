@@ -6,11 +6,13 @@ import argparse
 import json
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from .inventory import InventoryError, add_cluster, read_inventory, wipe
+import yaml
+
+from .inventory import InventoryError, add_cluster, read_inventory, wipe, with_hardware
+from .network import HARDWARE_FIELDS
 from .schematic import register, schematic_id
 from .state import SETTINGS_DEFAULTS, Store
 from .util import JSON
@@ -67,8 +69,30 @@ def clear_faults(store: Store, kind: str | None = None) -> None:
         for n in w.nodes.values():
             r = n.get("reboot")
             if r and r.get("never_return") and (kind in (None, "node-never-returns")):
-                r["never_return"] = False
-                r["start"] = w.now - r["duration"] * 0.6
+                w.release(n)
+
+
+def _hardware_args(path: Path | None, links: list[str]) -> dict[str, list[JSON]]:
+    """`--hardware FILE` and `--link NODE:FIELD=VALUE,...` as {node: [NIC, ...]} (later --link entries add NICs)."""
+    out: dict[str, list[JSON]] = {}
+    if path is not None:
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+            raise ValueError(f"{path}: expected a mapping of node -> list of NICs")
+        out.update({str(k): [dict(x) for x in v] for k, v in data.items()})
+    for item in links:
+        node, sep, fields = item.partition(":")
+        if not sep or not node:
+            raise ValueError(f"--link {item!r}: expected NODE:FIELD=VALUE,...")
+        nic: JSON = {}
+        # a MAC has colons but no commas or '=': split fields on commas, each on its first '='
+        for part in filter(None, fields.split(",")):
+            key, eq, value = part.partition("=")
+            if not eq:
+                raise ValueError(f"--link {item!r}: {part!r} is not FIELD=VALUE")
+            nic[key] = _coerce(value) if key == "linkState" else value
+        out.setdefault(node, []).append(nic)
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -79,6 +103,20 @@ def main(argv: list[str]) -> int:
     c = sub.add_parser("create", help="create cluster(s) from an inventory file, every node in maintenance mode")
     c.add_argument("--inventory", required=True, type=Path)
     c.add_argument("--cluster", help="only this cluster of a multi-cluster inventory")
+    c.add_argument(
+        "--hardware",
+        type=Path,
+        help="YAML {node (hostname or address): [NIC, ...]}: these NICs instead of those the inventory's "
+        "interfaces imply (NIC fields: " + ", ".join(HARDWARE_FIELDS) + ")",
+    )
+    c.add_argument(
+        "--link",
+        action="append",
+        default=[],
+        metavar="NODE:FIELD=VALUE,...",
+        help="one NIC of NODE, e.g. 10.5.0.11:name=eth0,hardwareAddr=52:54:00:aa:bb:01,driver=e1000e "
+        "(repeat for more NICs; replaces that node's NICs like --hardware)",
+    )
     faults = known_faults()
     f = sub.add_parser("fault", help="inject a fault: " + "; ".join(f"{k}: {v}" for k, v in faults.items()))
     f.add_argument("kind", choices=sorted(faults))
@@ -110,7 +148,9 @@ def main(argv: list[str]) -> int:
     ss.add_argument("--cluster", help="only this cluster (default: every cluster)")
     po = sub.add_parser("power-on", help="power on a node that a reset shut down")
     po.add_argument("node")
-    sub.add_parser("settle", help="wait until no node is rebooting")
+    sub.add_parser("settle", help="let time pass until no node is rebooting (stuck nodes excepted)")
+    adv = sub.add_parser("advance", help="let SECONDS of simulated time pass for every node and the clock")
+    adv.add_argument("seconds", type=float)
     sub.add_parser("calls", help="print calls.log")
     args = ap.parse_args(argv)
     store = Store()
@@ -119,6 +159,7 @@ def main(argv: list[str]) -> int:
             specs = read_inventory(args.inventory)
             if args.cluster:
                 specs = [x for x in specs if x["name"] == args.cluster]
+            specs = with_hardware(specs, _hardware_args(args.hardware, args.link))
             with store.tx(tick=False) as world:
                 for spec in specs:
                     add_cluster(world, spec)
@@ -157,7 +198,7 @@ def main(argv: list[str]) -> int:
                 wipe(world, args.cluster)
         elif args.cmd == "set":
             with store.tx(tick=False) as world:
-                world.data.setdefault("settings", {})[args.key] = _coerce(args.value)
+                world.set_setting(args.key, _coerce(args.value))
         elif args.cmd == "set-schematic":
             pairs: list[tuple[str, list[str]]] = []
             if args.inventory is not None:
@@ -186,16 +227,13 @@ def main(argv: list[str]) -> int:
                 n["off"] = False
                 world.start_reboot(n, "boot")
         elif args.cmd == "settle":
-            while True:
-                with store.tx() as world:
-                    busy = [n for n in world.nodes.values() if n.get("reboot") and not n["reboot"].get("never_return")]
-                if not busy:
-                    break
-                time.sleep(0.02)
+            store.settle()
+        elif args.cmd == "advance":
+            store.advance(args.seconds)
         elif args.cmd == "calls":
             p = store.root / "calls.log"
             sys.stdout.write(p.read_text() if p.exists() else "")
-    except (InventoryError, ValueError, OSError) as e:
+    except (InventoryError, ValueError, KeyError, OSError, TimeoutError) as e:
         print(f"sim: {e}", file=sys.stderr)
         return 1
     return 0

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from . import etcd as etcdmod
-from . import jsonpath, machineconfig
+from . import jsonpath, machine, machineconfig, network
 from . import schematic as schematicmod
 from .cliparse import Flag, Parsed, ParseError, find_command, parse
 from .kube import Kube, condition
@@ -146,6 +146,9 @@ def dial(world: World, host: str) -> JSON:
         raise NodeError(dial_err(host, "connect: no route to host"))
     if ph == "down":
         raise NodeError(dial_err(host, "connect: connection refused"))
+    if not network.evaluate(n).answers_on(n["address"]):
+        # its config put the address on no usable link (simlib/network.py): nobody answers ARP for it
+        raise NodeError(dial_err(host, "connect: no route to host"))
     return n
 
 
@@ -320,9 +323,13 @@ def _apply_one(ctx: Ctx, world: World, n: JSON, text: str, p: Parsed, insecure: 
             raise NodeError(rpc("Unknown", f"failed to parse config: {e.message}")) from e
         if errs:
             raise NodeError(rpc("InvalidArgument", "configuration validation failed: " + _multi(errs)))
+        rules = machineconfig.talos_rules_error(docs, strict=False)
+        if rules:  # maintenance/server.go: "configuration validation failed: %s"
+            raise NodeError(rpc("InvalidArgument", "configuration validation failed: " + rules))
         _reject_fault(world, n, text)
         if dry:
-            ctx.out("Dry run summary:\nNode is running in maintenance mode and does not have a config yet.\n")
+            # helpers/mode.go PrintApplyResults: the mode details go to stderr, stdout stays empty
+            ctx.err("Dry run summary:\nNode is running in maintenance mode and does not have a config yet.\n")
             return
         cfg = machineconfig.summarise(text)
         image = cfg["install_image"] or f"ghcr.io/siderolabs/installer:{n['talos_version']}"
@@ -354,6 +361,9 @@ def _apply_one(ctx: Ctx, world: World, n: JSON, text: str, p: Parsed, insecure: 
         raise NodeError(rpc("InvalidArgument", e.message)) from e
     if errs:
         raise NodeError(rpc("InvalidArgument", _multi(errs)))
+    rules = machineconfig.talos_rules_error(docs, strict=False)
+    if rules:  # v1alpha1_server.go ApplyConfiguration: status.Error(codes.InvalidArgument, err.Error())
+        raise NodeError(rpc("InvalidArgument", rules))
     _reject_fault(world, n, text)
     old = n["config"]["yaml"]
     reboot_field = machineconfig.needs_reboot(old, text)
@@ -375,7 +385,7 @@ def _apply_one(ctx: Ctx, world: World, n: JSON, text: str, p: Parsed, insecure: 
         details = "Applied configuration with a reboot" if reboot_field else "Applied configuration without a reboot"
     if dry:
         d = machineconfig.diff(old, text) or "No changes."
-        ctx.out(f"Dry run summary:\n{details} (skipped in dry-run).\nConfig diff:\n\n{d}\n")
+        ctx.err(f"Dry run summary:\n{details} (skipped in dry-run).\nConfig diff:\n\n{d}\n")
         return
     cfg = machineconfig.summarise(text)
     if effective != "try":
@@ -383,7 +393,7 @@ def _apply_one(ctx: Ctx, world: World, n: JSON, text: str, p: Parsed, insecure: 
     if effective == "try":
         timeout = world.scaled(float(p["timeout"]))
         details += f"\nThe config is applied in 'try' mode and will be automatically reverted back in {format_duration(float(p['timeout']))}"  # noqa: E501
-        n["try"] = {"deadline": world.now + timeout, "previous": n["config"]}
+        n["try"] = {"deadline": world.clock + timeout, "previous": n["config"]}  # on the logical clock (state.py)
         n["config"] = cfg
     elif effective == "no-reboot":
         n["config"] = cfg
@@ -394,7 +404,7 @@ def _apply_one(ctx: Ctx, world: World, n: JSON, text: str, p: Parsed, insecure: 
         world.start_reboot(n, "reboot")
     if reboot_field and mode == "auto":
         details += f": {reboot_field} changed"
-    ctx.out(details + "\n")
+    ctx.err(details + "\n")
 
 
 def _multi(errs: list[str]) -> str:
@@ -459,18 +469,8 @@ def _resources(world: World, n: JSON, rtype: str) -> list[tuple[JSON, list[str],
 
     if meta_type.startswith("MachineStatuses"):
         stage = world.stage(n)
-        ph = world.phase(n)
-        ready = stage in ("running", "maintenance") and ph == "up"
-        unmet = (
-            []
-            if ready
-            else [
-                {
-                    "name": "nodeReady" if stage == "booting" else "stage",
-                    "reason": f"stage is {stage}" if stage != "booting" else "node is booting",
-                }
-            ]
-        )
+        unmet = machine.unmet_conditions(world, n, stage)
+        ready = not unmet
         r = res("machine", {"stage": stage, "status": {"ready": ready, "unmetConditions": unmet}})
         return [(r, ["STAGE", "READY"], [stage, str(ready).lower()])]
     if meta_type.startswith("MachineConfigs"):
@@ -501,22 +501,24 @@ def _resources(world: World, n: JSON, rtype: str) -> list[tuple[JSON, list[str],
             )
         return rows
     if meta_type.startswith("LinkStatuses"):
-        rows = []
-        for link in n.get("links", []):
-            spec = {
-                "type": link.get("type", "ether"),
-                "hardwareAddr": link.get("mac", ""),
-                "operationalState": "up",
-                "linkState": True,
-            }
-            rows.append(
-                (
-                    res(link["name"], spec),
-                    ["TYPE", "KIND", "HW ADDR", "OPER STATE", "LINK STATE"],
-                    [spec["type"], link.get("kind", ""), spec["hardwareAddr"], "up", "true"],
-                )
+        # the node's NICs and the links its active config built on them (simlib/network.py); table columns
+        # are LinkStatus' print columns (pkg/machinery/resources/network/link_status.go)
+        return [
+            (
+                res(link["id"], spec),
+                ["ALIAS", "TYPE", "KIND", "HW ADDR", "OPER STATE", "LINK STATE"],
+                [
+                    spec.get("alias", ""),
+                    spec["type"],
+                    spec["kind"],
+                    spec["hardwareAddr"],
+                    spec["operationalState"],
+                    str(spec["linkState"]).lower(),
+                ],
             )
-        return rows
+            for link in network.link_statuses(n)
+            for spec in [link["spec"]]
+        ]
     if meta_type.startswith("Versions"):
         return [(res("version", {"version": n["talos_version"]}), ["VERSION"], [n["talos_version"]])]
     if meta_type.startswith("ExtensionStatuses"):
@@ -561,24 +563,7 @@ def _resources(world: World, n: JSON, rtype: str) -> list[tuple[JSON, list[str],
 
 
 def _services(world: World, n: JSON) -> list[tuple[str, str, str]]:
-    c = world.clusters[n["cluster"]]
-    out = [
-        ("apid", "Running", "OK"),
-        ("containerd", "Running", "OK"),
-        ("cri", "Running", "OK"),
-        ("kubelet", "Running", "OK"),
-        ("machined", "Running", "OK"),
-        ("trustd", "Running", "OK"),
-        ("udevd", "Running", "OK"),
-    ]
-    if world.is_cp(n):
-        e = etcdmod.etcd(c)
-        if n.get("etcd_data") and e["bootstrapped"]:
-            healthy = etcdmod.member_healthy(world, c, n["address"])
-            out.append(("etcd", "Running", "OK" if healthy else "Fail"))
-        else:
-            out.append(("etcd", "Preparing", "?"))
-    return sorted(out)
+    return machine.services(world, n)
 
 
 def cmd_get(ctx: Ctx, p: Parsed) -> int:
@@ -743,7 +728,9 @@ def cmd_bootstrap(ctx: Ctx, p: Parsed) -> int:
         def one(n: JSON, addr: str) -> None:
             c = world.clusters[n["cluster"]]
             e = etcdmod.etcd(c)
-            if world.stage(n) != "running":
+            # Talos accepts a bootstrap once CRI is up — while a fresh controlplane is still `booting` with etcd
+            # waiting to join (v1alpha1_server.go Bootstrap, IsBootstrapAllowed).
+            if not world.configured(n) or world.phase(n) != "up":
                 raise NodeError(rpc("FailedPrecondition", "bootstrap is not available yet"))
             if not world.is_cp(n):
                 raise NodeError(rpc("FailedPrecondition", "bootstrap can only be performed on a control plane node"))
@@ -973,9 +960,8 @@ def cmd_kubeconfig(ctx: Ctx, p: Parsed) -> int:
     if rc:
         return rc
     kc = got[0]
+    # kubeconfig.go: --force-context-name is a merge option; a new file or stdout gets the raw `admin@<cluster>`
     cname = p["force-context-name"] or kc["current-context"]
-    if cname != kc["current-context"]:
-        _rename_context(kc, kc["current-context"], cname)
     path_arg = p.args[0] if p.args else None
     if path_arg == "-" and not p["merge"]:
         ctx.out(dump_yaml(kc))
@@ -988,8 +974,10 @@ def cmd_kubeconfig(ctx: Ctx, p: Parsed) -> int:
             target = ctx.cwd / target
         if target.is_dir():
             target = target / "kubeconfig"
-    if p["merge"] and target.exists() and target.stat().st_size > 0:
+    if p["merge"] and target.exists():  # "merge doesn't make sense if target path doesn't exist"
         existing = yaml.safe_load(target.read_text()) or {}
+        if cname != kc["current-context"]:
+            _rename_context(kc, kc["current-context"], cname)
         merged = _merge_kubeconfig(ctx, existing, kc, cname, bool(p["force"]))
         _write_0600(target, dump_yaml(merged))
         return 0
@@ -1065,9 +1053,8 @@ IMAGE_RE = re.compile(
 def _wait_back(ctx: Ctx, cl: Client, targets: dict[str, str], timeout: float, *, until: str = "running") -> int:
     """Track nodes like talosctl's action tracker: boot id changed, then stage running (or maintenance) + ready."""
     ctx.err(f"watching nodes: [{' '.join(targets)}]\n")
-    deadline = time.time() + timeout
+    waiter = ctx.waiter(timeout)
     pending = dict(targets)
-    interval = ctx.poll()
     while pending:
         with ctx.store.tx() as world:
             for addr, old_boot in list(pending.items()):
@@ -1079,19 +1066,26 @@ def _wait_back(ctx: Ctx, cl: Client, targets: dict[str, str], timeout: float, *,
                         ctx.err(f"    * {addr}: events check condition met\n")
                         del pending[addr]
                     continue
-                if n.get("boot_id") != old_boot and world.phase(n) == "up" and world.stage(n) == until:
+                stage = world.stage(n)
+                # action.MachineReadyEventFn: stage running *and* ready (maintenance reports ready, no checks)
+                if (
+                    n.get("boot_id") != old_boot
+                    and world.phase(n) == "up"
+                    and stage == until
+                    and not machine.unmet_conditions(world, n, stage)
+                ):
                     ctx.err(f"    * {addr}: post check passed\n")
                     del pending[addr]
         if not pending:
             break
-        if time.time() >= deadline:
+        if waiter.expired():
             for addr in pending:
                 ctx.err(f"    * {addr}: {rpc('DeadlineExceeded', 'context deadline exceeded')}\n")
             raise Fail(
                 f"{len(pending)} error(s) occurred:\n"
                 + "".join(f"\t{a}: timeout waiting for the node to come back\n" for a in pending)
             )
-        time.sleep(interval)
+        waiter.sleep()
     return 0
 
 
@@ -1343,13 +1337,14 @@ def cmd_health(ctx: Ctx, p: Parsed) -> int:
             n["address"] for n in world.cluster_nodes(c) if world.configured(n) and not world.is_cp(n)
         ]
     ctx.err(f"discovered nodes: [{' '.join(json.dumps(x) for x in cps + wks)}]\n")
-    deadline = time.time() + timeout
-    interval = ctx.poll()
+    waiter = ctx.waiter(timeout)
     for title, check in HEALTH_CHECKS:
         ctx.err(f"waiting for {title}: ...\n")
         last = None
         while True:
             with ctx.store.tx() as world:
+                for a in cps + wks:
+                    world.node(a)  # health asks every node: each poll is a contact (state.World.contact)
                 res = check(world, world.clusters[cname], cps, wks)
             if res is None or res == "SKIP":
                 ctx.err(f"waiting for {title}: {'OK' if res is None else 'SKIP'}\n")
@@ -1357,11 +1352,11 @@ def cmd_health(ctx: Ctx, p: Parsed) -> int:
             if res != last:
                 ctx.err(f"waiting for {title}: {res}\n")
                 last = res
-            if time.time() >= deadline:
+            if waiter.expired():
                 if p["server"]:
                     raise Fail("healthcheck error: " + rpc("DeadlineExceeded", "context deadline exceeded"))
                 raise Fail("healthcheck error: context deadline exceeded")
-            time.sleep(interval)
+            waiter.sleep()
     return 0
 
 
@@ -1534,11 +1529,15 @@ def cmd_validate(ctx: Ctx, p: Parsed) -> int:
     except OSError as e:
         raise Fail(f"open {p['config']}: no such file or directory") from e
     try:
-        errs = machineconfig.validate(machineconfig.parse_docs(text), require_v1alpha1=True)
+        docs = machineconfig.parse_docs(text)
+        errs = machineconfig.validate(docs, require_v1alpha1=True)
     except machineconfig.ConfigError as e:
         raise Fail(e.message) from e
     if errs:
         raise Fail(_multi(errs).rstrip("\n"))
+    rules = machineconfig.talos_rules_error(docs, strict=bool(p["strict"]), mode=p["mode"])
+    if rules:
+        raise Fail(rules.rstrip("\n"))
     ctx.out(f"{p['config']} is valid for {p['mode']} mode\n")
     return 0
 

@@ -60,7 +60,8 @@ def nodes(world: Any, cluster: JSON, kube: Kube) -> bool:
         name = world.node_name(n) if n.get("config") else None
         key = f"/Node//{name}" if name else None
         obj = kube.objects.get(key) if key else None
-        kubelet_running = bool(n.get("config")) and world.phase(n) == "up" and world.stage(n) == "running"
+        # the kubelet runs once the node is configured and up, whether or not its Boot sequence has ended
+        kubelet_running = bool(n.get("config")) and world.phase(n) == "up"
         if obj is None and kubelet_running:
             cfg = n["config"]
             labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}

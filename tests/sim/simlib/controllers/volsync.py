@@ -5,10 +5,11 @@ and pods, unlock, and failures — as backube/volsync behaves.
   `volsync-src-<rs>` / `volsync-dst-<rd>` (backoffLimit 8) with one mover pod mounting the data PVC
   (source: `sourcePVC` for copyMethod Direct, else a `volsync-<rs>-src` snapshot clone; destination:
   `destinationPVC`). `lastSyncStartTime` is set. Schedules are not simulated (only manual triggers run).
-* After `volsync_job_seconds` (setting, default 0.3 s wall clock) the job succeeds: the mover pod goes, the
-  job is deleted, and the object gets `lastManualSync=<tag>`, `lastSyncTime`, `lastSyncDuration` and
-  `latestMoverStatus {result: Successful}`; a source with `spec.restic.unlock` gets
-  `status.restic.lastUnlocked=<unlock>` (the unlock runs before the backup).
+* After `volsync_job_seconds` (setting, default 0.3 s of simulated time: steps of the world clock, one per
+  tool call or poll — see state.py) the job succeeds: the mover pod goes, the job is deleted, and the
+  object gets `lastManualSync=<tag>`, `lastSyncTime`, `lastSyncDuration` and `latestMoverStatus {result:
+  Successful}`; a source with `spec.restic.unlock` gets `status.restic.lastUnlocked=<unlock>` (the unlock
+  runs before the backup).
 * The `volsync-job-fails` fault (match `<ns>/<rs-or-rd>`, `message`) makes the job reach its backoff limit
   (`status.failed: 8`); on the next pass VolSync records `latestMoverStatus {result: Failed, logs}` and deletes
   the job, then starts a new one (it retries for ever).
@@ -129,7 +130,7 @@ def _sync(world: Any, cluster: JSON, kube: Kube, kind: str, o: JSON) -> bool:
                     world.now,
                 )
                 return kube.set_status(o, st)
-        new_job, pod = _job(kind, o, world.now)
+        new_job, pod = _job(kind, o, world.clock)  # started on the logical clock (state.py)
         kube.put(new_job, manager="volsync")
         kube.set_status(kube.find("Job", ns, job_name, group="batch") or new_job, {"active": 1})
         kube.put(pod, manager="volsync")
@@ -144,7 +145,7 @@ def _sync(world: Any, cluster: JSON, kube: Kube, kind: str, o: JSON) -> bool:
         # unpaused again: the job runs on
         new = copy.deepcopy(job)
         new["spec"]["parallelism"] = 1
-        new["metadata"].setdefault("annotations", {})["sim.k8s-ops/started"] = str(world.now)
+        new["metadata"].setdefault("annotations", {})["sim.k8s-ops/started"] = str(world.clock)
         kube.put(new, manager="volsync")
         return True
     jst = job.get("status") or {}
@@ -157,9 +158,9 @@ def _sync(world: Any, cluster: JSON, kube: Kube, kind: str, o: JSON) -> bool:
             kube.delete_key(k)
         kube.delete_key(kube.key_of(job))  # VolSync deletes a failed job and starts over
         return True
-    started = float((job["metadata"].get("annotations") or {}).get("sim.k8s-ops/started", world.now))
-    duration = float(world.settings.get("volsync_job_seconds", 0.3))
-    if world.now - started < duration:
+    started = float((job["metadata"].get("annotations") or {}).get("sim.k8s-ops/started", world.clock))
+    duration = float(world.setting("volsync_job_seconds"))
+    if world.clock - started < duration - 1e-9:
         return False
     if world.fault(FAULT, cluster=cluster["name"], text=f"{ns}/{name}") is not None:
         for k in _pods_of(kube, ns, job_name):
@@ -171,7 +172,7 @@ def _sync(world: Any, cluster: JSON, kube: Kube, kind: str, o: JSON) -> bool:
     kube.delete_key(kube.key_of(job))
     st["lastManualSync"] = tag or st.get("lastManualSync", "")
     st["lastSyncTime"] = rfc3339(world.now)
-    st["lastSyncDuration"] = format_duration(round(world.now - started, 3) or 1.0)
+    st["lastSyncDuration"] = format_duration(round(world.clock - started, 3) or 1.0)
     logs = "processed files, added to the repository" if kind == "ReplicationSource" else "restored snapshot"
     st["latestMoverStatus"] = {"result": "Successful", "logs": logs}
     unlock = dig(o, "spec", "restic", "unlock")

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from invoke.collection import Collection
 
-from bootstrap import tasks as bootstrap_tasks
+from k8s_ops.bootstrap import tasks as bootstrap_tasks
 from k8s_ops.day2 import kubernetes_tasks, volsync_tasks
 from k8s_ops.onepassword import tasks as op_tasks
-from talos import tasks as talos_tasks
+from k8s_ops.talos import tasks as talos_tasks
 
 ns = Collection()
 ns.add_collection(Collection.from_module(talos_tasks), "talos")

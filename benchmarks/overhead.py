@@ -26,14 +26,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from k8s_ops.command import Command, Result  # noqa: E402
-from k8s_ops.execute import execute  # noqa: E402
-from k8s_ops.secret import Secret  # noqa: E402
-from talos import facts  # noqa: E402
-from talos.inventory import load_cluster  # noqa: E402
-from talos.lifecycle import Env, plan_apply  # noqa: E402
-from talos.render import render_cluster  # noqa: E402
-from talos.secrets import generate_bundle  # noqa: E402
+from k8s_ops.core.command import Command, Result  # noqa: E402
+from k8s_ops.core.execute import execute  # noqa: E402
+from k8s_ops.core.secret import Secret  # noqa: E402
+from k8s_ops.talos import facts  # noqa: E402
+from k8s_ops.talos.inventory import load_cluster  # noqa: E402
+from k8s_ops.talos.lifecycle import Env, plan_apply  # noqa: E402
+from k8s_ops.talos.render import render_cluster  # noqa: E402
+from k8s_ops.talos.secrets import generate_bundle  # noqa: E402
 from tests.lifecycle_world import World  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Benchmark talos.render: synthetic clusters of 10, 100 and 1000 nodes (not a test; prints figures).
+"""Benchmark k8s_ops.talos.render: synthetic clusters of 10, 100 and 1000 nodes (not a test; prints figures).
 
 For each size it prints the render cost per node, the cost of serialising the same documents alone
 (`yaml.safe_dump_all`, the floor any YAML-emitting renderer pays) and their ratio, and how many times the
@@ -27,11 +27,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from k8s_ops import sops as sops_mod  # noqa: E402
-from talos import secrets as secrets_mod  # noqa: E402
-from talos.inventory import Cluster, load_cluster  # noqa: E402
-from talos.render import render_cluster  # noqa: E402
-from talos.secrets import SecretsBundle  # noqa: E402
+from k8s_ops.talos import secrets as secrets_mod  # noqa: E402
+from k8s_ops.talos.inventory import Cluster, load_cluster  # noqa: E402
+from k8s_ops.talos.render import render_cluster  # noqa: E402
+from k8s_ops.talos.secrets import SecretsBundle  # noqa: E402
+from k8s_ops.tools import sops as sops_mod  # noqa: E402
 
 DEMO = REPO / "clusters" / "demo"
 

@@ -112,7 +112,7 @@ def world(reboot: float, workers: int) -> Iterator[tuple[Sim, Path]]:
         for var in ("TALOSCONFIG", "KUBECONFIG"):
             os.environ.pop(var, None)
         (tmp / "home").mkdir()
-        from k8s_ops import paths
+        from k8s_ops.core import paths
 
         sim = Sim(tmp / "sim")
         sim.set("time", "wall")  # reboots take R real seconds (tests use the logical clock: tests/sim/README.md)
@@ -132,8 +132,8 @@ def world(reboot: float, workers: int) -> Iterator[tuple[Sim, Path]]:
 def call_task(name: str, **kwargs: Any) -> None:
     from invoke.context import Context
 
-    from k8s_ops import tools
-    from talos import tasks_nodes
+    from k8s_ops.core import preflight as tools
+    from k8s_ops.talos import tasks_nodes
 
     tools.reset_cache()
     getattr(tasks_nodes, name.replace("-", "_"))(Context(), cluster="demo", **kwargs)
@@ -168,9 +168,9 @@ def run_toolkit(reboot: float, workers: int, k: int) -> Result:
 
 def run_serial(reboot: float, workers: int) -> Result:
     """What a shell loop does: one `talosctl upgrade --wait` after the other, nothing checked in between."""
-    from k8s_ops import paths
-    from talos.inventory import load_cluster
-    from talos.schematic import installer_image
+    from k8s_ops.core import paths
+    from k8s_ops.talos.inventory import load_cluster
+    from k8s_ops.talos.schematic import installer_image
 
     with world(reboot, workers) as (sim, _):
         cluster = load_cluster("demo")

@@ -16,13 +16,15 @@ from typing import Any
 
 import pytest
 
-from bootstrap.run import Options, build_plan
-from k8s_ops import paths, sops, tools
+from k8s_ops.bootstrap.run import Options, build_plan
+from k8s_ops.core import paths
+from k8s_ops.core import preflight as tools
+from k8s_ops.core.plan import Plan
+from k8s_ops.core.runner import SubprocessRunner
 from k8s_ops.onepassword import sdk as op_sdk
-from k8s_ops.plan import Plan
-from k8s_ops.runner import SubprocessRunner
-from talos import secrets as talos_secrets
-from talos.inventory import load_cluster
+from k8s_ops.talos import secrets as talos_secrets
+from k8s_ops.talos.inventory import load_cluster
+from k8s_ops.tools import sops
 from tests.op_fake import FakeOnePassword
 from tests.sim.simlib.api import BIN, Sim
 

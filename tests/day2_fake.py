@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from k8s_ops.command import Command, Result
-from k8s_ops.flux import HELMRELEASE, KUSTOMIZATION, REQUESTED_AT
-from k8s_ops.kubectl import KubeTarget
-from k8s_ops.testing import FakeRunner
+from k8s_ops.core.command import Command, Result
+from k8s_ops.core.testing import FakeRunner
+from k8s_ops.tools.flux import HELMRELEASE, KUSTOMIZATION, REQUESTED_AT
+from k8s_ops.tools.kubectl import KubeTarget
 
 Obj = dict[str, Any]
 Controller = Callable[["FakeKube"], None]

@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from k8s_ops.command import Command, Result
-from k8s_ops.testing import FakeRunner
-from talos.inventory import Cluster
-from talos.schematic import extension_name
+from k8s_ops.core.command import Command, Result
+from k8s_ops.core.testing import FakeRunner
+from k8s_ops.talos.inventory import Cluster
+from k8s_ops.talos.schematic import extension_name
 
 
 @dataclass

@@ -14,16 +14,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from bootstrap.run import Options, build_plan
-from bootstrap.stages import STAGES
-from bootstrap.talos_stage import etcd_state
-from k8s_ops.errors import GateFailed
-from k8s_ops.execute import execute
-from k8s_ops.plan import Plan
-from talos import facts, gates
-from talos.inventory import load_cluster
-from talos.lifecycle import Env
-from talos.talosctl import MachineStatus
+from k8s_ops.bootstrap.run import Options, build_plan
+from k8s_ops.bootstrap.stages import STAGES
+from k8s_ops.bootstrap.talos_stage import etcd_state
+from k8s_ops.core.errors import GateFailed
+from k8s_ops.core.execute import execute
+from k8s_ops.core.plan import Plan
+from k8s_ops.talos import facts, gates
+from k8s_ops.talos.inventory import load_cluster
+from k8s_ops.talos.lifecycle import Env
+from k8s_ops.tools.talosctl import MachineStatus
 from tests.bootstrap_world import World, bootstrap_world
 
 CPS = ("10.5.0.11", "10.5.0.12", "10.5.0.13")
@@ -118,7 +118,7 @@ def test_a_fresh_controlplane_joins_the_running_cluster_with_apply_node(world: W
     not for `ready`, which Talos reports once its etcd member runs and its Kubernetes node is Ready."""
     from invoke.context import Context
 
-    from talos import tasks_nodes
+    from k8s_ops.talos import tasks_nodes
 
     tasks_nodes.reset_node(Context(), cluster="demo", node="demo-cp-3", yes=True)
     assert world.sim.node("10.5.0.13")["stage"] == "maintenance"

@@ -16,19 +16,19 @@ from typing import Any
 
 import pytest
 
-from bootstrap import charts as charts_mod
-from bootstrap import manifests, stages
-from bootstrap.charts import CrdBundle, InstalledCrd, crd_verdict
-from bootstrap.credentials import GitCredentials, validate_git_credentials
-from k8s_ops.command import Command, Result
-from k8s_ops.errors import GateFailed, ProblemsError
-from k8s_ops.execute import execute
-from k8s_ops.kubectl import KubeTarget
-from k8s_ops.plan import Plan
-from k8s_ops.runner import SubprocessRunner
-from k8s_ops.secret import Secret
-from k8s_ops.testing import FakeRunner
-from talos.inventory import Cluster, load_cluster
+from k8s_ops.bootstrap import charts as charts_mod
+from k8s_ops.bootstrap import manifests, stages
+from k8s_ops.bootstrap.charts import CrdBundle, InstalledCrd, crd_verdict
+from k8s_ops.bootstrap.credentials import GitCredentials, validate_git_credentials
+from k8s_ops.core.command import Command, Result
+from k8s_ops.core.errors import GateFailed, ProblemsError
+from k8s_ops.core.execute import execute
+from k8s_ops.core.plan import Plan
+from k8s_ops.core.runner import SubprocessRunner
+from k8s_ops.core.secret import Secret
+from k8s_ops.core.testing import FakeRunner
+from k8s_ops.talos.inventory import Cluster, load_cluster
+from k8s_ops.tools.kubectl import KubeTarget
 from tests.sim.simlib.api import Sim
 from tests.sim.simlib.remote import gateway_api as sim_gateway_api
 

@@ -12,19 +12,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bootstrap import charts as charts_mod
-from bootstrap import manifests, stages
-from bootstrap.credentials import load_git_credentials, repository_problems, validate_git_credentials
-from bootstrap.run import select_stages, settle
-from k8s_ops import helm
-from k8s_ops.command import Command, Result, TempFile
-from k8s_ops.errors import GateFailed, ProblemsError, ToolkitError
-from k8s_ops.flux import ROOT_KUSTOMIZATION
-from k8s_ops.kubectl import KubeTarget
-from k8s_ops.plan import Step
-from k8s_ops.secret import Secret
-from k8s_ops.testing import FakeRunner
-from talos.inventory import load_cluster
+from k8s_ops.bootstrap import charts as charts_mod
+from k8s_ops.bootstrap import manifests, stages
+from k8s_ops.bootstrap.credentials import load_git_credentials, repository_problems, validate_git_credentials
+from k8s_ops.bootstrap.run import select_stages, settle
+from k8s_ops.core.command import Command, Result, TempFile
+from k8s_ops.core.errors import GateFailed, ProblemsError, ToolkitError
+from k8s_ops.core.plan import Step
+from k8s_ops.core.secret import Secret
+from k8s_ops.core.testing import FakeRunner
+from k8s_ops.talos.inventory import load_cluster
+from k8s_ops.tools import helm
+from k8s_ops.tools.flux import ROOT_KUSTOMIZATION
+from k8s_ops.tools.kubectl import KubeTarget
 
 REPO = Path(__file__).resolve().parent.parent
 KUBE = KubeTarget(Path("/tmp/kc"), "demo")
@@ -214,7 +214,7 @@ def test_missing_deploy_key_file_is_named(demo, tmp_path):
     shutil.copytree(REPO / "clusters" / "demo", moved)
     shutil.rmtree(moved / "bootstrap")
     cluster = load_cluster("demo", clusters_dir=tmp_path)
-    from talos.secrets import age_key_for
+    from k8s_ops.talos.secrets import age_key_for
 
     with pytest.raises(ProblemsError) as info:
         load_git_credentials(cluster, age_key_for(cluster))
@@ -222,7 +222,7 @@ def test_missing_deploy_key_file_is_named(demo, tmp_path):
 
 
 def test_demo_deploy_key_decrypts_and_is_labelled_test_only(demo):
-    from talos.secrets import age_key_for
+    from k8s_ops.talos.secrets import age_key_for
 
     creds = load_git_credentials(demo, age_key_for(demo))
     assert creds is not None and creds.keys == ("identity", "identity.pub", "known_hosts")

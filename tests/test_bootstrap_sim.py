@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
-from bootstrap import manifests
-from bootstrap.run import APPS_STAGES
-from bootstrap.stages import Timeouts
-from bootstrap.tasks import execute_plan
-from k8s_ops import paths
-from k8s_ops.errors import ToolkitError
-from k8s_ops.execute import execute
-from talos import secrets as talos_secrets
-from talos.inventory import load_cluster
+from k8s_ops.bootstrap import manifests
+from k8s_ops.bootstrap.run import APPS_STAGES
+from k8s_ops.bootstrap.stages import Timeouts
+from k8s_ops.bootstrap.tasks import execute_plan
+from k8s_ops.core import paths
+from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.execute import execute
+from k8s_ops.talos import secrets as talos_secrets
+from k8s_ops.talos.inventory import load_cluster
 from tests.bootstrap_world import World, bootstrap_world
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,9 +152,9 @@ def test_the_bootstrapped_cluster_is_what_the_inventory_says(world: World) -> No
     for f in (paths.kubeconfig_path("demo"), paths.talosconfig_path("demo")):
         assert f.stat().st_mode & 0o777 == 0o600
     # Installed from the schematic's factory image: every node runs its extensions, so an upgrade is a no-op.
-    from talos import facts
-    from talos.schematic import extensions_mismatch
-    from talos.talosctl import Talosctl
+    from k8s_ops.talos import facts
+    from k8s_ops.talos.schematic import extensions_mismatch
+    from k8s_ops.tools.talosctl import Talosctl
 
     cluster = load_cluster("demo")
     for t in facts.gather_upgrade_targets(world.runner, Talosctl.for_cluster(cluster), cluster):

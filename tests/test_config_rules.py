@@ -1,4 +1,4 @@
-"""talos.config_rules against Talos' own test vectors (tests/fixtures/talos-rules/<kind>.yaml, each naming its
+"""k8s_ops.talos.config_rules against Talos' own test vectors (tests/fixtures/talos-rules/<kind>.yaml, each naming its
 upstream *_test.go at v1.12.11), plus the rendered clusters and Talos' golden configs."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from talos.config_rules import RuleFinding, parse_bytes, talos_error, validate_documents
+from k8s_ops.talos.config_rules import RuleFinding, parse_bytes, talos_error, validate_documents
 from tests.sim.simlib.api import Sim
 
 FIXTURES = Path(__file__).parent / "fixtures" / "talos-rules"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from k8s_ops.command import Command, TempFile, cmd
-from k8s_ops.plan import FileWrite, Plan, Step, mask_text
-from k8s_ops.secret import Secret
+from k8s_ops.core.command import Command, TempFile, cmd
+from k8s_ops.core.plan import FileWrite, Plan, Step, mask_text
+from k8s_ops.core.secret import Secret
 
 
 def test_secret_is_masked_everywhere() -> None:

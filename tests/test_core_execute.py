@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from k8s_ops import tools
-from k8s_ops.command import Command, Result, cmd
-from k8s_ops.errors import Aborted, GateFailed, ToolNotFound
-from k8s_ops.execute import StepFailed, execute
-from k8s_ops.plan import Check, FileWrite, Plan, Step
-from k8s_ops.testing import FakeRunner
-from k8s_ops.wait import NotYet, StopWaiting, wait_for
+from k8s_ops.core import preflight as tools
+from k8s_ops.core.command import Command, Result, cmd
+from k8s_ops.core.errors import Aborted, GateFailed, ToolNotFound
+from k8s_ops.core.execute import StepFailed, execute
+from k8s_ops.core.plan import Check, FileWrite, Plan, Step
+from k8s_ops.core.testing import FakeRunner
+from k8s_ops.core.wait import NotYet, StopWaiting, wait_for
 
 
 @pytest.fixture(autouse=True)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from k8s_ops.audit import AuditLog
-from k8s_ops.command import TempFile, cmd
-from k8s_ops.errors import CommandFailed, CommandTimeout, ToolNotFound
-from k8s_ops.runner import SubprocessRunner
-from k8s_ops.secret import Secret
+from k8s_ops.core.audit import AuditLog
+from k8s_ops.core.command import TempFile, cmd
+from k8s_ops.core.errors import CommandFailed, CommandTimeout, ToolNotFound
+from k8s_ops.core.runner import SubprocessRunner
+from k8s_ops.core.secret import Secret
 
 
 def script(tmp_path: Path, name: str, body: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from invoke.config import Config
 
-from k8s_ops import settings
+from k8s_ops.core import settings
 
 
 def test_invoke_config_sets_unset_values_and_env_wins(monkeypatch: pytest.MonkeyPatch) -> None:

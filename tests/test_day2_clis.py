@@ -1,4 +1,4 @@
-"""k8s_ops.kubectl and k8s_ops.flux: explicit kubeconfig/context on every argv, builders and parsers."""
+"""k8s_ops.tools.kubectl and k8s_ops.tools.flux: explicit kubeconfig/context on every argv, builders and parsers."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from k8s_ops import flux, kubectl
-from k8s_ops.command import Result
-from k8s_ops.flux import REQUESTED_AT, ROOT_KUSTOMIZATION, flux_status
-from k8s_ops.kubectl import KubeTarget
+from k8s_ops.core.command import Result
+from k8s_ops.tools import flux, kubectl
+from k8s_ops.tools.flux import REQUESTED_AT, ROOT_KUSTOMIZATION, flux_status
+from k8s_ops.tools.kubectl import KubeTarget
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from k8s_ops.command import Result
+from k8s_ops.core.command import Result
+from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.execute import StepFailed
 from k8s_ops.day2.common import RecoveryFailed, read_list, run_plan
 from k8s_ops.day2.kubernetes import (
     EXTERNALSECRET,
@@ -19,10 +21,8 @@ from k8s_ops.day2.kubernetes import (
     select_pods,
     select_secrets,
 )
-from k8s_ops.errors import ToolkitError
-from k8s_ops.execute import StepFailed
-from k8s_ops.flux import HELMRELEASE, KUSTOMIZATION, ROOT_KUSTOMIZATION
-from k8s_ops.kubectl import get
+from k8s_ops.tools.flux import HELMRELEASE, KUSTOMIZATION, ROOT_KUSTOMIZATION
+from k8s_ops.tools.kubectl import get
 from tests.day2_fake import TARGET, Controller, FakeKube, Obj, flux_controller, obj, ready_flux
 
 EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z

@@ -18,7 +18,7 @@ import yaml
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from k8s_ops import tools
+from k8s_ops.core import preflight as tools
 from k8s_ops.day2 import kubernetes_tasks, volsync_tasks
 from tests.sim.simlib.api import Sim
 from tests.sim.simlib.controllers.flux import FLUX_CRDS

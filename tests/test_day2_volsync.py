@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from k8s_ops.core.errors import Aborted, ToolkitError
 from k8s_ops.day2.common import RecoveryFailed, print_plan, run_plan
 from k8s_ops.day2.volsync import (
     REPLICATIONDESTINATION,
@@ -19,8 +20,7 @@ from k8s_ops.day2.volsync import (
     plan_unlock,
     sources_fact,
 )
-from k8s_ops.errors import Aborted, ToolkitError
-from k8s_ops.flux import HELMRELEASE, KUSTOMIZATION
+from k8s_ops.tools.flux import HELMRELEASE, KUSTOMIZATION
 from tests.day2_fake import (
     TARGET,
     FakeKube,

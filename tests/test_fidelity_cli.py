@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from k8s_ops.command import Result
-from k8s_ops.helm import parse_status
-from k8s_ops.kubectl import is_not_found
-from talos.talosctl import parse_etcd_status, parse_versions
+from k8s_ops.core.command import Result
+from k8s_ops.tools.helm import parse_status
+from k8s_ops.tools.kubectl import is_not_found
+from k8s_ops.tools.talosctl import parse_etcd_status, parse_versions
 from tests.sim.helpers import install_all, ok, run
 from tests.sim.simlib.api import Sim
 

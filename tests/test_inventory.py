@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from k8s_ops import paths
-from k8s_ops.errors import Problem, ProblemsError
-from talos import inventory
-from talos.inventory import Cluster, Taint, cluster_vars, load_all, load_cluster
+from k8s_ops.core import paths
+from k8s_ops.core.errors import Problem, ProblemsError
+from k8s_ops.talos import inventory
+from k8s_ops.talos.inventory import Cluster, Taint, cluster_vars, load_all, load_cluster
 
 REPO_CLUSTERS = paths.repo_root() / "clusters"
 
@@ -702,7 +702,7 @@ def test_models_are_frozen_and_accept_snake_case() -> None:
 def test_device_selector_renders_as_valid_cel(tmp_path: Path) -> None:
     import celpy
 
-    from talos.render import link_selector
+    from k8s_ops.talos.render import link_selector
 
     infra = load_cluster("infra", clusters_dir=REPO_CLUSTERS)
     bond = infra.node("infra-cp-1").interfaces[0].bond

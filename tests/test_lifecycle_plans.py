@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from k8s_ops.errors import Aborted, ProblemsError, ToolkitError
-from k8s_ops.execute import StepFailed, execute
-from k8s_ops.plan import Plan
-from k8s_ops.secret import Secret
-from talos import facts
-from talos.facts import ApplyTarget, ResetFacts, ResetTarget, UpgradeTarget
-from talos.inventory import Cluster, HealthCheck, Upgrade, load_cluster
-from talos.lifecycle import (
+from k8s_ops.core.errors import Aborted, ProblemsError, ToolkitError
+from k8s_ops.core.execute import StepFailed, execute
+from k8s_ops.core.plan import Plan
+from k8s_ops.core.secret import Secret
+from k8s_ops.talos import facts
+from k8s_ops.talos.facts import ApplyTarget, ResetFacts, ResetTarget, UpgradeTarget
+from k8s_ops.talos.inventory import Cluster, HealthCheck, Upgrade, load_cluster
+from k8s_ops.talos.lifecycle import (
     Env,
     Timeouts,
     graceful_for,
@@ -32,8 +32,8 @@ from talos.lifecycle import (
     plan_upgrade_node,
     worker_batches,
 )
-from talos.schematic import extension_name
-from talos.talosctl import ApplyPreview
+from k8s_ops.talos.schematic import extension_name
+from k8s_ops.tools.talosctl import ApplyPreview
 from tests.lifecycle_world import World
 
 IMAGE = "factory.talos.dev/metal-installer/abc123:v1.12.11"
@@ -409,7 +409,7 @@ def test_failing_cel_check_holds_then_stops_naming_the_check(tmp_path: Path) -> 
 
 
 def test_cel_check_reads_top_level_fields_and_reports_bad_expressions() -> None:
-    from talos.gates import compile_health_checks, evaluate_cel
+    from k8s_ops.talos.gates import compile_health_checks, evaluate_cel
 
     ceph = HealthCheck(
         api_version="ceph.rook.io/v1",
@@ -541,7 +541,7 @@ def test_reset_cluster_resets_workers_first_each_addressed_directly(tmp_path: Pa
 
 
 def test_reset_cluster_without_yes_and_without_a_terminal_refuses() -> None:
-    from k8s_ops.errors import Aborted
+    from k8s_ops.core.errors import Aborted
 
     cluster = make_cluster(1)
     world = world_for(cluster)
@@ -644,7 +644,7 @@ def test_every_talosctl_argv_in_every_plan_uses_only_v1_12_flags(tmp_path: Path)
         plan_upgrade_k8s(env, "v1.35.2", kubelets={}, apiserver="v1.35.0"),
         plan_kubeconfig(env, tmp_path / "kubeconfig"),
     ]
-    from talos.lifecycle import plan_etcd_snapshot, plan_health
+    from k8s_ops.talos.lifecycle import plan_etcd_snapshot, plan_health
 
     plans += [plan_health(env), plan_etcd_snapshot(env, tmp_path / "snap")]
     seen = set()
@@ -672,7 +672,7 @@ def test_upgrades_ask_for_the_typed_name(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_a_changed_schematic_id_is_upgraded_even_with_the_same_extensions() -> None:
-    from talos.schematic import schematic_id
+    from k8s_ops.talos.schematic import schematic_id
 
     cluster = make_cluster(1)
     world = world_for(cluster, version=TARGET)

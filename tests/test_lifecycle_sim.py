@@ -22,7 +22,8 @@ import yaml
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from k8s_ops import paths, tools
+from k8s_ops.core import paths
+from k8s_ops.core import preflight as tools
 from tests.sim.simlib.api import BIN, Sim
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def fast_shims(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def task(name: str, **kwargs: Any) -> None:
-    from talos import tasks_nodes
+    from k8s_ops.talos import tasks_nodes
 
     if name.startswith("upgrade"):  # upgrades ask for the typed name; tests confirm up front
         kwargs.setdefault("yes", True)
@@ -93,8 +94,8 @@ def versions(sim: Sim) -> dict[str, str]:
 def test_upgrade_cluster_rolls_in_order_keeps_extensions_and_resumes_as_a_noop(
     lab: Sim, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from talos.inventory import load_cluster
-    from talos.schematic import installer_image
+    from k8s_ops.talos.inventory import load_cluster
+    from k8s_ops.talos.schematic import installer_image
 
     image = installer_image(load_cluster("demo"))
     task("upgrade-cluster")
@@ -126,8 +127,8 @@ def test_upgrade_cluster_rolls_in_order_keeps_extensions_and_resumes_as_a_noop(
 def test_schematic_change_at_the_same_version_rolls_out_and_a_missing_extension_fails_loudly(
     lab: Sim, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from talos.inventory import load_cluster
-    from talos.schematic import installer_image
+    from k8s_ops.talos.inventory import load_cluster
+    from k8s_ops.talos.schematic import installer_image
 
     task("upgrade-cluster")  # every node at v1.12.11 with the inventory's schematic (intel-ucode, iscsi-tools)
     first = len(talosctl_calls(lab, "upgrade"))

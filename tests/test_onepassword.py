@@ -21,8 +21,8 @@ import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from k8s_ops import paths
-from k8s_ops.errors import SecretError
+from k8s_ops.core import paths
+from k8s_ops.core.errors import SecretError
 from k8s_ops.onepassword import Action, Kind, SyncRefused, api, is_configured, sdk
 from k8s_ops.onepassword import tasks as op_tasks
 from k8s_ops.onepassword.state import state_path

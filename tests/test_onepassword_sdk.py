@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from onepassword import Client, ItemCategory, ItemCreateParams, ItemField, ItemFieldType, ItemSection
 
-from k8s_ops.errors import SecretError
+from k8s_ops.core.errors import SecretError
+from k8s_ops.core.secret import Secret
 from k8s_ops.onepassword import sdk
 from k8s_ops.onepassword.sdk import SdkStore, open_store
-from k8s_ops.secret import Secret
 from tests.op_fake import (
     TOKEN_BASE64_FAILED,
     TOKEN_DESERIALIZATION_FAILED,

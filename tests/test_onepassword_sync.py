@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from onepassword import Secrets
 
-from k8s_ops.errors import ProblemsError
+from k8s_ops.core.errors import ProblemsError
 from k8s_ops.onepassword.artefacts import KINDS, Kind, content_problem, item_title, parse_what
 from k8s_ops.onepassword.store import decode_fields, encode_fields, sha256_hex
 from k8s_ops.onepassword.sync import Action, Sides, Standing, compare, plan_pull, plan_push

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from k8s_ops.paths import repo_root
-from talos.patch import (
+from k8s_ops.core.paths import repo_root
+from k8s_ops.talos.patch import (
     MULTIDOC_JSON6902_ERROR,
     DocumentID,
     JSONPatch,
@@ -21,7 +21,7 @@ from talos.patch import (
     strategic_merge,
     strategic_patch,
 )
-from talos.yamlio import YAMLError, load_documents
+from k8s_ops.talos.yamlio import YAMLError, load_documents
 
 TESTDATA = repo_root().parent / "shared" / "reference" / "talos" / "configpatcher-testdata"
 needs_testdata = pytest.mark.skipif(

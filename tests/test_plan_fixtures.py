@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from k8s_ops import paths
-from k8s_ops.plan import Plan
-from k8s_ops.secret import Secret
-from talos import facts
-from talos.inventory import load_cluster
-from talos.lifecycle import Env, plan_apply, plan_reset, plan_upgrade_cluster
+from k8s_ops.core import paths
+from k8s_ops.core.plan import Plan
+from k8s_ops.core.secret import Secret
+from k8s_ops.talos import facts
+from k8s_ops.talos.inventory import load_cluster
+from k8s_ops.talos.lifecycle import Env, plan_apply, plan_reset, plan_upgrade_cluster
 from tests.lifecycle_world import World
 
 CASES = sorted((Path(__file__).parent / "fixtures" / "plans").glob("*.json"))

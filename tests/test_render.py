@@ -1,4 +1,4 @@
-"""talos.render and the talos.render task: inventory + secrets bundle -> per-node multi-document configs."""
+"""k8s_ops.talos.render and the talos.render task: inventory + secrets bundle -> per-node multi-document configs."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from k8s_ops.errors import ProblemsError
-from talos import secrets as secrets_mod
-from talos.inventory import Cluster, load_cluster
-from talos.patch import document_id
-from talos.render import RenderedConfig, link_selector, render_cluster, render_node
-from talos.schematic import schematic_id
-from talos.secrets import SecretsBundle, generate_bundle
-from talos.tasks_render import masked_diff, render
-from talos.yamlio import dump_documents, load_documents
+from k8s_ops.core.errors import ProblemsError
+from k8s_ops.talos import secrets as secrets_mod
+from k8s_ops.talos.inventory import Cluster, load_cluster
+from k8s_ops.talos.patch import document_id
+from k8s_ops.talos.render import RenderedConfig, link_selector, render_cluster, render_node
+from k8s_ops.talos.schematic import schematic_id
+from k8s_ops.talos.secrets import SecretsBundle, generate_bundle
+from k8s_ops.talos.tasks_render import masked_diff, render
+from k8s_ops.talos.yamlio import dump_documents, load_documents
 
 CLUSTER_YAML = """\
 name: lab
@@ -371,7 +371,7 @@ def test_user_volumes(cluster: Cluster, bundle: SecretsBundle) -> None:
 def test_link_selector_cel_is_valid_cel(cluster: Cluster) -> None:
     import celpy
 
-    from talos.inventory import DeviceSelector
+    from k8s_ops.talos.inventory import DeviceSelector
 
     # model_construct: the inventory refuses quotes in globs; the CEL literal must stay valid regardless
     sel = DeviceSelector.model_construct(
@@ -391,7 +391,7 @@ def test_rendered_configs_validate_against_the_talos_schema(cluster: Cluster, bu
     schema_file = Path(__file__).resolve().parents[2] / "shared" / "reference" / "talos" / "config.schema.json"
     if not schema_file.is_file():
         pytest.skip(f"Talos v1.12 schema not found at {schema_file} (../shared is absent)")
-    from talos.schema import TalosSchema
+    from k8s_ops.talos.schema import TalosSchema
 
     schema = TalosSchema(json.loads(schema_file.read_text()))
     for cfg in rendered(cluster, bundle).values():
@@ -475,7 +475,7 @@ def test_bad_patch_yaml_and_patch_errors_name_the_file(tmp_path: Path, bundle: S
 
 
 def test_talos_rules_refuse_a_node_and_blame_the_patch_that_broke_them(tmp_path: Path, bundle: SecretsBundle) -> None:
-    """talos.config_rules runs after the inventory's documents and after each patch; every finding names the step."""
+    """config_rules runs after the inventory's documents and after each patch; every finding names the step."""
     patches = {
         **PATCHES,
         "wk.yaml": (
@@ -500,8 +500,8 @@ def test_talos_rules_refuse_a_node_and_blame_the_patch_that_broke_them(tmp_path:
 
 @pytest.mark.parametrize("name", ["demo", "infra", "apps"])
 def test_repository_clusters_render_and_pass_talos_rules(name: str, bundle: SecretsBundle) -> None:
-    """Every node of the bundled inventories renders (render runs talos.config_rules) with no Talos error."""
-    from talos.config_rules import errors_of, validate_documents
+    """Every node of the bundled inventories renders (render runs k8s_ops.talos.config_rules) with no Talos error."""
+    from k8s_ops.talos.config_rules import errors_of, validate_documents
 
     inv = load_cluster(name, clusters_dir=Path(__file__).resolve().parents[1] / "clusters")
     for cfg in render_cluster(inv, bundle):

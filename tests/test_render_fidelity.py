@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from k8s_ops.paths import repo_root
-from talos.inventory import Cluster
-from talos.patch import document_id
-from talos.render import GeneratorInput, generator_documents, render_node
-from talos.schematic import installer_image
-from talos.secrets import SecretsBundle
-from talos.yamlio import load_documents
+from k8s_ops.core.paths import repo_root
+from k8s_ops.talos.inventory import Cluster
+from k8s_ops.talos.patch import document_id
+from k8s_ops.talos.render import GeneratorInput, generator_documents, render_node
+from k8s_ops.talos.schematic import installer_image
+from k8s_ops.talos.secrets import SecretsBundle
+from k8s_ops.talos.yamlio import load_documents
 
 GOLDEN = repo_root().parent / "shared" / "reference" / "talos" / "stability-v1.12"
 pytestmark = pytest.mark.skipif(

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from k8s_ops import paths
-from k8s_ops.errors import ToolkitError
-from talos.schema import (
+from k8s_ops.core import paths
+from k8s_ops.core.errors import ToolkitError
+from k8s_ops.talos.schema import (
     SCHEMA_ENV,
     TOLERANCES,
     TalosSchema,
@@ -22,7 +22,7 @@ from talos.schema import (
     load_schema,
     official_schema_url,
 )
-from talos.yamlio import load_documents
+from k8s_ops.talos.yamlio import load_documents
 
 SHARED = paths.repo_root().parent / "shared"
 REF = SHARED / "reference" / "talos"

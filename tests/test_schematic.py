@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from k8s_ops.errors import ProblemsError, ToolkitError
-from talos.schematic import (
+from k8s_ops.core.errors import ProblemsError, ToolkitError
+from k8s_ops.talos.schematic import (
     Schematic,
     go_yaml_scalar,
     installer_image,
@@ -24,7 +24,7 @@ from talos.schematic import (
     schematic_yaml,
     upload_schematic,
 )
-from talos.yamlio import load_documents
+from k8s_ops.talos.yamlio import load_documents
 
 EMPTY_ID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
 ISCSI_ID = "613e1592b2da41ae5e265e8789429f22e121aab91cb4deb6bc3c0b6262961245"
@@ -278,7 +278,7 @@ def test_cluster_api_uses_the_inventory_schematic_and_version() -> None:
 
 
 def test_cluster_api_accepts_the_real_inventory_model() -> None:
-    from talos import inventory
+    from k8s_ops.talos import inventory
 
     spec = inventory.Schematic(extensions=ISCSI, extra_kernel_args=("net.ifnames=0",))
     cluster: inventory.Cluster = inventory.Cluster.model_construct(schematic=spec, talos_version="v1.12.3")
@@ -364,7 +364,7 @@ def test_task_prints_yaml_id_and_installer(
 ) -> None:
     from invoke.context import Context
 
-    from talos.tasks_validate import schematic
+    from k8s_ops.talos.tasks_validate import schematic
 
     _write_cluster(tmp_path, list(ISCSI))
     monkeypatch.setenv("K8S_OPS_CLUSTERS_DIR", str(tmp_path))
@@ -384,8 +384,8 @@ def test_task_upload_checks_the_factory_id_and_fails_cleanly_on_mismatch(
     from invoke.context import Context
     from invoke.exceptions import Exit
 
-    from talos import schematic as schematic_module
-    from talos.tasks_validate import schematic
+    from k8s_ops.talos import schematic as schematic_module
+    from k8s_ops.talos.tasks_validate import schematic
 
     _write_cluster(tmp_path, list(ISCSI))
     monkeypatch.setenv("K8S_OPS_CLUSTERS_DIR", str(tmp_path))

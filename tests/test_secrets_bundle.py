@@ -1,4 +1,4 @@
-"""talos.secrets: the generated bundle against the Talos v1.12 golden, sops round trips, gen-secrets refusal."""
+"""k8s_ops.talos.secrets: the generated bundle against the Talos v1.12 golden, sops round trips, gen-secrets refusal."""
 
 from __future__ import annotations
 
@@ -15,13 +15,12 @@ import yaml
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from k8s_ops import paths
-from k8s_ops.errors import ProblemsError, SecretError
-from k8s_ops.secret import Secret
-from k8s_ops.sops import AgeKey, Sops, generate_age_key
-from talos import secrets as bundle_mod
-from talos.inventory import Cluster, load_cluster
-from talos.secrets import (
+from k8s_ops.core import paths
+from k8s_ops.core.errors import ProblemsError, SecretError
+from k8s_ops.core.secret import Secret
+from k8s_ops.talos import secrets as bundle_mod
+from k8s_ops.talos.inventory import Cluster, load_cluster
+from k8s_ops.talos.secrets import (
     CA_NAMES,
     SecretsBundle,
     find_sops_config,
@@ -32,7 +31,8 @@ from talos.secrets import (
     matching_rule,
     new_bundle_target,
 )
-from talos.tasks_secrets import gen_secrets
+from k8s_ops.talos.tasks_secrets import gen_secrets
+from k8s_ops.tools.sops import AgeKey, Sops, generate_age_key
 
 GOLDEN = paths.repo_root().parent / "shared" / "reference" / "talos" / "stability-v1.12" / "secrets.yaml"
 needs_golden = pytest.mark.skipif(

@@ -10,15 +10,15 @@ from unittest.mock import ANY
 
 import pytest
 
-from k8s_ops import paths
-from k8s_ops.command import Result, TempFile
-from k8s_ops.secret import Secret
-from k8s_ops.testing import FakeRunner
-from talos.render import RenderedConfig
-from talos.schema import TalosSchema
-from talos.semantic import NodeExpectations, check_documents
-from talos.tasks_validate import parse_talosctl_validate, talosctl_validate_command, validate_rendered
-from talos.yamlio import load_documents
+from k8s_ops.core import paths
+from k8s_ops.core.command import Result, TempFile
+from k8s_ops.core.secret import Secret
+from k8s_ops.core.testing import FakeRunner
+from k8s_ops.talos.render import RenderedConfig
+from k8s_ops.talos.schema import TalosSchema
+from k8s_ops.talos.semantic import NodeExpectations, check_documents
+from k8s_ops.talos.tasks_validate import parse_talosctl_validate, talosctl_validate_command, validate_rendered
+from k8s_ops.talos.yamlio import load_documents
 
 IMAGE = "factory.talos.dev/metal-installer/" + "a" * 64 + ":v1.12.11"
 SECRET_VALUE = "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0t"
@@ -249,7 +249,7 @@ _SCHEMA = TalosSchema(
 
 
 def _cluster() -> Any:
-    from talos import inventory
+    from k8s_ops.talos import inventory
 
     nodes = (
         inventory.Node.model_construct(hostname="cp1", role="controlplane"),
@@ -259,7 +259,7 @@ def _cluster() -> Any:
 
 
 def test_validate_rendered_reports_every_layer_at_once() -> None:
-    from talos.schematic import installer_image
+    from k8s_ops.talos.schematic import installer_image
 
     cluster = _cluster()
     image = installer_image(cluster)
@@ -279,7 +279,7 @@ def test_validate_rendered_reports_every_layer_at_once() -> None:
     assert report.documents == 4
     assert [(p.file, p.field, p.message) for p in report.problems if p.field != "talosctl"] == [
         ("w1.yaml", "v1alpha1 debug", "schema: 'yes' is not of type 'boolean'"),
-        # Talos' own rule (talos.config_rules), then ours (talos.semantic)
+        # Talos' own rule (k8s_ops.talos.config_rules), then ours (k8s_ops.talos.semantic)
         (
             "w1.yaml",
             "v1alpha1 machine.install.extraKernelArgs",
@@ -293,7 +293,7 @@ def test_validate_rendered_reports_every_layer_at_once() -> None:
 
 
 def test_validate_rendered_without_talosctl_and_clean_configs() -> None:
-    from talos.schematic import installer_image
+    from k8s_ops.talos.schematic import installer_image
 
     cluster = _cluster()
     docs = _docs("controlplane", "cp1")
@@ -318,8 +318,8 @@ def test_validate_task_on_a_rendered_cluster(
     from invoke.context import Context
     from invoke.exceptions import Exit
 
-    from talos import tasks_validate
-    from talos.tasks_secrets import gen_secrets
+    from k8s_ops.talos import tasks_validate
+    from k8s_ops.talos.tasks_secrets import gen_secrets
     from tests.test_secrets_bundle import make_site
 
     site, _ = make_site(tmp_path, monkeypatch)
@@ -354,7 +354,7 @@ def test_validate_task_on_a_rendered_cluster(
     assert out == "" and "Traceback" not in err
     for host in ("cp1", "cp2", "cp3", "w1"):
         assert f"{host}.yaml: v1alpha1 machine.install.extraKernelArgs:" in err
-        # Talos' own rule too, in its wording (talos.config_rules)
+        # Talos' own rule too, in its wording (k8s_ops.talos.config_rules)
         assert (
             f"{host}.yaml: v1alpha1 machine.install.extraKernelArgs: "
             "install.extraKernelArgs and install.grubUseUKICmdline can't be used together"

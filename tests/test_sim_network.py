@@ -27,7 +27,7 @@ def _doc(kind: str, **body: Any) -> dict[str, Any]:
 
 
 def bond_docs(address: str, macs: list[str], *, vip: bool = True, driver: str = "virtio_net") -> list[dict[str, Any]]:
-    """What talos/render.py emits for a demo node: one alias per bond member (exact permanent MAC and driver),
+    """What k8s_ops/talos/render.py emits for a demo node: one alias per bond member (exact permanent MAC and driver),
     the bond with the node address, a VLAN on it and, on controlplanes, the VIP on the bond."""
     docs = [
         _doc(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from talos.talosctl import parse_json_stream
+from k8s_ops.tools.talosctl import parse_json_stream
 from tests.sim.helpers import applied, bootstrap, install_all, machinestatus, ok, run, write_configs
 from tests.sim.simlib.api import Sim
 

@@ -1,4 +1,4 @@
-"""k8s_ops.sops against the real sops binary: reference vectors, failure fixtures, key isolation, path_regex."""
+"""k8s_ops.tools.sops against the real sops binary: reference vectors, failure fixtures, key isolation, path_regex."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from k8s_ops import paths
-from k8s_ops.errors import SecretError
-from k8s_ops.secret import Secret
-from k8s_ops.sops import (
+from k8s_ops.core import paths
+from k8s_ops.core.errors import SecretError
+from k8s_ops.core.secret import Secret
+from k8s_ops.tools.sops import (
     AgeKey,
     AgeKeyNotFound,
     Sops,

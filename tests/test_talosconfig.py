@@ -1,4 +1,4 @@
-"""talos.talosconfig: client certificate signed by the os CA, CP endpoints (never the VIP), no churn, 0600."""
+"""k8s_ops.talos.talosconfig: client certificate signed by the os CA, CP endpoints (never the VIP), no churn, 0600."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ import pytest
 import yaml
 from invoke.context import Context
 
-from k8s_ops import paths
-from k8s_ops.secret import Secret
-from talos.inventory import Cluster, load_cluster
-from talos.secrets import SecretsBundle, generate_bundle, load_private_key
-from talos.talosconfig import (
+from k8s_ops.core import paths
+from k8s_ops.core.secret import Secret
+from k8s_ops.talos.inventory import Cluster, load_cluster
+from k8s_ops.talos.secrets import SecretsBundle, generate_bundle, load_private_key
+from k8s_ops.talos.talosconfig import (
     ADMIN_ROLE,
     ClientCertificate,
     client_certificate_problem,
     issue_client_certificate,
     plan_talosconfig,
 )
-from talos.tasks_secrets import gen_secrets, talosconfig
+from k8s_ops.talos.tasks_secrets import gen_secrets, talosconfig
 from tests.test_secrets_bundle import isolated, make_site  # noqa: F401  (autouse fixture re-used)
 
 GOLDEN = paths.repo_root().parent / "shared" / "reference" / "talos" / "stability-v1.12" / "secrets.yaml"

@@ -1,4 +1,4 @@
-"""talos/talosctl.py: every emitted flag exists in talosctl v1.12 (CLI reference), and the output parsers."""
+"""k8s_ops/tools/talosctl.py: every emitted flag exists in talosctl v1.12 (CLI reference), and the output parsers."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from k8s_ops.command import Command, Result, TempFile
-from k8s_ops.paths import repo_root
-from k8s_ops.secret import Secret
-from talos.talosctl import (
+from k8s_ops.core.command import Command, Result, TempFile
+from k8s_ops.core.paths import repo_root
+from k8s_ops.core.secret import Secret
+from k8s_ops.tools.talosctl import (
     Extension,
     Talosctl,
     TalosctlOutputError,
@@ -189,7 +189,7 @@ def test_reset_wipes_state_and_ephemeral_and_does_not_wait_on_the_wiped_node() -
 
 
 def test_for_cluster_never_uses_the_vip_as_endpoint() -> None:
-    from talos.inventory import load_cluster
+    from k8s_ops.talos.inventory import load_cluster
 
     cluster = load_cluster("demo")
     t = Talosctl.for_cluster(cluster)
@@ -366,7 +366,7 @@ def test_parse_apply_preview_refuses_to_guess() -> None:
 
 
 def test_last_error_line() -> None:
-    from talos.talosctl import last_error_line
+    from k8s_ops.tools.talosctl import last_error_line
 
     r = Result(1, "", "error 1\nrpc error: code = Unavailable desc = connection refused\n")
     assert last_error_line(r) == "rpc error: code = Unavailable desc = connection refused"

@@ -1,4 +1,4 @@
-"""Version preflight rules (talos/versions.py), table-driven; each table names the upstream rule it pins."""
+"""Version preflight rules (k8s_ops/talos/versions.py), table-driven; each table names the upstream rule it pins."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from bootstrap.charts import load_charts
-from k8s_ops import tools
-from k8s_ops.command import Result
-from k8s_ops.errors import ProblemsError
-from k8s_ops.testing import FakeRunner
-from k8s_ops.tools import format_version, parse_version
-from talos import versions
-from talos.inventory import load_cluster
-from talos.versions import Finding, Verdict
+from k8s_ops.bootstrap.charts import load_charts
+from k8s_ops.core import preflight as tools
+from k8s_ops.core.command import Result
+from k8s_ops.core.errors import ProblemsError
+from k8s_ops.core.preflight import format_version, parse_version
+from k8s_ops.core.testing import FakeRunner
+from k8s_ops.talos import versions
+from k8s_ops.talos.inventory import load_cluster
+from k8s_ops.talos.versions import Finding, Verdict
 
 INSTALLER = "factory.talos.dev/metal-installer/abc123:v1.12.11"
 
@@ -23,7 +23,7 @@ def severities(found: list[Finding]) -> list[str]:
     return [f.severity for f in found]
 
 
-# --------------------------------------------------------------------------- parsing (one parser: k8s_ops.tools)
+# ------------------------------------------------------------------ parsing (one parser: k8s_ops.core.preflight)
 
 
 @pytest.mark.parametrize(
@@ -332,7 +332,7 @@ def clients() -> Iterator[FakeRunner]:
 
 
 def test_bootstrap_preflight_lists_tools_then_version_warnings(clients: FakeRunner) -> None:
-    from bootstrap import run
+    from k8s_ops.bootstrap import run
 
     cluster = load_cluster("demo")
     notes: list[str] = []
@@ -342,7 +342,7 @@ def test_bootstrap_preflight_lists_tools_then_version_warnings(clients: FakeRunn
 
 
 def test_bootstrap_preflight_refuses_an_unsupported_kubernetes(clients: FakeRunner) -> None:
-    from bootstrap import run
+    from k8s_ops.bootstrap import run
 
     cluster = load_cluster("demo").model_copy(update={"kubernetes_version": "v1.29.4"})
     with pytest.raises(ProblemsError) as info:
@@ -353,8 +353,8 @@ def test_bootstrap_preflight_refuses_an_unsupported_kubernetes(clients: FakeRunn
 
 
 def test_task_hook_adds_warnings_as_notes_and_refuses_errors(clients: FakeRunner) -> None:
-    from k8s_ops.plan import Plan
-    from talos.tasks_nodes import _versions
+    from k8s_ops.core.plan import Plan
+    from k8s_ops.talos.tasks_nodes import _versions
 
     tools.preflight(clients, ["talosctl", "kubectl"])
     cluster = load_cluster("demo")  # talosVersion v1.12.0, kubernetesVersion v1.35.0

@@ -11,14 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from k8s_ops import paths
-from k8s_ops.command import Command
-from k8s_ops.errors import CommandFailed, ToolkitError
-from k8s_ops.execute import Interrupted, Report, StepFailed, execute
-from k8s_ops.kubectl import KubeTarget, get, is_not_found, parse_items, parse_object
-from k8s_ops.plan import Check, Plan
-from k8s_ops.runner import Runner
-from k8s_ops.wait import wait_for
+from k8s_ops.core import paths
+from k8s_ops.core.command import Command
+from k8s_ops.core.errors import CommandFailed, ToolkitError
+from k8s_ops.core.execute import Interrupted, Report, StepFailed, execute
+from k8s_ops.core.plan import Check, Plan
+from k8s_ops.core.runner import Runner
+from k8s_ops.core.wait import wait_for
+from k8s_ops.tools.kubectl import KubeTarget, get, is_not_found, parse_items, parse_object
 
 __all__ = [
     "Recovery",

@@ -8,14 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from k8s_ops import flux
+from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.plan import Check, Plan, Step
+from k8s_ops.core.runner import Runner
+from k8s_ops.core.wait import NotYet, StopWaiting
 from k8s_ops.day2.common import Recovery, by_namespace, read_list, read_object, shell, wait_check
-from k8s_ops.errors import ToolkitError
-from k8s_ops.flux import FLUX_NAMESPACE, HELMRELEASE, KUSTOMIZATION, ROOT_KUSTOMIZATION, flux_status
-from k8s_ops.kubectl import KubeTarget, annotate, condition, delete, get, parse_time
-from k8s_ops.plan import Check, Plan, Step
-from k8s_ops.runner import Runner
-from k8s_ops.wait import NotYet, StopWaiting
+from k8s_ops.tools import flux
+from k8s_ops.tools.flux import FLUX_NAMESPACE, HELMRELEASE, KUSTOMIZATION, ROOT_KUSTOMIZATION, flux_status
+from k8s_ops.tools.kubectl import KubeTarget, annotate, condition, delete, get, parse_time
 
 __all__ = [
     "CLEANSE_PHASES",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from invoke.context import Context
 from invoke.tasks import task
 
-from k8s_ops.cli import guarded
+from k8s_ops.core.cli import guarded
 
 __all__ = ["cleanse_pods", "hr_restart", "reconcile", "sync_secrets"]
 
@@ -45,10 +45,10 @@ def sync_secrets(
     All ExternalSecrets of the cluster by default, or those of --namespace / --name. Prints how many were
     synced; a secret whose store fails is named with the store's error.
     """
-    from k8s_ops import tools
+    from k8s_ops.core import preflight as tools
+    from k8s_ops.core.runner import SubprocessRunner
     from k8s_ops.day2.common import epoch_now, print_plan, require_target, run_plan
     from k8s_ops.day2.kubernetes import external_secrets_fact, plan_sync_secrets, select_secrets
-    from k8s_ops.runner import SubprocessRunner
 
     target = require_target(cluster)
     runner = SubprocessRunner()
@@ -76,11 +76,11 @@ def hr_restart(c: Context, cluster: str, name: str, namespace: str, dry_run: boo
 
     If anything fails after the suspend, the release is resumed before the task exits (never left suspended).
     """
-    from k8s_ops import tools
+    from k8s_ops.core import preflight as tools
+    from k8s_ops.core.runner import SubprocessRunner
     from k8s_ops.day2.common import print_plan, read_one, require_target, run_plan
     from k8s_ops.day2.kubernetes import plan_hr_restart
-    from k8s_ops.flux import HELMRELEASE
-    from k8s_ops.runner import SubprocessRunner
+    from k8s_ops.tools.flux import HELMRELEASE
 
     target = require_target(cluster)
     runner = SubprocessRunner()
@@ -117,11 +117,11 @@ def reconcile(
     Refuses a suspended Kustomization (reconciling it would do nothing) and stops early when Flux reports it
     Stalled; a timeout names the Kustomization's Ready message.
     """
-    from k8s_ops import tools
+    from k8s_ops.core import preflight as tools
+    from k8s_ops.core.runner import SubprocessRunner
     from k8s_ops.day2.common import print_plan, read_one, require_target, run_plan
     from k8s_ops.day2.kubernetes import plan_reconcile
-    from k8s_ops.flux import FLUX_NAMESPACE, KUSTOMIZATION, ROOT_KUSTOMIZATION
-    from k8s_ops.runner import SubprocessRunner
+    from k8s_ops.tools.flux import FLUX_NAMESPACE, KUSTOMIZATION, ROOT_KUSTOMIZATION
 
     ks_name = name or ROOT_KUSTOMIZATION
     ks_ns = namespace or FLUX_NAMESPACE
@@ -157,11 +157,11 @@ def cleanse_pods(
 
     --dry-run lists every pod it would delete, with its phase.
     """
-    from k8s_ops import tools
+    from k8s_ops.core import preflight as tools
+    from k8s_ops.core.runner import SubprocessRunner
     from k8s_ops.day2.common import print_plan, read_list, require_target, run_plan
     from k8s_ops.day2.kubernetes import plan_cleanse_pods, select_pods
-    from k8s_ops.kubectl import get
-    from k8s_ops.runner import SubprocessRunner
+    from k8s_ops.tools.kubectl import get
 
     target = require_target(cluster)
     runner = SubprocessRunner()

@@ -19,16 +19,16 @@ from typing import Any
 
 import yaml
 
-from k8s_ops import flux
-from k8s_ops.command import Command
+from k8s_ops.core.command import Command
+from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.plan import Check, Plan, Step
+from k8s_ops.core.runner import Runner
+from k8s_ops.core.wait import NotYet, StopWaiting
 from k8s_ops.day2.common import Recovery, read_list, read_object, shell, wait_check
 from k8s_ops.day2.kubernetes import flux_ready_check
-from k8s_ops.errors import ToolkitError
-from k8s_ops.flux import HELMRELEASE, KUSTOMIZATION, flux_status
-from k8s_ops.kubectl import KubeTarget, apply_manifest, condition, delete, get, merge_patch, scale
-from k8s_ops.plan import Check, Plan, Step
-from k8s_ops.runner import Runner
-from k8s_ops.wait import NotYet, StopWaiting
+from k8s_ops.tools import flux
+from k8s_ops.tools.flux import HELMRELEASE, KUSTOMIZATION, flux_status
+from k8s_ops.tools.kubectl import KubeTarget, apply_manifest, condition, delete, get, merge_patch, scale
 
 __all__ = [
     "JOB",

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from invoke.context import Context
 from invoke.tasks import task
 
-from k8s_ops.cli import guarded
+from k8s_ops.core.cli import guarded
 
 if TYPE_CHECKING:
+    from k8s_ops.core.plan import Plan
+    from k8s_ops.core.runner import Runner
     from k8s_ops.day2.common import Recovery
-    from k8s_ops.kubectl import KubeTarget
-    from k8s_ops.plan import Plan
-    from k8s_ops.runner import Runner
+    from k8s_ops.tools.kubectl import KubeTarget
 
     SourcePlanner = Callable[..., tuple[Plan, Recovery | None]]
 
@@ -35,7 +35,7 @@ _COMMON = {
 
 
 def _timeout(minutes: int | str) -> float:
-    from k8s_ops.errors import ToolkitError
+    from k8s_ops.core.errors import ToolkitError
 
     try:
         value = float(minutes)
@@ -58,10 +58,10 @@ def _run_on_source(
 ) -> tuple[Runner, KubeTarget, Mapping[str, Any]] | None:
     """Find the app's ReplicationSource, plan with `planner`, then print the plan (--dry-run: returns None) or
     run it; the shared body of snapshot and unlock."""
-    from k8s_ops import tools
+    from k8s_ops.core import preflight as tools
+    from k8s_ops.core.runner import SubprocessRunner
     from k8s_ops.day2.common import epoch_now, print_plan, require_target, run_plan
     from k8s_ops.day2.volsync import find_source, sources_fact
-    from k8s_ops.runner import SubprocessRunner
 
     wait = _timeout(timeout)
     target = require_target(cluster)
@@ -139,11 +139,11 @@ def restore(
     If ANY step fails, Flux is resumed, the source unpaused and the workloads scaled back before the task
     exits non-zero, and the error says so. Asks you to type the app name unless --yes.
     """
-    from k8s_ops import tools
+    from k8s_ops.core import preflight as tools
+    from k8s_ops.core.errors import ToolkitError
+    from k8s_ops.core.runner import SubprocessRunner
     from k8s_ops.day2.common import epoch_now, print_plan, require_target, run_plan
     from k8s_ops.day2.volsync import gather_restore_facts, plan_restore
-    from k8s_ops.errors import ToolkitError
-    from k8s_ops.runner import SubprocessRunner
 
     wait = _timeout(timeout)
     prev: int | None = None

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from k8s_ops.errors import SecretError
-from k8s_ops.files import write_private
+from k8s_ops.core.errors import SecretError
+from k8s_ops.core.files import write_private
+from k8s_ops.core.secret import Secret
 from k8s_ops.onepassword.artefacts import (
     Artefact,
     ClusterLike,
@@ -44,7 +45,6 @@ from k8s_ops.onepassword.sync import (
     plan_pull,
     plan_push,
 )
-from k8s_ops.secret import Secret
 
 __all__ = [
     "ItemResult",
@@ -147,7 +147,7 @@ def load_cluster(cluster: str | ClusterLike) -> ClusterLike:
     """A cluster name is loaded from the inventory; an already loaded Cluster is used as is."""
     if not isinstance(cluster, str):
         return cluster
-    from talos.inventory import load_cluster as load
+    from k8s_ops.talos.inventory import load_cluster as load
 
     return load(cluster)
 

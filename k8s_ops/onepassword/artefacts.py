@@ -2,10 +2,10 @@
 
 Item titles (op://-safe: cluster names are `[a-z0-9-]`):
 
-    kubeconfig     kubeconfig-<cluster>      k8s_ops.paths.kubeconfig_path(cluster)
-    talosconfig    talosconfig-<cluster>     k8s_ops.paths.talosconfig_path(cluster)
+    kubeconfig     kubeconfig-<cluster>      k8s_ops.core.paths.kubeconfig_path(cluster)
+    talosconfig    talosconfig-<cluster>     k8s_ops.core.paths.talosconfig_path(cluster)
     age-key        sops-age-key-<cluster>    see `local_age_key` (push) / `age_key_pull_target` (pull)
-    talos-secrets  talos-secrets-<cluster>   k8s_ops.paths.secrets_bundle_path(cluster), SOPS-encrypted as is
+    talos-secrets  talos-secrets-<cluster>   k8s_ops.core.paths.secrets_bundle_path(cluster), SOPS-encrypted as is
 
 The age key gets one item per cluster even when clusters share a key: pushing one cluster never touches
 another cluster's items, and a copy too many costs nothing. Its `public-key` field shows which key it is.
@@ -23,10 +23,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from k8s_ops import paths
-from k8s_ops.errors import Problem, ProblemsError, SecretError
-from k8s_ops.secret import Secret
-from k8s_ops.sops import AGE_IDENTITY_PREFIX
+from k8s_ops.core import paths
+from k8s_ops.core.errors import Problem, ProblemsError, SecretError
+from k8s_ops.core.secret import Secret
+from k8s_ops.tools.sops import AGE_IDENTITY_PREFIX
 
 __all__ = [
     "KINDS",
@@ -58,7 +58,7 @@ KINDS: tuple[Kind, ...] = tuple(Kind)
 
 
 class ClusterLike(Protocol):
-    """What this package needs from the inventory's Cluster (talos.inventory.Cluster fits)."""
+    """What this package needs from the inventory's Cluster (k8s_ops.talos.inventory.Cluster fits)."""
 
     @property
     def name(self) -> str: ...
@@ -97,12 +97,12 @@ class LocalAgeKey:
 
 
 def local_age_key(cluster: ClusterLike) -> LocalAgeKey:
-    """The key `k8s_ops.sops.resolve_age_key` picks for this cluster, i.e. the one sops decrypts with.
+    """The key `k8s_ops.tools.sops.resolve_age_key` picks for this cluster, i.e. the one sops decrypts with.
 
     `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`, the inventory's `sops.ageKeyFile`, then the default key file. When
     there is none, the local side is missing, at the pull target.
     """
-    from k8s_ops.sops import resolve_age_key
+    from k8s_ops.tools.sops import resolve_age_key
 
     try:
         key = resolve_age_key(inventory_key_file=cluster.age_key_file, cluster=cluster.name)

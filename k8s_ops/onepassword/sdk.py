@@ -20,7 +20,8 @@ from importlib import metadata
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from k8s_ops.errors import SecretError
+from k8s_ops.core.errors import SecretError
+from k8s_ops.core.secret import MASK, Secret
 from k8s_ops.onepassword.store import (
     CONTENT_FIELD,
     ITEM_TAG,
@@ -29,7 +30,6 @@ from k8s_ops.onepassword.store import (
     encode_fields,
     sha256_hex,
 )
-from k8s_ops.secret import MASK, Secret
 
 __all__ = ["INTEGRATION_NAME", "TOKEN_ENV", "SdkStore", "client_class", "integration_version", "open_store"]
 

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from k8s_ops import paths
-from k8s_ops.errors import SecretError
-from k8s_ops.files import write_private
+from k8s_ops.core import paths
+from k8s_ops.core.errors import SecretError
+from k8s_ops.core.files import write_private
 
 __all__ = ["SyncStateFile", "state_path"]
 

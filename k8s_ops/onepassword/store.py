@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Protocol
 
-from k8s_ops.secret import Secret
+from k8s_ops.core.secret import Secret
 
 __all__ = [
     "CONTENT_FIELD",

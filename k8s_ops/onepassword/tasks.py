@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from invoke.context import Context
 from invoke.tasks import task
 
-from k8s_ops.cli import guarded
-from k8s_ops.errors import SecretError
+from k8s_ops.core.cli import guarded
+from k8s_ops.core.errors import SecretError
 from k8s_ops.onepassword import api, report
 from k8s_ops.onepassword.artefacts import parse_what
 from k8s_ops.onepassword.sync import Action

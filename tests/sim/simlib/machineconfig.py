@@ -112,7 +112,7 @@ def validate(docs: list[JSON], *, require_v1alpha1: bool) -> list[str]:
 def talos_rules_error(docs: list[JSON], *, strict: bool, mode: str = "metal") -> str | None:
     """The error Talos returns for these documents (None: valid), worded as Talos prints it.
 
-    From `talos.config_rules` (the port of siderolabs/talos v1.12.11 `Validate` / `V1Alpha1ConflictValidate`,
+    From `k8s_ops.talos.config_rules` (the port of siderolabs/talos v1.12.11 `Validate` / `V1Alpha1ConflictValidate`,
     pinned by tests/test_config_rules.py against Talos' own test vectors), so the simulator refuses exactly
     what the toolkit's render refuses. Imported lazily: every simulator call is a fresh process and only
     apply-config and validate pay for it."""
@@ -122,7 +122,7 @@ def talos_rules_error(docs: list[JSON], *, strict: bool, mode: str = "metal") ->
     root = str(Path(__file__).resolve().parents[3])
     if root not in sys.path:
         sys.path.insert(0, root)
-    from talos.config_rules import talos_error, validate_documents
+    from k8s_ops.talos.config_rules import talos_error, validate_documents
 
     return talos_error(validate_documents(docs, mode=mode, strict=strict))  # type: ignore[arg-type]
 

@@ -1,0 +1,407 @@
+"""Assemble a bootstrap plan: preflight (stage 1, reads only), then the stage builders, then pre-resolve no-ops.
+
+`build_plan` is what every bootstrap task calls. Preflight gathers everything the later stages decide from:
+tool versions, the one age key (never sops' default keys file), the decrypted secrets bundle and git
+credentials, the rendered values and machine configs, and how each node answers on the Talos API
+(maintenance or configured). Any problem there stops the run before anything changes.
+
+No-ops are decided twice: `settle` evaluates the guards of the leading steps at plan time (so `--dry-run` on a
+healthy cluster shows every step unchanged) until the first step that would change something; from there on
+guards are evaluated at execution, after the steps before them ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from k8s_ops.bootstrap import stages, talos_stage
+from k8s_ops.bootstrap.charts import load_charts, render_all_values
+from k8s_ops.bootstrap.credentials import load_git_credentials, repository_problems
+from k8s_ops.bootstrap.stages import STAGES, Context, Timeouts
+from k8s_ops.core import paths
+from k8s_ops.core.command import Command, Result
+from k8s_ops.core.errors import ProblemsError, SecretError, ToolkitError
+from k8s_ops.core.plan import Plan, Step
+from k8s_ops.core.runner import Runner, check_result
+from k8s_ops.core.secret import Secret
+from k8s_ops.tools.kubectl import KubeTarget
+from k8s_ops.tools.talosctl import Talosctl
+
+if TYPE_CHECKING:
+    from k8s_ops.bootstrap.charts import Charts
+    from k8s_ops.talos.inventory import Cluster
+    from k8s_ops.talos.lifecycle import Env
+    from k8s_ops.talos.secrets import SecretsBundle
+    from k8s_ops.talos.talosconfig import TalosconfigResult
+    from k8s_ops.tools.sops import AgeKey
+
+__all__ = [
+    "APPS_STAGES",
+    "TALOS_STAGES",
+    "TOOLS",
+    "Options",
+    "build_plan",
+    "resume_hint",
+    "select_stages",
+    "settle",
+    "sops_default_keys_file",
+]
+
+TOOLS: Final = ("talosctl", "kubectl", "helm")
+TALOS_STAGES: Final = ("preflight", "talos", "kubeconfig")
+APPS_STAGES: Final = ("preflight", "secrets", "cni", "flux", "onepassword")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to plan: the cluster, which stages, where to resume, rebuild specifics."""
+
+    cluster: str
+    stages: tuple[str, ...] = STAGES
+    start: str | None = None  # --from
+    task: str = "bootstrap.cluster"
+    rebuild: bool = False
+    recover_from: Path | None = None
+    dry_run: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+def select_stages(stages_: Sequence[str], start: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(stages to plan, stages skipped by `--from`). `start` is a stage name or its number (1–7)."""
+    if start is None:
+        return tuple(stages_), ()
+    name = start
+    if start.isdigit() and 1 <= int(start) <= len(STAGES):
+        name = STAGES[int(start) - 1]
+    if name not in stages_:
+        known = ", ".join(f"{i}={s}" for i, s in enumerate(STAGES, start=1) if s in stages_)
+        raise ToolkitError(f"--from {start!r} is not a stage of this task (stages: {known})")
+    idx = list(stages_).index(name)
+    keep = ("preflight", *[s for s in stages_[idx:] if s != "preflight"])
+    skipped = tuple(s for s in stages_[:idx] if s != "preflight")
+    return keep, skipped
+
+
+def resume_hint(task: str, cluster: str, stage: str | None) -> str:
+    base = f"invoke {task} --cluster {cluster}"
+    if stage is None or stage == "preflight":
+        return f"fix the cause, then re-run `{base}` (completed steps are detected and skipped)"
+    return f"fix the cause, then resume with `{base} --from {stage}` (or re-run it whole: done steps are skipped)"
+
+
+# --------------------------------------------------------------------------- settle
+
+
+class _ReadMemo:
+    """A Runner for plan-time guards: identical reads are answered once (nothing changes the world while
+    planning). Mutating commands never pass through it."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.seen: dict[tuple[str, ...], Result] = {}
+
+    def run(self, command: Command, *, check: bool = True) -> Result:
+        if command.mutates or command.stdin is not None:
+            raise ToolkitError(f"a plan-time guard tried to run a mutating command: {command.display()}")
+        key = tuple(command.display_argv())
+        if key not in self.seen:
+            self.seen[key] = self.runner.run(command, check=False)
+        return check_result(command, self.seen[key]) if check else self.seen[key]
+
+
+def settle(steps: Sequence[Step], runner: Runner) -> list[Step]:
+    """Resolve the guards of the leading steps now; stop at the first step that would act."""
+    memo = _ReadMemo(runner)
+    out: list[Step] = []
+    acting = False
+    for step in steps:
+        if acting or step.noop is not None:
+            out.append(step)
+            continue
+        if step.guard is None:
+            if step.commands or step.writes or step.after or step.before:
+                acting = True
+            out.append(step)
+            continue
+        try:
+            reason = step.guard(memo)
+        except ToolkitError:
+            reason = None
+        if reason is None:
+            acting = True
+            out.append(step)
+        else:
+            out.append(replace(step, noop=reason, guard=None))
+    return out
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+@dataclass
+class _Preflight:
+    cluster: Cluster
+    notes: list[str] = field(default_factory=list)
+    bundle: SecretsBundle | None = None
+    age_key: Secret | None = None
+    age_source: str = ""
+    key: AgeKey | None = None
+
+
+def _tools(runner: Runner, notes: list[str], cluster: Cluster, charts: Charts) -> None:
+    """Tool versions, then the version preflight (k8s_ops/talos/versions.py): the clients against the inventory's
+    versions, kubernetesVersion against talosVersion, the pinned charts' tested Kubernetes ranges (warnings)."""
+    from k8s_ops.core.preflight import preflight
+    from k8s_ops.talos.versions import evaluate
+
+    found = preflight(runner, TOOLS)
+    notes.append("tools: " + ", ".join(f"{t.name} v{'.'.join(map(str, t.version))}" for t in found))
+    clients = {t.name: t.version for t in found}
+    pinned = [*((r.name, r.version) for r in charts.releases), ("flux", charts.flux_version)]
+    verdict = evaluate(
+        talos=cluster.talos_version,
+        kubernetes=cluster.kubernetes_version,
+        talosctl=clients.get("talosctl"),
+        kubectl=clients.get("kubectl"),
+        charts=pinned,
+    )
+    notes += verdict.enforce(cluster.file)
+
+
+def sops_default_keys_file() -> Path:
+    """sops' own default key file, which k8s-ops never uses (its keys would be merged silently)."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".config") / "sops" / "age" / "keys.txt"
+
+
+def _age_key(pf: _Preflight) -> None:
+    from k8s_ops.talos.secrets import age_key_for
+
+    key = age_key_for(pf.cluster)
+    key.recipients()  # a malformed key fails here, naming where it came from
+    pf.key = key
+    pf.age_key = key.text()
+    pf.age_source = key.describe()
+    stray = sops_default_keys_file()
+    ignored = f"; {stray} exists and is ignored (never merged)" if stray.is_file() else ""
+    pf.notes.append(f"age key: {key.describe()}{ignored}")
+
+
+@contextlib.contextmanager
+def _probe_talosctl(real: Talosctl, content: Secret, existing: bytes | None) -> Iterator[Talosctl]:
+    """A Talosctl for plan-time reads: the real file when it is current, else a private temporary copy."""
+    if existing == content.reveal():
+        yield real
+        return
+    with tempfile.TemporaryDirectory(prefix="k8s-ops-talosconfig-") as tmp:
+        path = Path(tmp) / "talosconfig"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content.reveal())
+        yield Talosctl(path, real.endpoints, real.binary)
+
+
+# --------------------------------------------------------------------------- rebuild: material from 1Password
+
+
+def _missing_material(cluster: Cluster) -> list[str]:
+    from k8s_ops.talos.secrets import age_key_for, bundle_path
+
+    missing = []
+    try:
+        age_key_for(cluster)
+    except SecretError:
+        missing.append("age-key")
+    if not bundle_path(cluster).is_file():
+        missing.append("talos-secrets")
+    return missing
+
+
+def pull_material(cluster: Cluster, *, dry_run: bool, notes: list[str]) -> list[str]:
+    """Rebuild: restore the age key and the Talos secrets bundle from 1Password when missing locally.
+
+    Returns what is still missing afterwards (in a dry run: what would be pulled).
+    """
+    from k8s_ops import onepassword as op
+
+    missing = _missing_material(cluster)
+    if not missing:
+        notes.append("rebuild: age key and Talos secrets bundle present locally (nothing pulled from 1Password)")
+        return []
+    if not op.is_configured(cluster):
+        raise SecretError(
+            f"rebuild needs {' and '.join(missing)} but they are missing locally and 1Password is not configured",
+            hint="set OP_SERVICE_ACCOUNT_TOKEN (and onepassword.vault in cluster.yaml), or restore the files by hand",
+        )
+    results = op.pull(cluster, ",".join(missing), only_missing=True, dry_run=dry_run)
+    for r in results:
+        verb = "would pull" if dry_run else ("pulled" if r.done else "kept")
+        notes.append(f"rebuild: {verb} {r.title} -> {r.location} ({r.reason})")
+    if dry_run:
+        return missing
+    from k8s_ops.talos.secrets import clear_cache
+
+    clear_cache()
+    return _missing_material(cluster)
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build_plan(options: Options, runner: Runner) -> Plan:
+    """Preflight, then every selected stage's steps; settled, tagged with their stage, ready to print or run."""
+    from k8s_ops import onepassword as op
+    from k8s_ops.talos.inventory import load_cluster
+    from k8s_ops.talos.lifecycle import Env, plan_kubeconfig
+    from k8s_ops.talos.secrets import load_bundle
+    from k8s_ops.talos.talosconfig import plan_talosconfig
+
+    chosen, skipped = select_stages(options.stages, options.start)
+    cluster = load_cluster(options.cluster)
+    pf = _Preflight(cluster)
+    title = ("rebuild" if options.rebuild else "bootstrap") + f" {cluster.name}: " + " → ".join(chosen)
+    hint = resume_hint(options.task, cluster.name, None)
+
+    if options.rebuild:
+        still = pull_material(cluster, dry_run=options.dry_run, notes=pf.notes)
+        if still:
+            step = Step(
+                f"[preflight] pull {', '.join(still)} from 1Password (vault {cluster.onepassword.vault})",
+                noop="dry run: the rest of the plan needs this material; run without --dry-run to pull it",
+            )
+            return Plan(title, cluster.name, (step,), notes=tuple(pf.notes), resume_hint=hint)
+
+    problems = repository_problems(cluster)
+    if problems:
+        raise ProblemsError(problems)
+    charts = load_charts()
+    values = render_all_values(cluster, charts)
+    pf.notes.append(
+        "charts: "
+        + ", ".join(f"{r.name} {r.version}" for r in charts.releases)
+        + "; CRDs: "
+        + ", ".join(f"{c.name} {c.version}" for c in charts.crds)
+        + f"; Flux {charts.flux_version}"
+    )
+    _tools(runner, pf.notes, cluster, charts)
+    _age_key(pf)
+    bundle = load_bundle(cluster)
+    assert pf.key is not None
+    git = load_git_credentials(cluster, pf.key)
+    pf.notes.append(
+        f"secrets: Talos bundle decrypted (fingerprint {bundle.fingerprint()[:12]}); git credentials: "
+        + (f"{', '.join(git.keys)} from {git.source}" if git else "none (public repository)")
+    )
+    env = Env.for_cluster(cluster)
+    kube = KubeTarget(paths.kubeconfig_path(cluster.name), cluster.name)
+    tc_path = env.tctl.talosconfig
+    existing = tc_path.read_bytes() if tc_path.is_file() else None
+    tc = plan_talosconfig(cluster, bundle, existing=existing)
+    steps: list[Step] = []
+    with _probe_talosctl(env.tctl, tc.content, existing) as probe:
+        states = talos_stage.probe_nodes(runner, probe, cluster.nodes)
+        pf.notes += [f"node {s.describe()}" for s in states]
+        down = [s for s in states if s.state == "unreachable"]
+        if down:
+            raise ToolkitError(
+                "preflight: not every node answers on the Talos API (port 50000):\n"
+                + "\n".join(f"  - {s.describe()}" for s in down),
+                hint="power the nodes on / fix the network (maintenance mode or configured are both fine); an "
+                "x509 or certificate error means the node runs another cluster's config: reset it "
+                "(invoke talos.reset-node) or fix the inventory address",
+            )
+        if skipped:
+            pf.notes.append(f"--from {options.start}: skipping stages {', '.join(skipped)}")
+        if "talos" in chosen:
+            steps += stages.tag("talos", _talos(env, probe, runner, cluster, bundle, tc, states, options))
+    ctx = Context(
+        cluster=cluster,
+        charts=charts,
+        values=values,
+        kube=kube,
+        age_key=pf.age_key,
+        age_source=pf.age_source,
+        git=git,
+        timeouts=options.timeouts,
+        task=options.task,
+    )
+    if "kubeconfig" in chosen:
+        fetched = plan_kubeconfig(env, kube.kubeconfig).steps
+        steps += stages.tag("kubeconfig", stages.kubeconfig_steps(ctx, fetched))
+    if "secrets" in chosen:
+        steps += stages.tag("secrets", stages.secrets_steps(ctx))
+    if "cni" in chosen:
+        ready = talos_stage.talos_ready_step(env, timeout=options.timeouts.talos_ready)
+        steps += stages.tag("cni", [*stages.cni_steps(ctx), ready])
+    if "flux" in chosen:
+        steps += stages.tag("flux", stages.flux_steps(ctx))
+    if "onepassword" in chosen:
+        steps += stages.tag("onepassword", stages.onepassword_steps(ctx, configured=op.is_configured(cluster)))
+    preflight = Step(
+        "[preflight] tools, age key, inventory, secrets, Talos API of every node", noop="passed (see notes)"
+    )
+    return Plan(title, cluster.name, (preflight, *settle(steps, runner)), notes=tuple(pf.notes), resume_hint=hint)
+
+
+def _talos(
+    env: Env,
+    probe: Talosctl,
+    runner: Runner,
+    cluster: Cluster,
+    bundle: SecretsBundle,
+    tc: TalosconfigResult,
+    states: Sequence[talos_stage.NodeState],
+    options: Options,
+) -> list[Step]:
+    from k8s_ops.talos.facts import gather_apply_targets
+    from k8s_ops.talos.render import render_cluster
+    from k8s_ops.talos.tasks_render import semantic_problems
+
+    rendered = render_cluster(cluster, bundle)
+    found = semantic_problems(cluster, rendered)
+    if found:
+        raise ProblemsError(found, hint="the rendered configs break a rule the toolkit relies on")
+    configs = {r.hostname: Secret(r.text) for r in rendered}
+    by_state = {s.hostname: s.state for s in states}
+    cps = list(cluster.controlplanes)
+    workers = list(cluster.workers)
+    if options.rebuild:
+        # A rebuild only installs wiped nodes; a node that still runs a config is left for talos.apply-*.
+        cps = [n for n in cps if by_state.get(n.hostname) == "maintenance"]
+        workers = [n for n in workers if by_state.get(n.hostname) == "maintenance"]
+    known = {host: state == "maintenance" for host, state in by_state.items()}
+    cp_targets = gather_apply_targets(runner, probe, cps, configs, mode="auto", maintenance=known)
+    worker_targets = gather_apply_targets(runner, probe, workers, configs, mode="auto", maintenance=known)
+    etcd = None
+    if any(by_state.get(n.hostname) == "configured" for n in cluster.controlplanes):
+        etcd = talos_stage.etcd_state(runner, env, probe)
+    write = None if tc.action == "keep" else talos_stage.talosconfig_write(env.tctl.talosconfig, tc.content)
+    steps = talos_stage.talos_steps(
+        env,
+        talosconfig=write,
+        talosconfig_note=tc.reason,
+        controlplanes=cp_targets,
+        workers=worker_targets,
+        etcd=etcd,
+        recover_from=options.recover_from,
+        etcd_timeout=options.timeouts.etcd,
+        confirm_bootstrap=options.rebuild,
+    )
+    if options.rebuild:
+        left = [n.hostname for n in cluster.nodes if by_state.get(n.hostname) != "maintenance"]
+        if left:
+            steps.insert(
+                1,
+                Step(
+                    f"nodes already configured: {', '.join(left)}",
+                    noop="a rebuild only installs "
+                    "nodes in maintenance mode; use talos.apply-cluster for configured ones",
+                ),
+            )
+    return steps

@@ -1,0 +1,1 @@
+"""One module per external CLI: talosctl, kubectl, helm, flux, sops."""

@@ -1,6 +1,0 @@
-"""talos.* tasks: machine configs, secrets, validation and node lifecycle."""
-
-from talos.tasks_nodes import *  # noqa: F403 — node lifecycle tasks (apply, upgrade, reboot, reset, kubeconfig, …)
-from talos.tasks_render import render  # noqa: F401
-from talos.tasks_secrets import gen_secrets, talosconfig  # noqa: F401
-from talos.tasks_validate import schematic, validate  # noqa: F401

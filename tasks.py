@@ -1,6 +1,7 @@
 """k8s-ops: operate Talos Linux Kubernetes clusters run with GitOps (Flux).
 
-`invoke --list` shows every task; `invoke --help <task>` shows its options.
+`invoke --list` shows every task; `invoke --help <task>` shows its options. One `tasks.py` per feature package is
+one CLI namespace (talos, bootstrap, op); k8s_ops/day2/tasks.py holds two, `kubernetes` and `volsync`.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from invoke.collection import Collection
 
 from k8s_ops.bootstrap import tasks as bootstrap_tasks
-from k8s_ops.day2 import kubernetes_tasks, volsync_tasks
+from k8s_ops.day2 import tasks as day2_tasks
 from k8s_ops.onepassword import tasks as op_tasks
 from k8s_ops.talos import tasks as talos_tasks
 
@@ -16,5 +17,5 @@ ns = Collection()
 ns.add_collection(Collection.from_module(talos_tasks), "talos")
 ns.add_collection(Collection.from_module(bootstrap_tasks), "bootstrap")
 ns.add_collection(Collection.from_module(op_tasks), "op")
-ns.add_collection(Collection.from_module(kubernetes_tasks), "kubernetes")
-ns.add_collection(Collection.from_module(volsync_tasks), "volsync")
+ns.add_collection(day2_tasks.kubernetes)
+ns.add_collection(day2_tasks.volsync)

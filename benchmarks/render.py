@@ -1,9 +1,10 @@
 """Benchmark k8s_ops.talos.render: synthetic clusters of 10, 100 and 1000 nodes (not a test; prints figures).
 
-For each size it prints the render cost per node, the cost of serialising the same documents alone
-(`yaml.safe_dump_all`, the floor any YAML-emitting renderer pays) and their ratio, and how many times the
-secrets bundle was sops-decrypted. Goals: ratio <= 10, per-node cost flat as the cluster grows (linear total),
-exactly one decryption per run.
+For each size it prints the render cost per node, the cost of serialising the same documents alone with PyYAML's
+pure-Python dumper (`yaml.safe_dump_all`) and their ratio, the inventory load per node (cluster.yaml parsed with
+libyaml's parser, and with the pure-Python one for comparison), and how many times the secrets bundle was
+sops-decrypted. Goals: ratio <= 10, per-node cost flat as the cluster grows (linear total), exactly one decryption
+per run.
 
 The bundle is the demo cluster's real SOPS file (clusters/demo, test-only age key) when present, so the count
 is of real `sops decrypt` calls; otherwise a generated plaintext bundle (0 decryptions by construction).
@@ -28,7 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from k8s_ops.talos import secrets as secrets_mod  # noqa: E402
-from k8s_ops.talos.inventory import Cluster, load_cluster  # noqa: E402
+from k8s_ops.talos import yamlio  # noqa: E402
+from k8s_ops.talos.inventory import load_cluster  # noqa: E402
 from k8s_ops.talos.render import render_cluster  # noqa: E402
 from k8s_ops.talos.secrets import SecretsBundle  # noqa: E402
 from k8s_ops.tools import sops as sops_mod  # noqa: E402
@@ -84,7 +86,7 @@ def cluster_yaml(n: int, *, key_file: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_cluster(root: Path, n: int, *, encrypted: bool) -> Cluster:
+def write_cluster(root: Path, n: int, *, encrypted: bool) -> None:
     cdir = root / "bench"
     (cdir / "patches").mkdir(parents=True)
     (cdir / "cluster.yaml").write_text(cluster_yaml(n, key_file=encrypted))
@@ -94,7 +96,16 @@ def make_cluster(root: Path, n: int, *, encrypted: bool) -> Cluster:
         (cdir / "talos").mkdir()
         shutil.copy(DEMO / "talos" / "secrets.sops.yaml", cdir / "talos" / "secrets.sops.yaml")
         shutil.copy(DEMO / "demo.agekey", cdir / "bench.agekey")
-    return load_cluster("bench", clusters_dir=root)
+
+
+def load_seconds(root: Path, runs: int, *, libyaml: bool) -> float:
+    """Best time of `runs` inventory loads, parsing with libyaml's parser or the pure-Python one."""
+    saved = yamlio.Loader
+    yamlio.Loader = saved if libyaml else yamlio.PyLoader
+    try:
+        return best_of(runs, functools.partial(load_cluster, "bench", clusters_dir=root))[0]
+    finally:
+        yamlio.Loader = saved
 
 
 def count_calls(obj: Any, name: str) -> list[int]:
@@ -118,21 +129,24 @@ def best_of(runs: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     return best, result
 
 
-def measure(n: int, *, encrypted: bool, decryptions: list[int]) -> tuple[float, float, int]:
-    """(render seconds, dump seconds, sops decryptions) for one synthetic cluster of `n` nodes."""
+def measure(n: int, *, encrypted: bool, decryptions: list[int]) -> tuple[float, float, float, float, int]:
+    """(render, dump, load with libyaml, load pure-Python seconds; sops decryptions) for a cluster of `n` nodes."""
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = make_cluster(Path(tmp), n, encrypted=encrypted)
+        write_cluster(Path(tmp), n, encrypted=encrypted)
+        runs = 3 if n <= 100 else 1
+        t_load_c = load_seconds(Path(tmp), runs, libyaml=True)
+        t_load_py = load_seconds(Path(tmp), runs, libyaml=False)
+        cluster = load_cluster("bench", clusters_dir=Path(tmp))
         secrets_mod.clear_cache()
         before = decryptions[0]
         bundle: SecretsBundle = secrets_mod.load_bundle(cluster) if encrypted else secrets_mod.generate_bundle()
-        runs = 3 if n <= 100 else 1
         t_render, configs = best_of(runs, functools.partial(render_cluster, cluster, bundle))
         if encrypted:
             secrets_mod.load_bundle(cluster)  # a second load in the same run is served from memory
         used = decryptions[0] - before
         docs = [c.documents for c in configs]
         t_dump, _ = best_of(runs, functools.partial(dump_all, docs))
-    return t_render, t_dump, used
+    return t_render, t_dump, t_load_c, t_load_py, used
 
 
 def dump_all(docs: list[list[dict[str, Any]]]) -> list[str]:
@@ -143,15 +157,18 @@ def main(sizes: list[int]) -> int:
     encrypted = (DEMO / "talos" / "secrets.sops.yaml").is_file() and (DEMO / "demo.agekey").is_file()
     decryptions = count_calls(sops_mod.Sops, "decrypt")
     print(f"bundle: {'SOPS-encrypted (clusters/demo, test key)' if encrypted else 'generated plaintext'}")
-    print(f"{'nodes':>6} {'render ms/node':>15} {'dump ms/node':>13} {'ratio':>6} {'total s':>8} {'decrypts':>9}")
+    print(
+        f"{'nodes':>6} {'render ms/node':>15} {'dump ms/node':>13} {'ratio':>6} {'total s':>8} "
+        f"{'load ms/node':>13} {'(pure-Py)':>10} {'decrypts':>9}"
+    )
     per_node: list[float] = []
     ok = True
     for n in sizes:
-        t_render, t_dump, used = measure(n, encrypted=encrypted, decryptions=decryptions)
+        t_render, t_dump, t_load_c, t_load_py, used = measure(n, encrypted=encrypted, decryptions=decryptions)
         ratio = t_render / t_dump
         per_node.append(t_render / n)
         row = f"{n:>6} {1000 * t_render / n:>15.2f} {1000 * t_dump / n:>13.2f} {ratio:>6.2f} {t_render:>8.2f}"
-        print(f"{row} {used:>9}")
+        print(f"{row} {1000 * t_load_c / n:>13.3f} {1000 * t_load_py / n:>10.3f} {used:>9}")
         ok &= ratio <= 10 and used == (1 if encrypted else 0)
     if len(per_node) > 1:
         growth = per_node[-1] / per_node[0]

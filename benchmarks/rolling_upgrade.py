@@ -133,10 +133,10 @@ def call_task(name: str, **kwargs: Any) -> None:
     from invoke.context import Context
 
     from k8s_ops.core import preflight as tools
-    from k8s_ops.talos import tasks_nodes
+    from k8s_ops.talos import tasks as talos_tasks
 
     tools.reset_cache()
-    getattr(tasks_nodes, name.replace("-", "_"))(Context(), cluster="demo", **kwargs)
+    getattr(talos_tasks, name.replace("-", "_"))(Context(), cluster="demo", **kwargs)
 
 
 def quietly(fn: Any) -> None:

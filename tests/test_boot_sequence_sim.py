@@ -118,12 +118,12 @@ def test_a_fresh_controlplane_joins_the_running_cluster_with_apply_node(world: W
     not for `ready`, which Talos reports once its etcd member runs and its Kubernetes node is Ready."""
     from invoke.context import Context
 
-    from k8s_ops.talos import tasks_nodes
+    from k8s_ops.talos import tasks as talos_tasks
 
-    tasks_nodes.reset_node(Context(), cluster="demo", node="demo-cp-3", yes=True)
+    talos_tasks.reset_node(Context(), cluster="demo", node="demo-cp-3", yes=True)
     assert world.sim.node("10.5.0.13")["stage"] == "maintenance"
     mark = len(world.calls())
-    tasks_nodes.apply_node(Context(), cluster="demo", node="demo-cp-3")
+    talos_tasks.apply_node(Context(), cluster="demo", node="demo-cp-3")
     applied = [c["argv"] for c in world.calls(mark) if "apply-config" in c["argv"] and "--dry-run" not in c["argv"]]
     assert len(applied) == 1 and "--insecure" in applied[0]
     env = _env()

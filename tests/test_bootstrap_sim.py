@@ -20,10 +20,13 @@ import pytest
 from k8s_ops.bootstrap import manifests
 from k8s_ops.bootstrap.run import APPS_STAGES
 from k8s_ops.bootstrap.stages import Timeouts
-from k8s_ops.bootstrap.tasks import execute_plan
+from k8s_ops.bootstrap.tasks import stage_failed
 from k8s_ops.core import paths
 from k8s_ops.core.errors import ToolkitError
 from k8s_ops.core.execute import execute
+from k8s_ops.core.pipeline import finish
+from k8s_ops.core.plan import Plan
+from k8s_ops.core.runner import Runner
 from k8s_ops.talos import secrets as talos_secrets
 from k8s_ops.talos.inventory import load_cluster
 from tests.bootstrap_world import World, bootstrap_world
@@ -33,6 +36,12 @@ MUTATING = (
     ("kubectl", "apply"), ("kubectl", "create"), ("kubectl", "delete"), ("kubectl", "patch"), ("kubectl", "config"),
     ("helm", "upgrade"), ("helm", "install"), ("talosctl", "bootstrap"), ("talosctl", "kubeconfig"),
 )  # fmt: skip
+
+
+def execute_plan(plan: Plan, runner: Runner, *, task_name: str, yes: bool) -> None:
+    """What a bootstrap task does with its plan once built: the pipeline with the stage-aware failure."""
+    finish(plan, runner, dry_run=False, yes=yes, echo_plan=True,
+           on_step_failed=lambda exc: stage_failed(exc, task_name=task_name, cluster=plan.cluster))  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ import pytest
 from k8s_ops.core import preflight as tools
 from k8s_ops.core.command import Command, Result, cmd
 from k8s_ops.core.errors import Aborted, GateFailed, ToolNotFound
-from k8s_ops.core.execute import StepFailed, execute
-from k8s_ops.core.plan import Check, FileWrite, Plan, Step
+from k8s_ops.core.execute import Interrupted, ReadOnlyViolation, StepFailed, execute
+from k8s_ops.core.plan import Action, Check, EnsureDir, EnsureMode, FileWrite, Plan, Recovery, Step, Undo
+from k8s_ops.core.prompt import Prompt, answering
 from k8s_ops.core.testing import FakeRunner
 from k8s_ops.core.wait import NotYet, StopWaiting, wait_for
 
@@ -205,3 +206,135 @@ def test_run_numbers_steps_like_the_dry_run() -> None:
     text = plan.to_text()
     assert "[1] do a" in text and "[2] do b" in text
     assert "[1] do a" in lines and "[2] do b" in lines
+
+
+# ---------------------------------------------------------------------------------------------- effects and undo
+
+
+def test_effects_run_in_order_and_the_dry_run_shows_each(tmp_path: Path) -> None:
+    order: list[str] = []
+    target = tmp_path / "backups" / "snap.db"
+
+    def handler(c: Command) -> Result:
+        order.append("cmd")
+        target.write_bytes(b"x")
+        target.chmod(0o644)
+        return Result(0)
+
+    pushed = Action("op push", "kubeconfig", lambda r: order.append("push"), detail=(("vault", "v"),))
+    s = Step(
+        "snapshot",
+        prepare=(EnsureDir(tmp_path / "backups"),),
+        writes=(FileWrite(tmp_path / "backups" / "note", b"n\n"),),
+        commands=(cmd("tool", "snap", mutates=True),),
+        finish=(EnsureMode(target, 0o600), pushed),
+    )
+    plan = Plan("t", "demo", (s,))
+    text = plan.to_text()
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines.index(f"ensure directory {tmp_path / 'backups'} (0o700)") < lines.index("$ tool snap")
+    assert lines.index("$ tool snap") < lines.index(f"chmod 600 {target}") < lines.index("op push kubeconfig (vault=v)")
+    data = plan.to_json()["steps"][0]
+    assert data["prepare"] == [
+        {"effect": "ensure-dir", "path": str(tmp_path / "backups"), "mode": "0o700", "existing_mode": True}
+    ]
+    assert [e["effect"] for e in data["finish"]] == ["chmod", "op push"] and data["mutates"] is True
+    execute(plan, FakeRunner(handler=handler), out=quiet)
+    assert order == ["cmd", "push"]
+    assert stat.S_IMODE((tmp_path / "backups").stat().st_mode) == 0o700
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_a_step_whose_only_effect_is_typed_mutates() -> None:
+    assert Step("push", finish=(Action("op push", "all", lambda r: None),)).mutates
+    assert not Step("wait", after=(Check("x", lambda r: None),)).mutates
+
+
+def test_a_missing_file_for_ensure_mode_fails_the_step_clearly(tmp_path: Path) -> None:
+    plan = Plan("t", "demo", (Step("chmod", finish=(EnsureMode(tmp_path / "none"),)),))
+    with pytest.raises(StepFailed, match="was not written"):
+        execute(plan, FakeRunner(), out=quiet)
+
+
+def test_ensure_dir_can_leave_an_existing_directory_alone(tmp_path: Path) -> None:
+    d = tmp_path / "kube"
+    d.mkdir(mode=0o755)
+    d.chmod(0o755)
+    EnsureDir(d, 0o700, existing_mode=False).apply(FakeRunner())
+    assert stat.S_IMODE(d.stat().st_mode) == 0o755
+    EnsureDir(d, 0o700).apply(FakeRunner())
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+
+
+def _undoable(name: str) -> Step:
+    return Step(
+        f"suspend {name}",
+        commands=(cmd("tool", "suspend", name, mutates=True),),
+        undo=Undo((cmd("tool", "resume", name, mutates=True),), f"resumed {name}"),
+    )
+
+
+def test_failure_carries_the_started_steps_and_recovery_undoes_only_those_latest_first() -> None:
+    runner = FakeRunner({re.compile("suspend c"): Result(1, "", "boom")}, handler=lambda c: Result(0))
+    plan = Plan("t", "demo", (_undoable("a"), Step("b", noop="done"), _undoable("b"), _undoable("c"), _undoable("d")))
+    recovery = Recovery(plan, outcome="nothing changed")
+    assert [c.display() for c in recovery.commands] == [f"tool resume {n}" for n in "dcba"]  # the dry-run preview
+    with pytest.raises(StepFailed) as info:
+        execute(plan, runner, out=quiet)
+    assert [s.description for s in info.value.started] == ["suspend a", "suspend b", "suspend c"]
+    ran = recovery.after(info.value.started)
+    assert [c.display() for c in ran.commands] == ["tool resume c", "tool resume b", "tool resume a"]
+    assert ran.done == "recovered: resumed c; resumed b; resumed a — nothing changed"
+    assert plan.to_json()["steps"][0]["undo"]["done"] == "resumed a"
+
+
+def test_a_step_stopped_by_its_gate_did_not_start() -> None:
+    def gate(_: object) -> None:
+        raise GateFailed("x", "not yet")
+
+    plan = Plan("t", "demo", (_undoable("a"), Step("b", before=(Check("gate", gate),), undo=Undo((), "never"))))
+    with pytest.raises(StepFailed) as info:
+        execute(plan, FakeRunner(handler=lambda c: Result(0)), out=quiet)
+    assert [s.description for s in info.value.started] == ["suspend a"]
+
+
+def test_interruption_carries_the_started_steps() -> None:
+    def handler(c: Command) -> Result:
+        if "b" in c.argv:
+            raise KeyboardInterrupt
+        return Result(0)
+
+    plan = Plan("t", "demo", (_undoable("a"), _undoable("b"), _undoable("c")))
+    with pytest.raises(Interrupted) as info:
+        execute(plan, FakeRunner(handler=handler), out=quiet)
+    assert [s.description for s in info.value.started] == ["suspend a", "suspend b"]
+
+
+def test_the_confirmation_prompt_is_injectable() -> None:
+    runner = FakeRunner({re.compile("."): Result(0)})
+    plan = Plan("reset node", "demo", (step("reset", node="wk-1", destructive=True),))
+    asked: list[str] = []
+    with pytest.raises(Aborted, match="expected 'wk-1'"):
+        execute(plan, runner, confirm_name="wk-1", out=quiet, prompt=answering("wk-2"))
+    with pytest.raises(Aborted, match="no terminal"):
+        execute(plan, runner, out=quiet, prompt=answering(None))
+    prompt = Prompt(ask=lambda q: "wk-1", interactive=lambda: True, say=asked.append)
+    execute(plan, runner, confirm_name="wk-1", out=quiet, prompt=prompt)
+    assert asked == ["This will reset node (wk-1)."] and runner.argvs == [["tool", "reset"]]
+
+
+def test_checks_and_guards_only_read() -> None:
+    def sneaky(runner: Any) -> None:
+        runner.run(cmd("op", "item", "edit", mutates=True))
+
+    runner = FakeRunner(handler=lambda c: Result(0))
+    for s in (Step("w", after=(Check("push in a wait", sneaky),)), Step("g", before=(Check("gate", sneaky),))):
+        with pytest.raises(StepFailed, match="tried to run a mutating command: op item edit") as info:
+            execute(Plan("t", "demo", (s,)), runner, out=quiet)
+        assert isinstance(info.value.cause, ReadOnlyViolation)
+    def read(r: Any) -> None:
+        r.run(cmd("tool", "get"))
+
+    reading = Step("r", after=(Check("read", read),))
+    execute(Plan("t", "demo", (reading,)), runner, out=quiet)
+    assert runner.argvs[-1] == ["tool", "get"] and not any(c.mutates for c in runner.calls)

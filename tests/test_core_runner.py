@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from k8s_ops.core.audit import AuditLog
-from k8s_ops.core.command import TempFile, cmd
+from k8s_ops.core.command import Command, Result, TempFile, cmd
 from k8s_ops.core.errors import CommandFailed, CommandTimeout, ToolNotFound
 from k8s_ops.core.runner import SubprocessRunner
 from k8s_ops.core.secret import Secret
@@ -91,3 +91,35 @@ def test_audit_log_is_redacted_and_private(tmp_path: Path, runner: SubprocessRun
     entry = json.loads(text.splitlines()[-1])
     assert entry["rc"] == 0 and entry["mutates"] is True
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_isolated_command_sees_only_path_locale_its_env_and_an_empty_private_home(
+    tmp_path: Path, runner: SubprocessRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "leak")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", "/somewhere/else")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    tool = script(
+        tmp_path,
+        "envdump",
+        "import json, os, stat\n"
+        "home = os.environ['HOME']\n"
+        "mode = oct(stat.S_IMODE(os.stat(home).st_mode))\n"
+        "print(json.dumps([dict(os.environ), os.getcwd(), os.listdir(home), mode]))\n",
+    )
+    command = Command(argv=(str(tool),), env=(("SOPS_AGE_KEY", Secret("AGE-x")),), isolated=True)
+    env, cwd, listing, mode = json.loads(runner.run(command).stdout)
+    assert set(env) <= {"PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "HOME", "XDG_CONFIG_HOME", "SOPS_AGE_KEY", "LC_CTYPE"}
+    assert env["SOPS_AGE_KEY"] == "AGE-x" and env["LANG"] == "C.UTF-8"
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "SOPS_AGE_KEY_FILE" not in env
+    assert env["XDG_CONFIG_HOME"] == env["HOME"] + "/.config" and cwd == env["HOME"]
+    assert listing == [] and mode == "0o700"
+    assert not os.path.exists(env["HOME"])  # removed after the call
+    assert "AGE-x" not in (tmp_path / "audit.log").read_text()
+
+
+def test_result_keeps_stdout_bytes(tmp_path: Path, runner: SubprocessRunner) -> None:
+    tool = script(tmp_path, "bin", "import sys; sys.stdout.buffer.write(bytes([0, 255, 10]))")
+    result = runner.run(cmd(str(tool)))
+    assert result.stdout_bytes() == bytes([0, 255, 10])
+    assert Result(0, "text").stdout_bytes() == b"text"

@@ -10,7 +10,7 @@ import pytest
 from k8s_ops.core.command import Result
 from k8s_ops.core.errors import ToolkitError
 from k8s_ops.core.execute import StepFailed
-from k8s_ops.day2.common import RecoveryFailed, read_list, run_plan
+from k8s_ops.day2.common import RecoveryFailed, run_plan
 from k8s_ops.day2.kubernetes import (
     EXTERNALSECRET,
     external_secrets_fact,
@@ -22,7 +22,7 @@ from k8s_ops.day2.kubernetes import (
     select_secrets,
 )
 from k8s_ops.tools.flux import HELMRELEASE, KUSTOMIZATION, ROOT_KUSTOMIZATION
-from k8s_ops.tools.kubectl import get
+from k8s_ops.tools.kubectl import list_or_empty
 from tests.day2_fake import TARGET, Controller, FakeKube, Obj, flux_controller, obj, ready_flux
 
 EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -250,7 +250,7 @@ def pods_kube() -> FakeKube:
 def test_cleanse_pods_deletes_failed_and_succeeded_and_lists_them() -> None:
     kube = pods_kube()
     runner = kube.runner()
-    pods = read_list(runner, get(TARGET, "pods", all_namespaces=True))
+    pods = list_or_empty(runner, TARGET, "pods", all_namespaces=True)
     plan = plan_cleanse_pods("infra", TARGET, select_pods(pods))
     text = plan.to_text()
     assert "delete 2 pod(s) in media: job-a (Succeeded), job-b (Failed)" in text

@@ -19,7 +19,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from k8s_ops.core import preflight as tools
-from k8s_ops.day2 import kubernetes_tasks, volsync_tasks
+from k8s_ops.day2 import tasks as day2_tasks
 from tests.sim.simlib.api import Sim
 from tests.sim.simlib.controllers.flux import FLUX_CRDS
 from tests.sim.simlib.kube import Kube
@@ -250,10 +250,10 @@ def every_call_is_explicit(world: World) -> None:
 
 def test_sync_secrets_force_syncs_and_waits(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     before = world.obj("ExternalSecret", "plex", "media")["status"]["refreshTime"]
-    out, _ = run_task(kubernetes_tasks.sync_secrets, capsys, dry_run=True)
+    out, _ = run_task(day2_tasks.sync_secrets, capsys, dry_run=True)
     assert "force-sync=" in out and "plex plex-volsync --namespace media" in out
     assert world.obj("ExternalSecret", "plex", "media")["metadata"].get("annotations") is None
-    out, _ = run_task(kubernetes_tasks.sync_secrets, capsys, namespace="media")
+    out, _ = run_task(day2_tasks.sync_secrets, capsys, namespace="media")
     assert out.strip() == "force-synced 2 ExternalSecret(s)"
     es = world.obj("ExternalSecret", "plex", "media")
     assert es["metadata"]["annotations"]["force-sync"].isdigit()
@@ -263,17 +263,17 @@ def test_sync_secrets_force_syncs_and_waits(world: World, capsys: pytest.Capture
 
 def test_sync_secrets_failing_store_is_named(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     world.fault("externalsecret-fails", match="media/plex-volsync", message="item plex-volsync not found in vault")
-    err = fail_task(kubernetes_tasks.sync_secrets, capsys, name="plex-volsync")
+    err = fail_task(day2_tasks.sync_secrets, capsys, name="plex-volsync")
     assert "media/plex-volsync (SecretSyncedError: error retrieving secret: item plex-volsync not found" in err
 
 
 def test_hr_restart_and_reconcile(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    out, err = run_task(kubernetes_tasks.hr_restart, capsys, name="plex", namespace="media")
+    out, err = run_task(day2_tasks.hr_restart, capsys, name="plex", namespace="media")
     assert "HelmRelease media/plex restarted and Ready" in out
     assert "wait: HelmRelease media/plex Ready" in err
     hr = world.obj("HelmRelease", "plex", "media")
     assert not hr["spec"].get("suspend")
-    out, _ = run_task(kubernetes_tasks.reconcile, capsys, with_source=True)
+    out, _ = run_task(day2_tasks.reconcile, capsys, with_source=True)
     assert "Kustomization flux-system/flux-system reconciled and Ready" in out
     assert any(a[4:6] == ["reconcile", "kustomization"] and "--with-source" in a for a in world.calls("flux"))
     every_call_is_explicit(world)
@@ -286,27 +286,27 @@ def test_hr_restart_failure_leaves_the_release_resumed(world: World, capsys: pyt
         kube = Kube(w.clusters[CLUSTER], w.now)
         hr = kube.find("HelmRelease", "media", "plex") or {}
         hr["spec"]["values"]["replicaCount"] = 2
-    err = fail_task(kubernetes_tasks.hr_restart, capsys, name="plex", namespace="media")
+    err = fail_task(day2_tasks.hr_restart, capsys, name="plex", namespace="media")
     assert "timed out waiting for the condition" in err
     assert "resumed HelmRelease media/plex" in err
     assert not world.obj("HelmRelease", "plex", "media")["spec"].get("suspend")
 
 
 def test_reconcile_refuses_suspended_and_unknown(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    err = fail_task(kubernetes_tasks.reconcile, capsys, name="nope")
+    err = fail_task(day2_tasks.reconcile, capsys, name="nope")
     assert "Kustomization flux-system/nope not found" in err
     world.sim.run("flux", "--kubeconfig", str(world.kubeconfig), "--context", CLUSTER, "suspend", "ks", "plex")
-    err = fail_task(kubernetes_tasks.reconcile, capsys, name="plex")
+    err = fail_task(day2_tasks.reconcile, capsys, name="plex")
     assert "is suspended" in err
 
 
 def test_cleanse_pods_lists_then_deletes(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    out, _ = run_task(kubernetes_tasks.cleanse_pods, capsys, dry_run=True, json=True)
+    out, _ = run_task(day2_tasks.cleanse_pods, capsys, dry_run=True, json=True)
     plan = json.loads(out)
     argvs = [c["argv"] for s in plan["steps"] for c in s["commands"]]
     assert argvs and all(a[a.index("delete") :][:4] == ["delete", "pods", "backup-28", "backup-29"] for a in argvs)
     assert world.maybe("Pod", "backup-28", "media") is not None  # dry run changed nothing
-    out, _ = run_task(kubernetes_tasks.cleanse_pods, capsys, pending=True)
+    out, _ = run_task(day2_tasks.cleanse_pods, capsys, pending=True)
     assert out.strip() == "deleted 3 pod(s)"
     for name in ("backup-28", "backup-29", "unschedulable"):
         assert world.maybe("Pod", name, "media") is None
@@ -317,7 +317,7 @@ def test_cleanse_pods_lists_then_deletes(world: World, capsys: pytest.CaptureFix
 
 
 def test_snapshot_runs_the_mover_and_restores_the_schedule(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    out, _ = run_task(volsync_tasks.snapshot, capsys, app="plex")
+    out, _ = run_task(day2_tasks.snapshot, capsys, app="plex")
     assert "backup of plex done: ReplicationSource media/plex" in out and "result=Successful" in out
     rs = world.obj("ReplicationSource", "plex", "media")
     assert rs["status"]["lastManualSync"].isdigit()
@@ -328,21 +328,21 @@ def test_snapshot_runs_the_mover_and_restores_the_schedule(world: World, capsys:
 
 def test_snapshot_job_failure_is_reported_with_the_mover_logs(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     world.fault("volsync-job-fails", match="media/plex", message="Fatal: unable to create lock in backend")
-    err = fail_task(volsync_tasks.snapshot, capsys, app="plex")
+    err = fail_task(day2_tasks.snapshot, capsys, app="plex")
     assert "job media/volsync-src-plex failed" in err and "unable to create lock in backend" in err
     assert "schedule restored" in err
     assert "manual" not in world.obj("ReplicationSource", "plex", "media")["spec"]["trigger"]
 
 
 def test_unlock_is_acknowledged(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    out, _ = run_task(volsync_tasks.unlock, capsys, app="plex")
+    out, _ = run_task(day2_tasks.unlock, capsys, app="plex")
     assert "restic repository of plex unlocked" in out
     rs = world.obj("ReplicationSource", "plex", "media")
     assert rs["status"]["restic"]["lastUnlocked"] == rs["spec"]["restic"]["unlock"]
 
 
 def test_restore_end_to_end(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    out, err = run_task(volsync_tasks.restore, capsys, app="plex", previous="1", yes=True)
+    out, err = run_task(day2_tasks.restore, capsys, app="plex", previous="1", yes=True)
     assert "restored plex" in out
     assert "restore PVC media/plex-config from restic (previous=1 snapshot)" in err
     flux_verbs = [a[4:6] for a in world.calls("flux") if a[:1] != ["version"]]
@@ -367,9 +367,9 @@ def test_restore_end_to_end(world: World, capsys: pytest.CaptureFixture[str]) ->
 
 def test_restore_pods_never_terminate_resumes_everything(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     world.sim.fault("pod-stuck-terminating", match="media/plex-")
-    err = fail_task(volsync_tasks.restore, capsys, app="plex", yes=True)
+    err = fail_task(day2_tasks.restore, capsys, app="plex", yes=True)
     assert "no pod of the app or using PVC media/plex-config left" in err
-    assert "resumed Kustomization flux-system/plex and HelmRelease media/plex" in err
+    assert "resumed HelmRelease media/plex; resumed Kustomization flux-system/plex" in err
     assert world.maybe("ReplicationDestination", "plex-manual", "media") is None
     assert not world.obj("Kustomization", "plex", "flux-system")["spec"].get("suspend")
     assert not world.obj("HelmRelease", "plex", "media")["spec"].get("suspend")
@@ -380,8 +380,8 @@ def test_restore_job_failure_resumes_and_removes_the_destination(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.fault("volsync-job-fails", match="media/plex-manual", message="Fatal: no snapshot found")
-    err = fail_task(volsync_tasks.restore, capsys, app="plex", yes=True)
+    err = fail_task(day2_tasks.restore, capsys, app="plex", yes=True)
     assert "volsync-dst-plex-manual failed" in err and "no snapshot found" in err
-    assert "resumed Kustomization flux-system/plex and HelmRelease media/plex" in err
+    assert "resumed HelmRelease media/plex; resumed Kustomization flux-system/plex" in err
     assert world.maybe("ReplicationDestination", "plex-manual", "media") is None
     assert world.obj("Deployment", "plex", "media")["spec"]["replicas"] == 1

@@ -8,7 +8,7 @@ import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from k8s_ops.day2 import kubernetes_tasks, volsync_tasks
+from k8s_ops.day2 import tasks as day2_tasks
 from k8s_ops.day2.common import require_target
 
 
@@ -41,13 +41,13 @@ def test_missing_kubeconfig_says_how_to_get_it(dirs: Path) -> None:
 @pytest.mark.parametrize(
     ("task", "kwargs"),
     [
-        (kubernetes_tasks.sync_secrets, {}),
-        (kubernetes_tasks.hr_restart, {"name": "x", "namespace": "y"}),
-        (kubernetes_tasks.reconcile, {}),
-        (kubernetes_tasks.cleanse_pods, {}),
-        (volsync_tasks.snapshot, {"app": "plex"}),
-        (volsync_tasks.restore, {"app": "plex", "yes": True}),
-        (volsync_tasks.unlock, {"app": "plex"}),
+        (day2_tasks.sync_secrets, {}),
+        (day2_tasks.hr_restart, {"name": "x", "namespace": "y"}),
+        (day2_tasks.reconcile, {}),
+        (day2_tasks.cleanse_pods, {}),
+        (day2_tasks.snapshot, {"app": "plex"}),
+        (day2_tasks.restore, {"app": "plex", "yes": True}),
+        (day2_tasks.unlock, {"app": "plex"}),
     ],
 )
 def test_tasks_fail_cleanly_without_a_kubeconfig(
@@ -62,17 +62,17 @@ def test_tasks_fail_cleanly_without_a_kubeconfig(
 
 def test_bad_timeout_and_previous_are_clear_errors(dirs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(Exit):
-        volsync_tasks.snapshot(Context(), cluster="infra", app="plex", timeout="soon")
+        day2_tasks.snapshot(Context(), cluster="infra", app="plex", timeout="soon")
     assert "--timeout must be a number of minutes, got 'soon'" in capsys.readouterr().err
     with pytest.raises(Exit):
-        volsync_tasks.restore(Context(), cluster="infra", app="plex", previous="two")
+        day2_tasks.restore(Context(), cluster="infra", app="plex", previous="two")
     assert "--previous must be a whole number" in capsys.readouterr().err
 
 
 def test_every_task_has_help_for_every_option() -> None:
-    for module in (kubernetes_tasks, volsync_tasks):
-        for name in module.__all__:
-            t = getattr(module, name)
+    for collection in (day2_tasks.kubernetes, day2_tasks.volsync):
+        for t in collection.tasks.values():
+            name = t.name
             assert t.__doc__ and t.__doc__.strip()
             params = [p for p in t.argspec(t.body).parameters if p != "c"]
             assert params

@@ -300,8 +300,12 @@ def test_restore_pods_never_terminating_resumes_flux_and_says_so() -> None:
         run_plan(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
     msg = str(info.value)
     assert "no pod of the app or using PVC media/plex-config left" in msg and "plex-0 (Running)" in msg
-    assert "resumed Kustomization flux-system/plex and HelmRelease media/plex" in msg
-    assert "the app was NOT restored" in msg
+    # undone latest first, and only what ran: the restore object was never created, so nothing deletes it
+    assert (
+        "recovered: scaled deployment/plex back to 1; unpaused ReplicationSource media/plex; resumed HelmRelease "
+        "media/plex; resumed Kustomization flux-system/plex — the app was NOT restored"
+    ) in msg
+    assert "ReplicationDestination" not in msg.split("recovered:")[1]
     for res, ns in ((KUSTOMIZATION, "flux-system"), (HELMRELEASE, "media")):
         assert not kube.get(res, ns, "plex")["spec"].get("suspend")  # type: ignore[index]
     assert kube.get("deployments.apps", "media", "plex")["spec"]["replicas"] == 1  # type: ignore[index]
@@ -316,7 +320,8 @@ def test_restore_job_failure_deletes_the_destination_and_resumes() -> None:
         run_plan(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
     msg = str(info.value)
     assert "job media/volsync-dst-plex-manual failed: BackoffLimitExceeded" in msg and "no snapshots found" in msg
-    assert "resumed Kustomization flux-system/plex and HelmRelease media/plex" in msg
+    assert "recovered: deleted ReplicationDestination media/plex-manual; scaled deployment/plex back to 1" in msg
+    assert "resumed HelmRelease media/plex; resumed Kustomization flux-system/plex" in msg
     assert kube.get(REPLICATIONDESTINATION, "media", "plex-manual") is None
 
 
@@ -374,7 +379,7 @@ def test_restore_an_interrupted_run_is_recovered_too() -> None:
     with pytest.raises(RecoveryFailed) as info:
         run_plan(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
     assert info.value.exit_code == 130
-    assert "resumed Kustomization flux-system/plex and HelmRelease media/plex" in str(info.value)
+    assert "resumed HelmRelease media/plex; resumed Kustomization flux-system/plex" in str(info.value)
 
 
 def test_a_new_failed_mover_status_stops_the_wait_even_after_volsync_deleted_the_job() -> None:

@@ -15,6 +15,7 @@ from k8s_ops.core import paths
 from k8s_ops.core.errors import Problem, ProblemsError
 from k8s_ops.talos import inventory
 from k8s_ops.talos.inventory import Cluster, Taint, cluster_vars, load_all, load_cluster
+from k8s_ops.talos.yamlio import load_documents
 
 REPO_CLUSTERS = paths.repo_root() / "clusters"
 
@@ -365,7 +366,7 @@ def test_vars_names_and_generated_clash(tmp_path: Path) -> None:
 
     _, problems = bad(tmp_path, mutate)
     assert "not a valid variable name" in only(problems, "vars.bad-name").message
-    assert "not a valid variable name" in only(problems, "vars.1ST").message
+    assert "not a valid variable name" in only(problems, 'vars["1ST"]').message
     assert "generated" in only(problems, "vars.CLUSTER_ID").message
     assert "quote the value" in only(problems, "vars.FLAG").message
     assert not {"vars.GOOD_1", "vars.ASN"} & fields(problems)
@@ -733,11 +734,36 @@ def test_link_checks_reported_alongside_unrelated_problems(tmp_path: Path) -> No
 
 
 def test_non_string_yaml_keys(tmp_path: Path) -> None:
-    text = yaml.safe_dump(base(), sort_keys=False) + "vars:\n  on: yes\n"
+    text = yaml.safe_dump(base(), sort_keys=False) + "vars:\n  true: x\n"
     write(tmp_path, "lab", text)
     problems = problems_of(tmp_path, "lab")
     (p,) = [p for p in problems if p.field.startswith("vars")]
     assert p.field == "vars.True" and "quote it" in p.message and p.line == len(text.splitlines())
+
+
+def test_inventory_reads_yaml_1_2_like_patches_and_talos(tmp_path: Path) -> None:
+    # One dialect for cluster.yaml and patches: `on`/`yes`/`off` are strings (YAML 1.1 read them as booleans).
+    data = base()
+    data["vars"] = {"FEATURE": "on", "ENABLED": "yes"}
+    text = yaml.safe_dump(data, sort_keys=False).replace("'on'", "on").replace("'yes'", "yes")
+    assert "FEATURE: on\n" in text
+    write(tmp_path, "lab", text)
+    assert cluster_vars(load_cluster("lab", clusters_dir=tmp_path))["FEATURE"] == "on"
+    assert load_documents("a: on\nb: yes\n") == [{"a": "on", "b": "yes"}]  # a patch reads them the same way
+
+
+def test_merge_keys_and_anchors_in_the_inventory(tmp_path: Path) -> None:
+    text = yaml.safe_dump(base(), sort_keys=False) + "vars:\n  A: &v x\n  B: *v\n"
+    text += "upgrade: &u {maxUnavailable: 1}\nworker:\n  labels:\n    <<: {tier: wk}\n    zone: a\n"
+    write(tmp_path, "lab", text)
+    cluster = load_cluster("lab", clusters_dir=tmp_path)
+    assert cluster.vars == {"A": "x", "B": "x"} and cluster.worker.labels == {"tier": "wk", "zone": "a"}
+
+
+def test_yes_is_not_a_boolean_setting(tmp_path: Path) -> None:
+    text = yaml.safe_dump(base(), sort_keys=False) + "allowEvenControlPlanes: yes\n"
+    write(tmp_path, "lab", text)
+    assert "allowEvenControlPlanes" in fields(problems_of(tmp_path, "lab"))
 
 
 # --------------------------------------------------------------------------- bond members (Talos v1.12 aliases)

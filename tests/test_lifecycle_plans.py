@@ -32,11 +32,10 @@ from k8s_ops.talos.lifecycle import (
     plan_upgrade_node,
     worker_batches,
 )
-from k8s_ops.talos.schematic import extension_name
+from k8s_ops.talos.schematic import extension_name, installer_image
 from k8s_ops.tools.talosctl import ApplyPreview
 from tests.lifecycle_world import World
 
-IMAGE = "factory.talos.dev/metal-installer/abc123:v1.12.11"
 TARGET = "v1.12.11"
 FAST = Timeouts(upgrade=2, ready=2, hold=0.3, reset=2, apply=2, upgrade_k8s=5, health=5)
 
@@ -74,7 +73,7 @@ def env_for(cluster: Cluster) -> Env:
 def rollout(world: World, env: Env, *, max_unavailable: int, snapshot: Path) -> Plan:
     """The upgrade-cluster plan from the facts `world` reports now (as the task gathers them)."""
     targets = facts.gather_upgrade_targets(world.runner, env.tctl, env.cluster)
-    return plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=max_unavailable, snapshot=snapshot)
+    return plan_upgrade_cluster(env, targets, max_unavailable=max_unavailable, snapshot=snapshot)
 
 
 def cilium(ready: int = 5, desired: int = 5) -> dict[str, object]:
@@ -132,7 +131,7 @@ def test_worker_batches() -> None:
 def test_upgrade_cluster_order_snapshot_first_cps_one_at_a_time_workers_in_batches(tmp_path: Path) -> None:
     cluster = make_cluster(5)
     snap = tmp_path / "backups" / "etcd.snapshot"
-    plan = plan_upgrade_cluster(env_for(cluster), targets_of(cluster), IMAGE, max_unavailable=2, snapshot=snap)
+    plan = plan_upgrade_cluster(env_for(cluster), targets_of(cluster), max_unavailable=2, snapshot=snap)
     steps = plan.steps
     assert steps[0].commands[0].display_argv()[1:4] == ["etcd", "snapshot", str(snap)]
     shape = [(s.node, s.group, bool(s.commands)) for s in steps[1:]]
@@ -152,7 +151,7 @@ def test_upgrade_cluster_order_snapshot_first_cps_one_at_a_time_workers_in_batch
     for s in steps[1:]:
         for c in s.commands:
             argv = c.display_argv()
-            assert argv[1] == "upgrade" and argv[argv.index("--image") + 1] == IMAGE
+            assert argv[1] == "upgrade" and argv[argv.index("--image") + 1] == installer_image(cluster)
             assert "--preserve" not in argv and "--force" not in argv
     text = plan.to_text()
     assert (
@@ -180,7 +179,6 @@ def test_upgrade_cluster_resumes_from_facts_and_is_a_noop_when_done(tmp_path: Pa
     plan = plan_upgrade_cluster(
         env_for(cluster),
         targets_of(cluster, demo_cp_1=TARGET, demo_cp_2=TARGET, demo_wk_2=TARGET),
-        IMAGE,
         max_unavailable=1,
         snapshot=tmp_path / "s",
     )
@@ -196,7 +194,6 @@ def test_upgrade_cluster_resumes_from_facts_and_is_a_noop_when_done(tmp_path: Pa
     done = plan_upgrade_cluster(
         env_for(cluster),
         [UpgradeTarget(n, TARGET, None, exts(cluster)) for n in cluster.nodes],
-        IMAGE,
         max_unavailable=1,
         snapshot=tmp_path / "s",
     )
@@ -206,7 +203,7 @@ def test_upgrade_cluster_resumes_from_facts_and_is_a_noop_when_done(tmp_path: Pa
 
 def test_upgrade_plan_json_names_commands_and_gates(tmp_path: Path) -> None:
     cluster = make_cluster(1)
-    plan = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], "v1.12.0"), IMAGE)
+    plan = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], "v1.12.0"))
     data = json.loads(plan.to_json_text())
     step = data["steps"][0]
     assert step["node"] == "demo-wk-1" and step["mutates"]
@@ -214,11 +211,11 @@ def test_upgrade_plan_json_names_commands_and_gates(tmp_path: Path) -> None:
     assert step["before"][0].startswith("health gate before demo-wk-1 goes down: etcd 3/3 healthy")
     assert step["after"][1] == "demo-wk-1 runs the schematic's system extensions (intel-ucode, iscsi-tools)"
     assert step["after"][2].startswith("health gate after demo-wk-1 returned")
-    noop = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], TARGET, None, exts(cluster)), IMAGE)
+    noop = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], TARGET, None, exts(cluster)))
     assert noop.steps[0].noop == AT_TARGET
     assert f"skipped — {AT_TARGET}" in noop.to_text()
     # The version alone is not enough: unread extensions mean "upgrade", and the step says why.
-    unknown = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], TARGET), IMAGE)
+    unknown = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], TARGET))
     assert unknown.steps[0].noop is None and "installed extensions unknown" in unknown.steps[0].description
 
 
@@ -232,7 +229,7 @@ def test_same_version_with_other_extensions_is_upgraded_saying_why(tmp_path: Pat
         for n in cluster.nodes
     ]
     targets[0] = UpgradeTarget(cluster.controlplanes[0], TARGET, None, ("intel-ucode", "zfs", "modules.dep"))
-    plan = plan_upgrade_cluster(env_for(cluster), targets, IMAGE, max_unavailable=1, snapshot=tmp_path / "s")
+    plan = plan_upgrade_cluster(env_for(cluster), targets, max_unavailable=1, snapshot=tmp_path / "s")
     by_node = {s.node: s for s in plan.steps if s.node}
     assert by_node["demo-cp-1"].description == (
         f"upgrade demo-cp-1 to Talos {TARGET} (extensions differ: missing iscsi-tools; unexpected zfs)"
@@ -252,7 +249,7 @@ def test_schematic_change_at_the_same_version_rolls_out_then_is_a_noop(tmp_path:
     env = env_for(cluster)
     targets = facts.gather_upgrade_targets(world.runner, env.tctl, cluster)
     assert {t.extensions for t in targets} == {("intel-ucode",)}
-    plan = plan_upgrade_cluster(env, targets, IMAGE, max_unavailable=1, snapshot=tmp_path / "s")
+    plan = plan_upgrade_cluster(env, targets, max_unavailable=1, snapshot=tmp_path / "s")
     execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == [n.hostname for n in cluster.nodes]
     assert all(n.extensions == ["intel-ucode", "iscsi-tools"] for n in world.nodes.values())
@@ -265,7 +262,7 @@ def test_guard_upgrades_a_node_at_the_version_whose_extensions_differ(tmp_path: 
     cluster = make_cluster(1)
     world = world_for(cluster)
     env = env_for(cluster)
-    plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], "v1.12.0"), IMAGE)
+    plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], "v1.12.0"))
     node = world.by_host("demo-wk-1")
     node.version, node.extensions = TARGET, []  # e.g. upgraded meanwhile with the generic installer
     execute(plan, world.runner, yes=True, out=quiet)
@@ -337,7 +334,7 @@ def test_guard_skips_a_node_upgraded_since_planning(tmp_path: Path) -> None:
     cluster = make_cluster(1)
     world = world_for(cluster)
     env = env_for(cluster)
-    plan = plan_upgrade_node(env, UpgradeTarget(cluster.controlplanes[1], "v1.12.0"), IMAGE)
+    plan = plan_upgrade_node(env, UpgradeTarget(cluster.controlplanes[1], "v1.12.0"))
     world.by_host("demo-cp-2").version = TARGET  # e.g. an earlier interrupted run finished it
     report = execute(plan, world.runner, yes=True, out=quiet)
     assert world.upgrades() == []
@@ -349,7 +346,7 @@ def test_guard_waits_for_a_node_still_mid_upgrade_instead_of_upgrading_it_twice(
     world = world_for(cluster)
     env = env_for(cluster)
     node = world.by_host("demo-wk-1")
-    plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], None, "no answer"), IMAGE)
+    plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], None, "no answer"))
     node.stage = "upgrading"  # interrupted run: the node is still rebooting into the new version
     calls = {"n": 0}
     inner = world.runner.handler
@@ -399,7 +396,7 @@ def test_failing_cel_check_holds_then_stops_naming_the_check(tmp_path: Path) -> 
     world = world_for(cluster)
     world.objects[("daemonset.v1.apps", "cilium", "kube-system")] = cilium(ready=3, desired=4)
     env = env_for(cluster)
-    plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], "v1.12.0"), IMAGE)
+    plan = plan_upgrade_node(env, UpgradeTarget(cluster.workers[0], "v1.12.0"))
     with pytest.raises(StepFailed) as info:
         execute(plan, world.runner, yes=True, out=quiet)
     msg = str(info.value)
@@ -635,8 +632,8 @@ def test_every_talosctl_argv_in_every_plan_uses_only_v1_12_flags(tmp_path: Path)
     reboot = ApplyTarget(cluster.workers[1], Secret(b"x"), maintenance=False, preview=ApplyPreview("reboot", "r"))
     live = ApplyTarget(cluster.workers[2], Secret(b"x"), maintenance=False, preview=ApplyPreview("live", "l"))
     plans = [
-        plan_upgrade_cluster(env, old, IMAGE, max_unavailable=2, snapshot=tmp_path / "s"),
-        plan_upgrade_node(env, old[0], IMAGE),
+        plan_upgrade_cluster(env, old, max_unavailable=2, snapshot=tmp_path / "s"),
+        plan_upgrade_node(env, old[0]),
         plan_apply(env, [fresh, reboot, live], "auto", max_unavailable=1),
         plan_reboot(env, cluster.controlplanes[0], mode="powercycle"),
         plan_reset(env, ResetFacts(3, True, True, tuple(ResetTarget(n) for n in cluster.nodes)), whole_cluster=True),

@@ -62,11 +62,11 @@ def fast_shims(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def task(name: str, **kwargs: Any) -> None:
-    from k8s_ops.talos import tasks_nodes
+    from k8s_ops.talos import tasks as talos_tasks
 
     if name.startswith("upgrade"):  # upgrades ask for the typed name; tests confirm up front
         kwargs.setdefault("yes", True)
-    getattr(tasks_nodes, name.replace("-", "_"))(Context(), cluster="demo", **kwargs)
+    getattr(talos_tasks, name.replace("-", "_"))(Context(), cluster="demo", **kwargs)
 
 
 def failing(name: str, capsys: pytest.CaptureFixture[str], **kwargs: Any) -> str:

@@ -27,6 +27,7 @@ from k8s_ops.onepassword import Action, Kind, SyncRefused, api, is_configured, s
 from k8s_ops.onepassword import tasks as op_tasks
 from k8s_ops.onepassword.state import state_path
 from k8s_ops.onepassword.sync import Standing
+from k8s_ops.talos.inventory import load_cluster
 from tests.op_fake import FakeOnePassword
 
 ENV_DIRS = ("K8S_OPS_CLUSTERS_DIR", "K8S_OPS_BUILD_DIR", "K8S_OPS_STATE_DIR", "XDG_CONFIG_HOME", "HOME")
@@ -571,13 +572,14 @@ def test_task_refusal_shows_every_item_and_exits_non_zero(
 def test_bootstrap_api(
     lab: dict[Kind, bytes], laptop: Machine, fake: FakeOnePassword, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert is_configured("lab")
-    results = api.push("lab", "kubeconfig,talosconfig")  # opens the inventory's vault with the env token
+    cluster = load_cluster("lab")
+    assert is_configured(cluster)
+    results = api.push(cluster, "kubeconfig,talosconfig")  # opens the inventory's vault with the env token
     assert {r.action for r in results} == {Action.CREATE}
     laptop.path(Kind.TALOSCONFIG, "lab").unlink()
-    assert by_title(api.pull("lab", "kubeconfig,talosconfig", only_missing=True)) == {
+    assert by_title(api.pull(cluster, "kubeconfig,talosconfig", only_missing=True)) == {
         "kubeconfig-lab": Action.UNCHANGED,
         "talosconfig-lab": Action.WRITE,
     }
     monkeypatch.delenv("OP_SERVICE_ACCOUNT_TOKEN")
-    assert not is_configured("lab")
+    assert not is_configured(cluster)

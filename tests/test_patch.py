@@ -1,4 +1,5 @@
-"""talos.patch: Talos' strategic merge, `$patch: delete` and JSON6902, rule by rule and against Talos' test data."""
+"""talos.patch: Talos' strategic merge and `$patch: delete` rule by rule and against Talos' test data; JSON6902
+patches are recognised and refused with Talos' multi-document message."""
 
 from __future__ import annotations
 
@@ -68,18 +69,6 @@ def _expected(name: str) -> list[Any]:
 @pytest.mark.parametrize(
     ("config", "patches", "expected"),
     [
-        pytest.param(
-            "apply/config.yaml",
-            [
-                "apply/strategic1.yaml",
-                "apply/jsonpatch1.yaml",
-                "apply/jsonpatch2.yaml",
-                "apply/strategic2.yaml",
-                "apply/strategic3.yaml",
-            ],
-            "apply/expected.yaml",
-            id="TestApply",
-        ),
         pytest.param(
             "multidoc/config.yaml",
             ["multidoc/strategic1.yaml", "multidoc/strategic2.yaml"],
@@ -370,43 +359,6 @@ def test_only_delete_is_a_known_directive() -> None:
 # --- JSON6902 --------------------------------------------------------------------------------------------------
 
 
-def test_json6902_operations_on_a_single_document() -> None:
-    config = V1 + "machine: {certSANs: [a], network: {hostname: h}}\ncluster: {x: 1}\n"
-    out = apply(
-        config,
-        "- {op: add, path: /machine/certSANs/-, value: b}\n"
-        "- {op: add, path: /machine/certSANs/0, value: z}\n"
-        "- {op: replace, path: /machine/network/hostname, value: foo}\n"
-        "- {op: copy, from: /machine/network/hostname, path: /machine/copied}\n"
-        "- {op: move, from: /cluster/x, path: /cluster/y}\n"
-        "- {op: test, path: /cluster/y, value: 1}\n"
-        "- {op: remove, path: /machine/copied}\n"
-        '- {op: add, path: "/machine/nodeLabels", value: {"a~b/c": "1"}}\n'
-        '- {op: replace, path: "/machine/nodeLabels/a~0b~1c", value: "2"}\n',
-    )
-    assert out == [
-        {
-            "version": "v1alpha1",
-            "machine": {"certSANs": ["z", "a", "b"], "network": {"hostname": "foo"}, "nodeLabels": {"a~b/c": "2"}},
-            "cluster": {"y": 1},
-        }
-    ]
-
-
-@pytest.mark.parametrize(
-    "ops",
-    [
-        "- {op: remove, path: /machine/nope}\n",
-        "- {op: replace, path: /nope/deeper, value: 1}\n",
-        "- {op: test, path: /machine/type, value: controlplane}\n",
-        "- {op: add, path: /machine/certSANs/7, value: x}\n",
-    ],
-)
-def test_json6902_failures_use_talos_prefix(ops: str) -> None:
-    with pytest.raises(PatchError, match="failure applying rfc6902 patches to talos machine config: "):
-        apply(V1 + "machine: {type: worker, certSANs: []}\n", ops)
-
-
 def test_json6902_on_a_multi_document_config_fails_with_talos_text() -> None:
     config = V1 + "machine: {}\n---\napiVersion: v1alpha1\nkind: HostnameConfig\nauto: stable\n"
     with pytest.raises(PatchError) as err:
@@ -414,6 +366,12 @@ def test_json6902_on_a_multi_document_config_fails_with_talos_text() -> None:
     assert err.value.reason == MULTIDOC_JSON6902_ERROR
     assert err.value.origin == "test-patch.yaml"
     assert err.value.hint and "strategic merge" in err.value.hint
+
+
+def test_json6902_is_refused_even_on_a_single_document() -> None:
+    with pytest.raises(PatchError) as err:
+        apply(V1 + "machine: {}\n", "- {op: add, path: /machine/certSANs, value: [a]}\n")
+    assert err.value.reason == MULTIDOC_JSON6902_ERROR
 
 
 @pytest.mark.parametrize(
@@ -469,6 +427,12 @@ def test_patch_yaml_is_read_as_yaml_1_2_like_talos() -> None:
         load_documents("a: 1\na: 2\n")
     assert load_documents("mac: 10:20:30:40:50:59\nn: 0x1f\nf: 1.5\nt: true\nz: ~\n") == [
         {"mac": "10:20:30:40:50:59", "n": 31, "f": 1.5, "t": True, "z": None}
+    ]
+
+
+def test_merge_keys_merge_like_go_yaml_v3() -> None:
+    assert load_documents("a: &x {p: 1, q: 2}\nb:\n  <<: *x\n  q: 3\n") == [
+        {"a": {"p": 1, "q": 2}, "b": {"p": 1, "q": 3}}
     ]
 
 

@@ -14,13 +14,15 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from k8s_ops.core.errors import ProblemsError
+from k8s_ops.core.plan import FileWrite
 from k8s_ops.talos import secrets as secrets_mod
+from k8s_ops.talos import yamlio
 from k8s_ops.talos.inventory import Cluster, load_cluster
 from k8s_ops.talos.patch import document_id
 from k8s_ops.talos.render import RenderedConfig, link_selector, render_cluster, render_node
 from k8s_ops.talos.schematic import schematic_id
 from k8s_ops.talos.secrets import SecretsBundle, generate_bundle
-from k8s_ops.talos.tasks_render import masked_diff, render
+from k8s_ops.talos.tasks import render
 from k8s_ops.talos.yamlio import dump_documents, load_documents
 
 CLUSTER_YAML = """\
@@ -152,6 +154,25 @@ def test_text_is_the_documents_and_byte_identical_across_runs(cluster: Cluster, 
         assert load_documents(cfg.text) == cfg.documents
         assert cfg.file_name == f"{name}.yaml"
         assert "LS0t" not in repr(cfg)  # repr never shows the config
+
+
+def test_the_narrow_emitter_writes_what_pyyaml_writes(cluster: Cluster, bundle: SecretsBundle) -> None:
+    # dump_document writes the block structure itself and asks PyYAML only for each distinct scalar: every
+    # rendered document and every awkward scalar must come out byte for byte as the PyYAML dumper writes it.
+    for cfg in rendered(cluster, bundle).values():
+        for doc in cfg.documents:
+            assert yamlio.dump_document(doc) == yamlio._pyyaml_dump(doc)
+    awkward: list[Any] = ["on", "off", "yes", "0644", "1:20", "2024-01-01", "", " lead", "trail ", "x: y", "- a",
+                          "#c", "a #b", "multi\nline", "multi\nline\n", "\n", "tail\n\n", "  indented\nx", "ünï",
+                          "null", "~", "1.5", "0x1F", "*a", "&a", "!t", "%p", "@a", "`b", "{x}", "[y]", "a,b", "'q'",
+                          '"d"', "x\ny  \nz", "line1\n\nline3", "\t", "-", "--- x", "...", "?", ":", 0, -1, 10**15,
+                          True, False, None, {}, [], [[]], [{}], [["a", "b\nc"]], [{"a": "b\nc", "d": ["e"]}]]
+    doc = {"top": {str(i): v for i, v in enumerate(awkward)}, "list": awkward, "k" * 200: 1, "on": {1: "x"}}
+    assert yamlio.dump_document(doc) == yamlio._pyyaml_dump(doc)
+    for value in awkward:
+        assert yamlio.dump_document({"k": value, "nested": [{"k": value}]}) == yamlio._pyyaml_dump(
+            {"k": value, "nested": [{"k": value}]}
+        )
 
 
 def test_documents_per_role(cluster: Cluster, bundle: SecretsBundle) -> None:
@@ -599,7 +620,8 @@ def test_task_dry_run_writes_nothing_and_masks_secrets(
     render(Context(), cluster="lab", dry_run=True)
     out = capsys.readouterr().out
     assert not task_env["build"].exists()
-    assert "+++ " in out and "dry run: nothing written (5 new)" in out
+    assert "+++ " in out and "Plan: render the machine configs — cluster lab (5 steps, 0 no-op)" in out
+    assert "[1] write lab-cp-1.yaml (new)" in out
     assert "***" in out
     leaked = [s for s in bundle.mask_values() if s.reveal_text() in out]
     assert leaked == []
@@ -608,11 +630,17 @@ def test_task_dry_run_writes_nothing_and_masks_secrets(
 
 def test_task_out_dir_and_json(task_env: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     target = tmp_path / "elsewhere" / "cfg"
-    render(Context(), cluster="lab", out=str(target), json=True)
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["dir"] == str(target) and summary["dryRun"] is False
-    assert [f["status"] for f in summary["files"]] == ["new"] * 5
+    render(Context(), cluster="lab", out=str(target), dry_run=True, json=True)
+    plan = json.loads(capsys.readouterr().out)
+    assert [w["path"] for s in plan["steps"] for w in s["writes"]] == [
+        str(target / f"{n}.yaml") for n in ("lab-cp-1", "lab-cp-2", "lab-cp-3", "lab-wk-1", "lab-wk-2")
+    ]
+    assert all(w["changed"] for s in plan["steps"] for w in s["writes"]) and not target.exists()
+    render(Context(), cluster="lab", out=str(target))
     assert (target / "lab-cp-1.yaml").is_file() and stat.S_IMODE(target.stat().st_mode) == 0o700
+    capsys.readouterr()
+    render(Context(), cluster="lab", out=str(target), dry_run=True, json=True)
+    assert all(s["noop"] == "same bytes on disk" for s in json.loads(capsys.readouterr().out)["steps"])
 
 
 def test_task_writes_nothing_when_any_node_fails(task_env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -649,11 +677,12 @@ def test_task_missing_bundle_hints_gen_secrets(
     assert not (tmp_path / "build").exists()
 
 
-def test_masked_diff_hides_every_secret(bundle: SecretsBundle) -> None:
+def test_masked_diff_hides_every_secret(bundle: SecretsBundle, tmp_path: Path) -> None:
     key = bundle.data["certs"]["etcd"]["key"]
     pem_line = base64.b64decode(key).decode().splitlines()[1]
     old = f"a: 1\nkey: {key}\n".encode()
     new = f"a: 2\nkey: {key}\npem: {pem_line}\n".encode()
-    diff = masked_diff(old, new, Path("x.yaml"), bundle.mask_values())
+    (tmp_path / "x.yaml").write_bytes(old)
+    diff = FileWrite(tmp_path / "x.yaml", new, mask=tuple(bundle.mask_values())).diff()
     assert "-a: 1" in diff and "+a: 2" in diff and "+pem: ***" in diff
     assert key not in diff and pem_line not in diff

@@ -2,7 +2,7 @@
 
 Oracle: siderolabs/talos v1.12.11 `testdata/stability/v1.12/base-{controlplane,worker}.yaml`, generated from
 `secrets.yaml` with `generate.NewInput("base", "https://base:6443", "1.28.0", WithVersionContract(v1.12))`
-(../shared/reference/talos/stability-v1.12/, see reference/README.md).
+(`GOLDEN` below; the tests skip when that reference copy is absent).
 """
 
 from __future__ import annotations
@@ -170,9 +170,9 @@ def test_multidocs_replace_the_stable_hostname_and_add_the_inventory_documents(
     ]
 
 
-# --- 3. secrets land where talos-facts §6 says --------------------------------------------------------------
+# --- 3. secrets land where Talos puts them -------------------------------------------------------------------
 
-# machine-config path -> bundle path (talos-facts §6), and whether workers carry it
+# machine-config path -> bundle path, and whether workers carry it
 SECRET_MAP: list[tuple[Path_, Path_, bool]] = [
     (("machine", "token"), ("trustdinfo", "token"), True),
     (("machine", "ca", "crt"), ("certs", "os", "crt"), True),
@@ -215,6 +215,6 @@ def test_secret_mapping(hostname: str, cluster: Cluster, bundle: SecretsBundle) 
             assert got == "<absent>", config_path
         if worker and not on_workers:
             assert value not in cfg.text.decode(), config_path
-    # the well-known values of the fixture (reference/README.md)
+    # the well-known values of the fixture
     assert doc["machine"]["token"] == "d8cwfa.eyvpi0xwxyarbfid"
     assert doc["cluster"]["token"] == "inn7ol.u4ehnti8qyls9ymo"

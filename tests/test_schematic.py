@@ -43,7 +43,7 @@ class _Cluster:
     talos_version: str = "v1.12.11"
 
 
-# --- the documented check values (talos-facts §7: the factory's real IDs) ---------------------------
+# --- the documented check values (the factory's real IDs) ---------------------------------------------
 
 
 def test_empty_schematic_is_customization_braces_with_the_factory_id() -> None:
@@ -364,7 +364,7 @@ def test_task_prints_yaml_id_and_installer(
 ) -> None:
     from invoke.context import Context
 
-    from k8s_ops.talos.tasks_validate import schematic
+    from k8s_ops.talos.tasks import schematic
 
     _write_cluster(tmp_path, list(ISCSI))
     monkeypatch.setenv("K8S_OPS_CLUSTERS_DIR", str(tmp_path))
@@ -385,7 +385,7 @@ def test_task_upload_checks_the_factory_id_and_fails_cleanly_on_mismatch(
     from invoke.exceptions import Exit
 
     from k8s_ops.talos import schematic as schematic_module
-    from k8s_ops.talos.tasks_validate import schematic
+    from k8s_ops.talos.tasks import schematic
 
     _write_cluster(tmp_path, list(ISCSI))
     monkeypatch.setenv("K8S_OPS_CLUSTERS_DIR", str(tmp_path))

@@ -20,6 +20,7 @@ from k8s_ops.core.errors import ProblemsError, SecretError
 from k8s_ops.core.secret import Secret
 from k8s_ops.talos import secrets as bundle_mod
 from k8s_ops.talos.inventory import Cluster, load_cluster
+from k8s_ops.talos.pki import load_private_key
 from k8s_ops.talos.secrets import (
     CA_NAMES,
     SecretsBundle,
@@ -27,12 +28,10 @@ from k8s_ops.talos.secrets import (
     generate_bundle,
     load_bundle,
     load_bundle_file,
-    load_private_key,
-    matching_rule,
     new_bundle_target,
 )
-from k8s_ops.talos.tasks_secrets import gen_secrets
-from k8s_ops.tools.sops import AgeKey, Sops, generate_age_key
+from k8s_ops.talos.tasks import gen_secrets
+from k8s_ops.tools.sops import AgeKey, Sops, generate_age_key, matching_rule
 
 GOLDEN = paths.repo_root().parent / "shared" / "reference" / "talos" / "stability-v1.12" / "secrets.yaml"
 needs_golden = pytest.mark.skipif(
@@ -344,7 +343,9 @@ def test_gen_secrets_dry_run_writes_nothing(tmp_path: Path, monkeypatch: pytest.
     import json
 
     plan = json.loads(capsys.readouterr().out)
-    assert plan["filename_override"] == "clusters/c1/talos/secrets.sops.yaml" and plan["recipients"] == [recipient]
+    effect = plan["steps"][0]["prepare"][0]
+    assert effect["filename_override"] == "clusters/c1/talos/secrets.sops.yaml" and effect["recipients"] == recipient
+    assert effect["target"] == str(target)
 
 
 def test_gen_secrets_without_a_matching_rule_fails_before_anything(tmp_path: Path,
@@ -403,3 +404,13 @@ def test_clusters_dir_without_its_own_sops_yaml_falls_back_to_the_repo_rules(
     assert target.recipients == (OWNER_RECIPIENT,)
     gen_secrets(Context(), cluster="apps", dry_run=True)
     assert OWNER_RECIPIENT in capsys.readouterr().out
+
+
+def test_write_bundle_never_replaces_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "talos" / "secrets.sops.yaml"
+    bundle_mod.write_bundle(path, b"first")
+    assert path.read_bytes() == b"first" and path.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(SecretError, match="refusing to overwrite"):
+        bundle_mod.write_bundle(path, b"second")
+    assert path.read_bytes() == b"first"
+    assert [p.name for p in path.parent.iterdir()] == ["secrets.sops.yaml"]  # no temp file left behind

@@ -17,8 +17,9 @@ from k8s_ops.core.testing import FakeRunner
 from k8s_ops.talos.render import RenderedConfig
 from k8s_ops.talos.schema import TalosSchema
 from k8s_ops.talos.semantic import NodeExpectations, check_documents
-from k8s_ops.talos.tasks_validate import parse_talosctl_validate, talosctl_validate_command, validate_rendered
+from k8s_ops.talos.validate import talosctl_validate_command, validate_rendered
 from k8s_ops.talos.yamlio import load_documents
+from k8s_ops.tools.talosctl import parse_validate as parse_talosctl_validate
 
 IMAGE = "factory.talos.dev/metal-installer/" + "a" * 64 + ":v1.12.11"
 SECRET_VALUE = "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0t"
@@ -318,8 +319,8 @@ def test_validate_task_on_a_rendered_cluster(
     from invoke.context import Context
     from invoke.exceptions import Exit
 
-    from k8s_ops.talos import tasks_validate
-    from k8s_ops.talos.tasks_secrets import gen_secrets
+    from k8s_ops.talos import tasks as talos_tasks
+    from k8s_ops.talos.tasks import gen_secrets
     from tests.test_secrets_bundle import make_site
 
     site, _ = make_site(tmp_path, monkeypatch)
@@ -333,7 +334,7 @@ def test_validate_task_on_a_rendered_cluster(
     gen_secrets(Context(), cluster="c1")
     capsys.readouterr()
 
-    tasks_validate.validate(Context(), cluster="c1")
+    talos_tasks.validate(Context(), cluster="c1")
     out, err = capsys.readouterr()
     assert re.fullmatch(r"\d+ documents valid\n", out), out
     assert int(out.split()[0]) >= 8  # 4 nodes, a v1alpha1 + HostnameConfig (+ more) each
@@ -348,7 +349,7 @@ def test_validate_task_on_a_rendered_cluster(
     with (cdir / "cluster.yaml").open("a") as fh:
         fh.write("patches:\n  - bad.yaml\n")
     with pytest.raises(Exit) as exc:
-        tasks_validate.validate(Context(), cluster="c1")
+        talos_tasks.validate(Context(), cluster="c1")
     assert exc.value.code == 1
     out, err = capsys.readouterr()
     assert out == "" and "Traceback" not in err

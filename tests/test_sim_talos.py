@@ -1,4 +1,4 @@
-"""The talosctl simulator behaves like talosctl v1.12 (cli-v1.12.11.md, talos-facts §4-§5)."""
+"""The talosctl simulator behaves like talosctl v1.12."""
 
 from __future__ import annotations
 

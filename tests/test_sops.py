@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -335,3 +336,44 @@ def test_decrypt_runs_sops_once_per_file_content_and_key(tmp_path: Path, monkeyp
     assert len(runs) == 3
     Sops(key=key).decrypt(target, cache=False)
     assert len(runs) == 4
+
+
+# -- through the Runner ----------------------------------------------------------------------------------------
+
+
+def test_sops_runs_as_an_isolated_command_through_the_runner(tmp_path: Path) -> None:
+    from k8s_ops.core.command import Command, Result
+    from k8s_ops.core.testing import FakeRunner
+
+    key, _ = new_key(tmp_path)
+    seen: list[Command] = []
+
+    def handler(command: Command) -> Result:
+        seen.append(command)
+        return Result(0, "a: 1\n")
+
+    sops = Sops(key=AgeKey(source="v", value=key.text()), binary="sops", runner=FakeRunner(handler=handler))
+    assert sops.encrypt(Secret("a: 1\n"), filename="x.sops.yaml", recipients=["age1x"]) == b"a: 1\n"
+    (command,) = seen
+    assert command.isolated and command.timeout == sops.timeout
+    assert command.display_argv()[:4] == ["sops", "--config", os.devnull, "encrypt"]
+    assert isinstance(command.stdin, Secret)  # plaintext is stdin, masked in displays and the audit log
+    assert dict(command.env)["SOPS_DISABLE_VERSION_CHECK"] == "1"
+    assert isinstance(dict(command.env)["SOPS_AGE_KEY"], Secret)
+    assert "AGE-SECRET" not in command.display() and "a: 1" not in command.display()
+
+
+def test_a_failed_sops_command_is_classified_and_a_timeout_is_a_secret_error(tmp_path: Path) -> None:
+    from k8s_ops.core.command import Command, Result
+    from k8s_ops.core.errors import CommandTimeout
+    from k8s_ops.core.testing import FakeRunner
+
+    failing = Sops(binary="sops", runner=FakeRunner(handler=lambda c: Result(51, "", "MAC mismatch")))
+    with pytest.raises(SopsMacMismatchError):
+        failing.decrypt(tmp_path / "f.sops.yaml", cache=False)
+
+    def hang(c: Command) -> Result:
+        raise CommandTimeout(c.display(), 60)
+
+    with pytest.raises(SecretError, match="sops timed out after 60s"):
+        Sops(binary="sops", runner=FakeRunner(handler=hang)).decrypt(tmp_path / "f.sops.yaml", cache=False)

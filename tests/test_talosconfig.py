@@ -15,7 +15,8 @@ from invoke.context import Context
 from k8s_ops.core import paths
 from k8s_ops.core.secret import Secret
 from k8s_ops.talos.inventory import Cluster, load_cluster
-from k8s_ops.talos.secrets import SecretsBundle, generate_bundle, load_private_key
+from k8s_ops.talos.pki import load_private_key
+from k8s_ops.talos.secrets import SecretsBundle, generate_bundle
 from k8s_ops.talos.talosconfig import (
     ADMIN_ROLE,
     ClientCertificate,
@@ -23,7 +24,7 @@ from k8s_ops.talos.talosconfig import (
     issue_client_certificate,
     plan_talosconfig,
 )
-from k8s_ops.talos.tasks_secrets import gen_secrets, talosconfig
+from k8s_ops.talos.tasks import gen_secrets, talosconfig
 from tests.test_secrets_bundle import isolated, make_site  # noqa: F401  (autouse fixture re-used)
 
 GOLDEN = paths.repo_root().parent / "shared" / "reference" / "talos" / "stability-v1.12" / "secrets.yaml"
@@ -171,7 +172,7 @@ def test_task_writes_0600_and_does_not_churn(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("K8S_OPS_BUILD_DIR", str(tmp_path / "build"))
     gen_secrets(Context(), cluster="c1")
     talosconfig(Context(), cluster="c1", dry_run=True)
-    assert "would create" in capsys.readouterr().out
+    assert "[1] create " in capsys.readouterr().out
     path = paths.talosconfig_path("c1")
     assert not path.exists()
     talosconfig(Context(), cluster="c1")

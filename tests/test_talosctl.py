@@ -366,7 +366,7 @@ def test_parse_apply_preview_refuses_to_guess() -> None:
 
 
 def test_last_error_line() -> None:
-    from k8s_ops.tools.talosctl import last_error_line
+    from k8s_ops.core.errors import last_error_line
 
     r = Result(1, "", "error 1\nrpc error: code = Unavailable desc = connection refused\n")
     assert last_error_line(r) == "rpc error: code = Unavailable desc = connection refused"

@@ -354,7 +354,7 @@ def test_bootstrap_preflight_refuses_an_unsupported_kubernetes(clients: FakeRunn
 
 def test_task_hook_adds_warnings_as_notes_and_refuses_errors(clients: FakeRunner) -> None:
     from k8s_ops.core.plan import Plan
-    from k8s_ops.talos.tasks_nodes import _versions
+    from k8s_ops.talos.tasks import _versions
 
     tools.preflight(clients, ["talosctl", "kubectl"])
     cluster = load_cluster("demo")  # talosVersion v1.12.0, kubernetesVersion v1.35.0

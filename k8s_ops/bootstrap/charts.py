@@ -31,7 +31,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from k8s_ops.core.errors import Problem, ProblemsError
+from k8s_ops.core.errors import Problem, ProblemsError, field_path
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Cluster
@@ -277,13 +277,6 @@ class RenderedValues:
     data: Mapping[str, Any]
 
 
-def _field(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (("." if out else "") + str(part))
-    return out
-
-
 def _renovate_problems(path: Path, text: str) -> list[Problem]:
     """Every `version:` line needs a `# renovate: datasource=… depName=…` comment on the line above."""
     problems: list[Problem] = []
@@ -320,7 +313,7 @@ def load_charts(path: Path | None = None) -> Charts:
     try:
         charts = Charts.model_validate(raw)
     except ValidationError as exc:
-        problems += [Problem(str(file), _field(tuple(e["loc"])), e["msg"]) for e in exc.errors()]
+        problems += [Problem(str(file), field_path(e["loc"]), e["msg"]) for e in exc.errors()]
     if charts is not None:
         seen: set[str] = set()
         for i, r in enumerate(charts.releases):

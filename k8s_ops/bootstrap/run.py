@@ -211,14 +211,14 @@ def _probe_talosctl(real: Talosctl, content: Secret, existing: bytes | None) -> 
 
 
 def _missing_material(cluster: Cluster) -> list[str]:
-    from k8s_ops.talos.secrets import age_key_for, bundle_path
+    from k8s_ops.talos.secrets import age_key_for
 
     missing = []
     try:
         age_key_for(cluster)
     except SecretError:
         missing.append("age-key")
-    if not bundle_path(cluster).is_file():
+    if not cluster.secrets_file.is_file():
         missing.append("talos-secrets")
     return missing
 
@@ -361,7 +361,8 @@ def _talos(
 ) -> list[Step]:
     from k8s_ops.talos.facts import gather_apply_targets
     from k8s_ops.talos.render import render_cluster
-    from k8s_ops.talos.tasks_render import semantic_problems
+    from k8s_ops.talos.render_output import semantic_problems
+    from k8s_ops.talos.talosconfig import talosconfig_write
 
     rendered = render_cluster(cluster, bundle)
     found = semantic_problems(cluster, rendered)
@@ -381,7 +382,7 @@ def _talos(
     etcd = None
     if any(by_state.get(n.hostname) == "configured" for n in cluster.controlplanes):
         etcd = talos_stage.etcd_state(runner, env, probe)
-    write = None if tc.action == "keep" else talos_stage.talosconfig_write(env.tctl.talosconfig, tc.content)
+    write = None if tc.action == "keep" else talosconfig_write(env.tctl.talosconfig, tc.content)
     steps = talos_stage.talos_steps(
         env,
         talosconfig=write,

@@ -41,14 +41,14 @@ from k8s_ops.bootstrap.charts import (
 )
 from k8s_ops.bootstrap.credentials import GitCredentials, git_credentials_path
 from k8s_ops.bootstrap.manifests import KubeObject, SecretObject
-from k8s_ops.core.command import Command
-from k8s_ops.core.errors import GateFailed, ToolkitError
+from k8s_ops.core.errors import GateFailed, ToolkitError, last_error_line
 from k8s_ops.core.plan import Check, Step
 from k8s_ops.core.runner import Runner
 from k8s_ops.core.secret import Secret
+from k8s_ops.core.wait import wait_check
 from k8s_ops.tools import helm, kubectl
 from k8s_ops.tools.flux import FLUX_NAMESPACE, ROOT_KUSTOMIZATION
-from k8s_ops.tools.kubectl import KubeTarget
+from k8s_ops.tools.kubectl import KubeTarget, Obj, dig
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Cluster
@@ -112,16 +112,15 @@ class Context:
 
 
 def tag(stage: str, steps: Sequence[Step]) -> list[Step]:
-    """Prefix every step's description with its stage (`[cni] …`): plans, logs and resume hints name it."""
-    return [replace(s, description=f"[{stage}] {s.description}") for s in steps]
+    """Set every step's `stage` and prefix its description with it (`[cni] …`) for plans and logs."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown bootstrap stage {stage!r} (one of {', '.join(STAGES)})")
+    return [replace(s, description=f"[{stage}] {s.description}", stage=stage) for s in steps]
 
 
 def stage_of(step: Step) -> str | None:
-    """The stage a tagged step belongs to."""
-    if step.description.startswith("["):
-        name = step.description[1:].split("]", 1)[0]
-        return name if name in STAGES else None
-    return None
+    """The stage a step belongs to (its `stage` field; the description is never parsed)."""
+    return step.stage
 
 
 def _safe(guard: Callable[[Runner], str | None]) -> Callable[[Runner], str | None]:
@@ -136,10 +135,6 @@ def _safe(guard: Callable[[Runner], str | None]) -> Callable[[Runner], str | Non
     return run
 
 
-def _wait_check(what: str, probe: Callable[[Runner], str | None], timeout: float, hint: str | None = None) -> Check:
-    return Check(what, lambda r: kube.wait_until(what, lambda: probe(r), timeout=timeout, hint=hint))
-
-
 def _wait_step(
     what: str,
     probe: Callable[[Runner], str | None],
@@ -151,7 +146,7 @@ def _wait_step(
     """A step that only waits for `what`; skipped (guard) when the condition already holds."""
     return Step(
         f"wait for {what}",
-        after=(_wait_check(what, probe, timeout, hint),),
+        after=(wait_check(what, probe, timeout=timeout, hint=hint),),
         guard=_safe(lambda r: done if probe(r) is None else None),
     )
 
@@ -164,27 +159,15 @@ def _kubeconfig_server(path: Path, cluster: str) -> str | None:
         data = yaml.safe_load(path.read_bytes())
     except (OSError, yaml.YAMLError):
         return None
-    for c in (data or {}).get("clusters") or []:
+    for c in dig(data, "clusters", default=[]):
         if isinstance(c, dict) and c.get("name") == cluster:
-            return str((c.get("cluster") or {}).get("server") or "") or None
+            return str(dig(c, "cluster", "server", default="")) or None
     return None
 
 
-def readyz_via(target: KubeTarget, server: str | None = None) -> Command:
-    """`kubectl get --raw /readyz`, optionally against another server than the kubeconfig's."""
-    extra = ("--server", server) if server else ()
-    return Command(
-        argv=kubectl.kubectl(target, *extra, "--request-timeout=5s", "get", "--raw", "/readyz"),
-        description=f"ask {server or 'the API server'} /readyz",
-    )
-
-
 def _readyz_problem(runner: Runner, target: KubeTarget, server: str | None = None) -> str | None:
-    result = runner.run(readyz_via(target, server), check=False)
-    if result.ok:
-        return None
-    lines = (result.stderr or result.stdout).strip().splitlines()
-    return lines[-1] if lines else f"exit {result.returncode}"
+    result = runner.run(kubectl.readyz(target, server=server), check=False)
+    return None if result.ok else last_error_line(result)
 
 
 def kubeconfig_steps(ctx: Context, fetched: Sequence[Step]) -> list[Step]:
@@ -196,7 +179,7 @@ def kubeconfig_steps(ctx: Context, fetched: Sequence[Step]) -> list[Step]:
     cluster = ctx.cluster
     path = ctx.kube.kubeconfig
     vip = cluster.api_url
-    cp_server = f"https://{_host(str(cluster.controlplanes[0].address))}:6443"
+    cp_server = kubectl.server_url(str(cluster.controlplanes[0].address))
 
     def have_working_kubeconfig(runner: Runner) -> str | None:
         if not path.is_file() or _kubeconfig_server(path, cluster.name) is None:
@@ -250,16 +233,12 @@ def kubeconfig_steps(ctx: Context, fetched: Sequence[Step]) -> list[Step]:
     steps.append(
         _wait_step(
             f"all {len(hostnames)} nodes to register (NotReady is expected until the CNI runs)",
-            lambda r: kube.nodes_problem(r, ctx.kube, hostnames, ready=False),
+            lambda r: kubectl.nodes_problem(r, ctx.kube, hostnames, ready=False),
             timeout=ctx.timeouts.nodes_registered,
             done=f"all {len(hostnames)} nodes are registered",
         )
     )
     return steps
-
-
-def _host(addr: str) -> str:
-    return f"[{addr}]" if ":" in addr else addr
 
 
 # --------------------------------------------------------------------------- stage 4: secrets
@@ -275,11 +254,11 @@ def _object_guard(
     (resource, name) in the same namespace) exists, so a deleted sops-age makes the step run its gate."""
 
     def guard(runner: Runner) -> str | None:
-        live = kube.get_object(runner, ctx.kube, obj.resource, obj.name, obj.namespace)
+        live = kubectl.get_or_none(runner, ctx.kube, obj.resource, obj.name, namespace=obj.namespace)
         if live is None or not compare(obj.manifest, live):
             return None
         for resource, name in requires:
-            if kube.get_object(runner, ctx.kube, resource, name, obj.namespace) is None:
+            if kubectl.get_or_none(runner, ctx.kube, resource, name, namespace=obj.namespace) is None:
                 return None
         return f"{obj.ref()} exists with the same content"
 
@@ -287,19 +266,19 @@ def _object_guard(
 
 
 def _same_data(want: Mapping[str, Any], have: Mapping[str, Any]) -> bool:
-    return dict(have.get("data") or {}) == dict(want.get("data") or {}) and kube.is_subset(
-        want["metadata"].get("labels") or {}, (have.get("metadata") or {}).get("labels") or {}
+    return dict(dig(have, "data", default={})) == dict(dig(want, "data", default={})) and kube.is_subset(
+        Obj(want).labels, Obj(have).labels
     )
 
 
 def _same_meta(want: Mapping[str, Any], have: Mapping[str, Any]) -> bool:
     wanted = {k: v for k in ("labels", "annotations") if (v := want["metadata"].get(k))}
-    return kube.is_subset(wanted, have.get("metadata") or {})
+    return kube.is_subset(wanted, dig(have, "metadata", default={}))
 
 
 def _same_spec(want: Mapping[str, Any], have: Mapping[str, Any]) -> bool:
     return _same_meta({"metadata": {"labels": want["metadata"].get("labels")}}, have) and kube.is_subset(
-        want.get("spec") or {}, have.get("spec") or {}
+        dig(want, "spec", default={}), dig(have, "spec", default={})
     )
 
 
@@ -322,12 +301,11 @@ def apply_secret_step(ctx: Context, secret: SecretObject, description: str) -> S
     """Server-side apply a Secret (manifest on stdin, masked); skipped when the live data is identical."""
 
     def guard(runner: Runner) -> str | None:
-        live = kube.get_object(runner, ctx.kube, secret.resource, secret.name, secret.namespace)
+        live = kubectl.get_or_none(runner, ctx.kube, secret.resource, secret.name, namespace=secret.namespace)
         if live is None:
             return None
-        if dict(live.get("data") or {}) == secret.encoded() and kube.is_subset(
-            dict(secret.labels), (live.get("metadata") or {}).get("labels") or {}
-        ):
+        same_data = dict(dig(live, "data", default={})) == secret.encoded()
+        if same_data and kube.is_subset(dict(secret.labels), Obj(live).labels):
             return f"{secret.ref()} exists with the same content (sha256 {secret.fingerprint()})"
         return None
 
@@ -414,17 +392,14 @@ def _installed_crds(r: Runner, ctx: Context, bundle: CrdBundle) -> dict[str, Ins
     """The bundle's CRDs as the cluster has them (Established, version/channel annotations), or why unreadable."""
     result = r.run(kubectl.get(ctx.kube, "customresourcedefinitions", description="read the CRDs"), check=False)
     if not result.ok:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        return f"Kubernetes API: {lines[-1] if lines else 'no answer'}"
+        return kubectl.api_problem(result)
     out: dict[str, InstalledCrd] = {}
-    for obj in kubectl.parse_items(result):
-        meta = obj.get("metadata") or {}
-        notes = meta.get("annotations") or {}
-        cond = kubectl.condition(obj, "Established") or {}
-        name = str(meta.get("name"))
-        out[name] = InstalledCrd(
-            name,
-            cond.get("status") == "True",
+    for raw in kubectl.parse_items(result):
+        obj = Obj(raw)
+        notes = obj.annotations
+        out[obj.name] = InstalledCrd(
+            obj.name,
+            obj.is_true("Established"),
             notes.get(bundle.version_annotation) if bundle.version_annotation else None,
             notes.get(bundle.channel_annotation) if bundle.channel_annotation else None,
         )
@@ -469,7 +444,7 @@ def _crd_step(ctx: Context, bundle: CrdBundle) -> Step:
         f"CRDs {bundle.label} ({len(bundle.crd_names)} CRDs, server-side) — wait Established",
         commands=(kube.apply_url(ctx.kube, bundle.resolved_url, description=f"apply the {bundle.name} CRDs"),),
         before=(Check(f"no installed {bundle.name} CRD is newer or from another channel", gate),),
-        after=(_wait_check(f"{bundle.name} CRDs Established", probe, ctx.timeouts.crds),),
+        after=(wait_check(f"{bundle.name} CRDs Established", probe, timeout=ctx.timeouts.crds),),
         guard=_safe(guard),
     )
 
@@ -486,7 +461,7 @@ def cni_steps(ctx: Context) -> list[Step]:
     steps.append(release_step(ctx, "cilium"))
 
     def cilium_ready(r: Runner) -> str | None:
-        return kube.daemonset_problem(r, ctx.kube, "cilium", "kube-system") or kube.nodes_problem(
+        return kubectl.daemonset_problem(r, ctx.kube, "cilium", "kube-system") or kubectl.nodes_problem(
             r, ctx.kube, hostnames, ready=True
         )
 
@@ -503,7 +478,7 @@ def cni_steps(ctx: Context) -> list[Step]:
     steps.append(
         _wait_step(
             "Deployment kube-system/coredns to be available",
-            lambda r: kube.deployment_problem(r, ctx.kube, "coredns", "kube-system"),
+            lambda r: kubectl.deployment_problem(r, ctx.kube, "coredns", "kube-system"),
             timeout=ctx.timeouts.deployment,
             done="coredns is available",
         )
@@ -515,9 +490,9 @@ def cni_steps(ctx: Context) -> list[Step]:
 
 
 def _flux_instance_problem(r: Runner, ctx: Context) -> str | None:
-    obj = kube.get_object(r, ctx.kube, FLUXINSTANCE_RESOURCE, FLUX_INSTANCE, FLUX_NAMESPACE)
-    problem = kube.ready_condition_problem(obj, f"FluxInstance {FLUX_NAMESPACE}/{FLUX_INSTANCE}")
-    return problem or kube.crd_problem(r, ctx.kube, FLUX_CRDS)
+    obj = kubectl.get_or_none(r, ctx.kube, FLUXINSTANCE_RESOURCE, FLUX_INSTANCE, namespace=FLUX_NAMESPACE)
+    problem = kubectl.ready_condition_problem(obj, f"FluxInstance {FLUX_NAMESPACE}/{FLUX_INSTANCE}")
+    return problem or kubectl.crd_problem(r, ctx.kube, FLUX_CRDS)
 
 
 def _root_problem(r: Runner, ctx: Context) -> str | None:
@@ -526,12 +501,12 @@ def _root_problem(r: Runner, ctx: Context) -> str | None:
         ctx.cluster, with_credentials=ctx.git is not None, provider=ctx.git.provider if ctx.git else None
     )
     root = manifests.root_kustomization(ctx.cluster)
-    src = kube.get_object(r, ctx.kube, repo.resource, repo.name, repo.namespace)
-    src_problem = kube.ready_condition_problem(src, repo.ref())
+    src = kubectl.get_or_none(r, ctx.kube, repo.resource, repo.name, namespace=repo.namespace)
+    src_problem = kubectl.ready_condition_problem(src, repo.ref())
     if src_problem is not None:
         return src_problem
-    obj = kube.get_object(r, ctx.kube, root.resource, root.name, root.namespace)
-    return kube.ready_condition_problem(obj, f"root {root.ref()}")
+    obj = kubectl.get_or_none(r, ctx.kube, root.resource, root.name, namespace=root.namespace)
+    return kubectl.ready_condition_problem(obj, f"root {root.ref()}")
 
 
 def _present(ctx: Context, resource: str, name: str, what: str, fix: str) -> Check:
@@ -539,7 +514,7 @@ def _present(ctx: Context, resource: str, name: str, what: str, fix: str) -> Che
     desc = f"{what} {FLUX_NAMESPACE}/{name} exists"
 
     def run(r: Runner) -> None:
-        if kube.get_object(r, ctx.kube, resource, name, FLUX_NAMESPACE) is None:
+        if kubectl.get_or_none(r, ctx.kube, resource, name, namespace=FLUX_NAMESPACE) is None:
             raise GateFailed(
                 f"{what} {FLUX_NAMESPACE}/{name} is missing",
                 f"the root Kustomization {FLUX_NAMESPACE}/{ROOT_KUSTOMIZATION} references it",
@@ -555,7 +530,7 @@ def flux_steps(ctx: Context) -> list[Step]:
     steps.append(
         _wait_step(
             f"Deployment {FLUX_NAMESPACE}/flux-operator to be available",
-            lambda r: kube.deployment_problem(r, ctx.kube, "flux-operator", FLUX_NAMESPACE),
+            lambda r: kubectl.deployment_problem(r, ctx.kube, "flux-operator", FLUX_NAMESPACE),
             timeout=ctx.timeouts.deployment,
             done="flux-operator is available",
         )
@@ -626,7 +601,7 @@ def onepassword_steps(ctx: Context, *, configured: bool, force: bool = True) -> 
     `force`: the files this run verified are the live cluster's credentials, so they replace a copy another
     machine pushed (the 1Password item of a rebuilt cluster holds the dead cluster's kubeconfig).
     """
-    from k8s_ops import onepassword as op
+    from k8s_ops.onepassword.effects import Push
 
     what = "kubeconfig,talosconfig"
     vault = ctx.cluster.onepassword.vault
@@ -634,13 +609,5 @@ def onepassword_steps(ctx: Context, *, configured: bool, force: bool = True) -> 
     if not configured:
         return [Step(desc, noop="1Password not configured (inventory onepassword.vault + OP_SERVICE_ACCOUNT_TOKEN)")]
 
-    def unchanged(_: Runner) -> str | None:
-        results = op.push(ctx.cluster, what, force=force, dry_run=True)
-        if all(res.action is op.Action.UNCHANGED for res in results):
-            return "1Password already holds these files"
-        return None
-
-    def push(_: Runner) -> None:
-        op.push(ctx.cluster, what, force=force)
-
-    return [Step(desc, after=(Check(f"op push {what} (vault {vault})", push),), guard=_safe(unchanged))]
+    push = Push(ctx.cluster, what, force=force)
+    return [Step(desc, finish=(push,), guard=_safe(lambda _: push.pending()))]

@@ -25,15 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from k8s_ops.core import settings
-from k8s_ops.core.errors import GateFailed, ToolkitError
+from k8s_ops.core.errors import GateFailed, ToolkitError, last_error_line
 from k8s_ops.core.plan import Check, FileWrite, Step
 from k8s_ops.core.runner import Runner
-from k8s_ops.core.secret import Secret
-from k8s_ops.core.wait import NotYet, StopWaiting, wait_for
+from k8s_ops.core.wait import NotYet, StopWaiting, wait_check, wait_for
 from k8s_ops.talos import facts, gates
 from k8s_ops.talos.facts import ApplyTarget
 from k8s_ops.talos.lifecycle import Env, plan_apply
-from k8s_ops.tools.talosctl import Talosctl, last_error_line, parse_machinestatus, parse_service_states
+from k8s_ops.tools.talosctl import Talosctl, parse_machinestatus
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Node
@@ -46,7 +45,6 @@ __all__ = [
     "probe_nodes",
     "talos_ready_step",
     "talos_steps",
-    "talosconfig_write",
 ]
 
 
@@ -124,23 +122,20 @@ def etcd_state(runner: Runner, env: Env, tctl: Talosctl | None = None) -> EtcdSt
     """Every controlplane's etcd service state: one call for all, then a per-node look at the silent ones."""
     t = tctl or env.tctl
     cps = env.cluster.controlplanes
-    result = runner.run(t.service_etcd([str(cp.address) for cp in cps]), check=False)
-    found = parse_service_states(result.stdout)
-    if len(cps) == 1 and "" in found:
-        found[str(cps[0].address)] = found.pop("")
+    found = facts.etcd_services(t, [str(cp.address) for cp in cps]).gather(runner)
     state = EtcdState()
     for cp in cps:
         addr = str(cp.address)
-        if addr in found:
-            state.states[cp.hostname] = found[addr]
+        value = found.get(addr)
+        if value is not None:
+            state.states[cp.hostname] = value
         elif facts.maintenance_status(t, addr, cp.hostname).gather(runner) is not None:
             state.states[cp.hostname] = "maintenance"
         else:
-            one = runner.run(direct(t, addr).service_etcd([addr]), check=False)
-            single = parse_service_states(one.stdout)
-            value = single.get(addr) or single.get("")
+            single = facts.etcd_services(direct(t, addr), [addr]).gather(runner)
+            value = single.get(addr)
             if value is None:
-                state.unknown[cp.hostname] = last_error_line(one) if not one.ok else "no STATE in the answer"
+                state.unknown[cp.hostname] = single.error or "no STATE in the answer"
             else:
                 state.states[cp.hostname] = value
     return state
@@ -173,7 +168,7 @@ def _bootstrap_guard(env: Env) -> Callable[[Runner], str | None]:
         except GateFailed as exc:
             raise GateFailed(
                 "etcd is not waiting for a bootstrap on every controlplane",
-                str(exc).splitlines()[-1],
+                last_error_line(exc),
                 hint="bootstrapping while a controlplane cannot be asked could split etcd in two; fix the node "
                 "(reachability, its config) and re-run",
             ) from None
@@ -188,7 +183,7 @@ def _etcd_healthy_probe(env: Env, runner: Runner) -> str | None:
     try:
         return gates.etcd_problem(runner, env.gate)
     except ToolkitError as exc:
-        return str(exc).splitlines()[-1]
+        return last_error_line(exc)
 
 
 def talos_steps(
@@ -244,19 +239,10 @@ def talos_steps(
     def healthy(runner: Runner) -> str | None:
         return _etcd_healthy_probe(env, runner)
 
-    def check(runner: Runner) -> None:
-        def probe() -> bool | None:
-            problem = healthy(runner)
-            if problem is not None:
-                raise NotYet(problem)
-            return True
-
-        wait_for(wait_desc, probe, timeout=etcd_timeout)
-
     def etcd_done(runner: Runner) -> str | None:
         return f"etcd has {n}/{n} healthy members" if healthy(runner) is None else None
 
-    steps.append(Step(wait_desc, after=(Check(wait_desc, check),), guard=etcd_done))
+    steps.append(Step(wait_desc, after=(wait_check(wait_desc, healthy, timeout=etcd_timeout),), guard=etcd_done))
     if workers:
         steps += plan_apply(env, workers, "auto", max_unavailable=max(1, len(workers))).steps
     return steps
@@ -291,18 +277,3 @@ def _snapshot_readable(path: Path) -> Check:
             raise GateFailed(desc, "the file is empty")
 
     return Check(desc, run)
-
-
-def talosconfig_write(path: Path, content: Secret) -> FileWrite:
-    """The talosconfig as a 0600 FileWrite, its client key masked in diffs."""
-    import yaml
-
-    mask: list[Secret] = []
-    try:
-        doc = yaml.safe_load(content.reveal())
-        for ctx in (doc.get("contexts") or {}).values():
-            if isinstance(ctx, dict) and isinstance(ctx.get("key"), str):
-                mask.append(Secret(ctx["key"]))
-    except (yaml.YAMLError, AttributeError):
-        mask.append(content)
-    return FileWrite(path, content.reveal(), 0o600, tuple(mask))

@@ -8,32 +8,33 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
 
 from k8s_ops.core.cli import guarded
+from k8s_ops.core.pipeline import CLUSTER_HELP, JSON_HELP, finish, runner_from
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from k8s_ops.core.plan import Plan
-    from k8s_ops.core.runner import Runner
+    from k8s_ops.core.errors import ToolkitError
+    from k8s_ops.core.execute import StepFailed
 
-__all__ = ["apps", "cluster", "rebuild", "talos"]
+__all__ = ["apps", "cluster", "rebuild", "stage_failed", "talos"]
 
 _HELP = {
-    "cluster": "cluster name (directory under the clusters dir; K8S_OPS_CLUSTERS_DIR overrides it)",
+    "cluster": CLUSTER_HELP,
     "dry-run": "print the whole plan (every command, gate and wait; secrets masked) and change nothing",
-    "json": "with --dry-run: print the plan as JSON",
+    "json": JSON_HELP,
     "yes": "confirm destructive steps without asking (only a rebuild's etcd bootstrap asks)",
     "from": "resume at this stage: talos, kubeconfig, secrets, cni, flux, onepassword (or 2–7); preflight always runs",
 }
 
 
 def _run(
+    c: Context,
     cluster: str,
     *,
     task_name: str,
@@ -46,9 +47,9 @@ def _run(
     recover_from: Path | None = None,
 ) -> None:
     from k8s_ops.bootstrap.run import Options, build_plan
-    from k8s_ops.core.runner import SubprocessRunner
+    from k8s_ops.core import paths
 
-    runner = SubprocessRunner()
+    runner = runner_from(c)
     options = Options(
         cluster=cluster,
         stages=stages,
@@ -59,35 +60,32 @@ def _run(
         dry_run=dry_run,
     )
     plan = build_plan(options, runner)
-    if dry_run:
-        sys.stdout.write(plan.to_json_text() if json else plan.to_text())
-        return
-    if json:
-        print("note: --json only changes --dry-run output", file=sys.stderr)
-    execute_plan(plan, runner, task_name=task_name, yes=yes)
+    report = finish(
+        plan,
+        runner,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        echo_plan=True,
+        on_step_failed=lambda exc: stage_failed(exc, task_name=task_name, cluster=plan.cluster),
+    )
+    if report is not None:
+        print(f"kubeconfig:  {paths.kubeconfig_path(plan.cluster)} (context {plan.cluster})")
+        print(f"talosconfig: {paths.talosconfig_path(plan.cluster)}")
 
 
-def execute_plan(plan: Plan, runner: Runner, *, task_name: str, yes: bool) -> None:
-    """Run the plan; a failure names its stage and the exact command to resume with."""
+def stage_failed(exc: StepFailed, *, task_name: str, cluster: str) -> ToolkitError:
+    """A failed step as the error a bootstrap task exits with: its stage and the exact command to resume with."""
     from k8s_ops.bootstrap.run import resume_hint
     from k8s_ops.bootstrap.stages import stage_of
-    from k8s_ops.core import paths
     from k8s_ops.core.errors import ToolkitError
-    from k8s_ops.core.execute import StepFailed, execute
 
-    print(plan.to_text(), end="", file=sys.stderr)
-    try:
-        report = execute(plan, runner, yes=yes, confirm_name=plan.cluster)
-    except StepFailed as exc:
-        resume = resume_hint(task_name, plan.cluster, stage_of(exc.step))
-        cause = exc.cause
-        detail, why = (cause.message, cause.hint) if isinstance(cause, ToolkitError) else (str(cause), None)
-        where = f" on {exc.step.node}" if exc.step.node else ""
-        message = f"step {exc.index} ({exc.step.description}){where} failed:\n{detail}"
-        raise ToolkitError(message, hint=f"{why}\n  then: {resume}" if why else resume) from None
-    print(report.summary())
-    print(f"kubeconfig:  {paths.kubeconfig_path(plan.cluster)} (context {plan.cluster})")
-    print(f"talosconfig: {paths.talosconfig_path(plan.cluster)}")
+    resume = resume_hint(task_name, cluster, stage_of(exc.step))
+    cause = exc.cause
+    detail, why = (cause.message, cause.hint) if isinstance(cause, ToolkitError) else (str(cause), None)
+    where = f" on {exc.step.node}" if exc.step.node else ""
+    message = f"step {exc.index} ({exc.step.description}){where} failed:\n{detail}"
+    return ToolkitError(message, hint=f"{why}\n  then: {resume}" if why else resume)
 
 
 @task(help=_HELP)
@@ -106,7 +104,7 @@ def cluster(
     """
     from k8s_ops.bootstrap.stages import STAGES
 
-    _run(cluster, task_name="bootstrap.cluster", stages=STAGES, start=from_, dry_run=dry_run, json=json, yes=yes)
+    _run(c, cluster, task_name="bootstrap.cluster", stages=STAGES, start=from_, dry_run=dry_run, json=json, yes=yes)
 
 
 @task(help=_HELP)
@@ -120,7 +118,7 @@ def talos(
     """
     from k8s_ops.bootstrap.run import TALOS_STAGES
 
-    _run(cluster, task_name="bootstrap.talos", stages=TALOS_STAGES, start=from_, dry_run=dry_run, json=json, yes=yes)
+    _run(c, cluster, task_name="bootstrap.talos", stages=TALOS_STAGES, start=from_, dry_run=dry_run, json=json, yes=yes)
 
 
 @task(help=_HELP)
@@ -135,7 +133,7 @@ def apps(
     """
     from k8s_ops.bootstrap.run import APPS_STAGES
 
-    _run(cluster, task_name="bootstrap.apps", stages=APPS_STAGES, start=from_, dry_run=dry_run, json=json, yes=yes)
+    _run(c, cluster, task_name="bootstrap.apps", stages=APPS_STAGES, start=from_, dry_run=dry_run, json=json, yes=yes)
 
 
 @task(
@@ -168,6 +166,7 @@ def rebuild(
 
     snapshot = Path(recover_from).expanduser().resolve() if recover_from else None
     _run(
+        c,
         cluster,
         task_name="bootstrap.rebuild",
         stages=STAGES,

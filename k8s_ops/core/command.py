@@ -5,9 +5,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k8s_ops.core.secret import MASK, Secret
+
+if TYPE_CHECKING:
+    from k8s_ops.core.runner import Runner
 
 __all__ = ["Command", "Result", "TempFile", "cmd"]
 
@@ -30,15 +33,25 @@ class Result:
     returncode: int
     stdout: str = ""
     stderr: str = ""
+    data: bytes | None = field(default=None, repr=False, compare=False)  # stdout's exact bytes, when kept
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0
 
+    def stdout_bytes(self) -> bytes:
+        """stdout byte for byte (binary output survives); a fake's text answer encoded as UTF-8."""
+        return self.data if self.data is not None else self.stdout.encode()
+
 
 @dataclass(frozen=True)
 class Command:
-    """One external command. Secrets go through `stdin` or `TempFile`s, never on argv."""
+    """One external command. Secrets go through `stdin` or `TempFile`s, never on argv.
+
+    `isolated`: the process inherits nothing from the caller's environment but PATH and locale (see
+    runner.ISOLATED_INHERIT); HOME and XDG_CONFIG_HOME point at a fresh empty 0700 directory, which is also the
+    working directory unless `cwd` is set. `env` is then the whole of what the tool sees (sops runs like this).
+    """
 
     argv: tuple[str | TempFile, ...]
     stdin: Secret | bytes | None = None
@@ -49,6 +62,7 @@ class Command:
     timeout: float | None = None
     cwd: str | None = None
     meta: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    isolated: bool = False
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -74,6 +88,10 @@ class Command:
         if self.stdin is not None:
             line += f"  < stdin ({len(self.stdin)} bytes{', masked' if isinstance(self.stdin, Secret) else ''})"
         return line
+
+    def apply(self, runner: Runner) -> Result:
+        """Run it (the Effect interface; a non-zero exit raises CommandFailed)."""
+        return runner.run(self)
 
     def to_json(self) -> dict[str, Any]:
         stdin: str | None

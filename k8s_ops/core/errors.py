@@ -1,30 +1,67 @@
-"""The toolkit's error tree. Every error a user can cause is a ToolkitError: tasks print it, no traceback.
+"""The toolkit's error tree, all of it, in one place. Every error a user can cause is a ToolkitError: tasks print
+it, no traceback; `exit_code` is 1 unless noted.
 
-* ToolkitError                    message for the operator; exit code 1
-  + ProblemsError                 bad input: every Problem at once (file + field + message)
-  + ToolNotFound                  an external CLI is missing or too old
-  + CommandFailed                 an external command exited non-zero (argv, rc, stderr; secrets masked)
-  + CommandTimeout                an external command ran past its timeout
-  + SecretError                   decryption / key / 1Password failures
-  + Aborted                       the operator declined, or confirmation was impossible
-  + GateFailed                    a health gate or wait did not pass; names what was awaited
+* ToolkitError                        message for the operator (+ optional hint)
+  + ProblemsError                     bad input: every Problem at once (file + field + line + message)   [permanent]
+  + ToolNotFound                      an external CLI is missing or too old                               [permanent]
+  + CommandFailed                     an external command exited non-zero (argv, rc, stderr; masked)      [transient]
+  + CommandTimeout                    an external command ran past its timeout                            [transient]
+  + OutputError                       a CLI printed something its parser cannot read                      [permanent]
+  | + KubectlOutputError              tools/kubectl.py: not the JSON asked for
+  | + TalosctlOutputError             tools/talosctl.py: a table/YAML/JSON talosctl printed
+  | + HelmOutputError                 tools/helm.py: `helm list/status -o json`
+  + SecretError                       decryption / key / 1Password failures
+  | + AgeKeyNotFound                  tools/sops.py: no age key file where it was looked for
+  | + SopsError                       tools/sops.py: sops exited non-zero, mapped by exit code:
+  |   + SopsKeyError                    no key could decrypt the data key
+  |   + SopsMacMismatchError            the file was edited outside sops
+  |   + SopsCorruptError                not a sops file it can read
+  |   + SopsNotEncryptedError           decrypting a plain file
+  |   + SopsAlreadyEncryptedError       encrypting an encrypted file
+  |   + SopsFileNotFound                the file does not exist
+  |   + SopsNoRuleError                 no creation rule matches the path
+  | + SyncRefused                     onepassword/api.py: a push/pull that would lose data
+  + PatchError                        talos/patch.py: a machine-config patch cannot be applied
+  + Aborted                           the operator declined, or confirmation was impossible
+  + GateFailed                        a health gate or wait did not pass; names what was awaited
+  + StepFailed                        core/execute.py: a plan step failed; names step, node, how to resume
+  + Interrupted                       core/execute.py: Ctrl-C during a plan (exit code 130)
+  + ReadOnlyViolation                 core/execute.py: a gate, wait or guard ran a `mutates` command (a bug)
+  + RecoveryFailed                    core/pipeline.py: the plan failed and its recovery ran (what is left)
+
+Not ToolkitErrors: `core.wait.NotYet` / `core.wait.StopWaiting` (a probe's "not yet" / "stop now", turned into
+GateFailed by `wait_for`), and `talos.yamlio.YAMLError` (a ValueError, reported as a Problem).
+
+Transient vs permanent: `wait_for` retries a probe that raises a TRANSIENT error (the world may still change:
+a command failed, timed out) and fails at once on any other ToolkitError (a parse error, bad input) — like
+stamina's `retry(on=...)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from k8s_ops.core.command import Result
 
 __all__ = [
+    "TRANSIENT",
     "Aborted",
     "CommandFailed",
     "CommandTimeout",
     "GateFailed",
+    "OutputError",
     "Problem",
     "ProblemsError",
     "SecretError",
     "ToolNotFound",
     "ToolkitError",
+    "field_path",
+    "last_error_line",
 ]
 
 
@@ -54,6 +91,26 @@ class Problem:
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def field_path(parts: Iterable[object]) -> str:
+    """The one spelling of a field path in problems: `nodes[3].address`, `machine.nodeLabels["node.k8s.io/x"]`.
+
+    Integers are indexes; keys that are not identifier-like are bracketed and quoted; a key that is not a string
+    (YAML `true:` or `1:`) is shown as read.
+    """
+    out = ""
+    for part in parts:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{json.dumps(str(part))}]"
+    return out
 
 
 class ProblemsError(ToolkitError):
@@ -93,6 +150,10 @@ class CommandTimeout(ToolkitError):
         super().__init__(f"command timed out after {timeout:g}s: {display}")
 
 
+class OutputError(ToolkitError):
+    """An external CLI printed something its parser cannot read (a permanent error: waiting will not fix it)."""
+
+
 class SecretError(ToolkitError):
     """A secret could not be read, decrypted or stored."""
 
@@ -110,6 +171,20 @@ class GateFailed(ToolkitError):
         super().__init__(f"{gate}: {detail}", hint=hint)
 
 
-def format_problems(problems: Sequence[Problem]) -> str:
-    """Render problems one per line, as ProblemsError does."""
-    return "\n".join(f"  - {p}" for p in problems)
+TRANSIENT: tuple[type[ToolkitError], ...] = (CommandFailed, CommandTimeout)
+"""Errors a wait retries: the command may succeed on the next try. Anything else fails the wait at once."""
+
+
+def last_error_line(source: Result | BaseException | str, default: str | None = None) -> str:
+    """The last non-empty line of an error: a failed Result's stderr (else stdout), an exception's text (the
+    `  | ` prefix CommandFailed puts on stderr lines stripped), or a text. `default` when there is none: for a
+    Result `exit <rc>`, for an exception its class name, for a text "no answer"."""
+    if isinstance(source, str):
+        text, fallback = source, "no answer"
+    elif isinstance(source, BaseException):
+        text, fallback = str(source), type(source).__name__
+    else:
+        text, fallback = source.stderr or source.stdout, f"exit {source.returncode}"
+    lines = [line.strip().lstrip("|").strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else (fallback if default is None else default)

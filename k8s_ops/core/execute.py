@@ -1,21 +1,28 @@
-"""Run a Plan: re-check guards, confirm destructive work, stop at the first failure and say where."""
+"""Run a Plan: re-check guards, confirm destructive work, stop at the first failure and say where.
+
+A step runs as: guard (skip if already satisfied) → gates (`before`, read-only) → its effects in order
+(`Step.effects`: prepare, writes, commands, finish) → waits (`after`, read-only). Once a step's gates passed it
+counts as *started*; a failure or Ctrl-C carries the started steps (`StepFailed.started`, `Interrupted.started`)
+so the pipeline runs their `undo`s (`Recovery.after`), latest first: recovery is derived from what ran.
+"""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from k8s_ops.core import settings
+from k8s_ops.core.command import Command, Result
 from k8s_ops.core.errors import ToolkitError
-from k8s_ops.core.files import write_private
-from k8s_ops.core.plan import Plan, Step
-from k8s_ops.core.prompt import confirm
+from k8s_ops.core.plan import FileWrite, Plan, Step
+from k8s_ops.core.prompt import Confirm, confirm
 from k8s_ops.core.runner import Runner
 
-__all__ = ["Interrupted", "Outcome", "Report", "StepFailed", "execute"]
+__all__ = ["Interrupted", "Outcome", "ReadOnlyViolation", "Report", "StepFailed", "execute"]
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,13 @@ class Report:
 class StepFailed(ToolkitError):
     """A step failed; carries the underlying error and the step."""
 
-    def __init__(self, index: int, step: Step, cause: Exception, resume_hint: str | None) -> None:
+    def __init__(
+        self, index: int, step: Step, cause: Exception, resume_hint: str | None, started: Sequence[Step] = ()
+    ) -> None:
         self.index = index
         self.step = step
         self.cause = cause
+        self.started: tuple[Step, ...] = tuple(started)  # steps whose effects began, in plan order
         where = f" on {step.node}" if step.node else ""
         super().__init__(f"step {index} ({step.description}){where} failed:\n{cause}", hint=resume_hint)
 
@@ -60,6 +70,10 @@ class Interrupted(ToolkitError):
     """Ctrl-C between or during commands."""
 
     exit_code = 130
+
+    def __init__(self, message: str, *, hint: str | None = None, started: Sequence[Step] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.started: tuple[Step, ...] = tuple(started)
 
 
 def _stderr(line: str) -> None:
@@ -74,12 +88,15 @@ def execute(
     confirm_name: str | None = None,
     max_concurrency: int | None = None,
     out: Callable[[str], None] = _stderr,
+    prompt: Confirm = confirm,
 ) -> Report:
-    """Execute `plan` with `runner`. Destructive plans ask the operator to type `confirm_name` (or the cluster)."""
+    """Execute `plan` with `runner`. Destructive plans ask the operator (`prompt`) to type `confirm_name` (or
+    the cluster)."""
     if plan.destructive:
         targets = ", ".join(s.node or s.description for s in plan.steps if s.destructive and s.noop is None)
-        confirm(confirm_name or plan.cluster, f"{plan.title} ({targets})", yes=yes)
+        prompt(confirm_name or plan.cluster, f"{plan.title} ({targets})", yes=yes)
     report = Report(plan)
+    started = _Started()
     limit = max_concurrency or settings.concurrency()
     # number steps as Plan.to_text does (no-ops are not counted), so the dry-run and the run agree
     numbered: list[tuple[int, Step]] = []
@@ -98,23 +115,48 @@ def execute(
             i += len(batch)
             if len(batch) == 1 or limit == 1:
                 for bidx, bstep in batch:
-                    report.outcomes.append(_run_step(bidx, bstep, runner, plan, out))
+                    report.outcomes.append(_run_step(bidx, bstep, runner, plan, out, started))
             else:
-                report.outcomes.extend(_run_batch(batch, runner, plan, out, limit))
+                report.outcomes.extend(_run_batch(batch, runner, plan, out, limit, started))
     except KeyboardInterrupt:
         done = report.outcomes[-1].description if report.outcomes else "nothing"
         raise Interrupted(
             f"interrupted; last completed step: {done}",
             hint=plan.resume_hint or "re-run the same task: completed steps are detected and skipped",
+            started=started.in_order(plan),
         ) from None
+    except StepFailed as exc:
+        exc.started = started.in_order(plan)
+        raise
     return report
 
 
+class _Started:
+    """The steps whose effects began (thread-safe: concurrent groups add to it)."""
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+
+    def add(self, step: Step) -> None:
+        with self._lock:
+            self._ids.add(id(step))
+
+    def in_order(self, plan: Plan) -> tuple[Step, ...]:
+        with self._lock:
+            return tuple(s for s in plan.steps if id(s) in self._ids)
+
+
 def _run_batch(
-    batch: list[tuple[int, Step]], runner: Runner, plan: Plan, out: Callable[[str], None], limit: int
+    batch: list[tuple[int, Step]],
+    runner: Runner,
+    plan: Plan,
+    out: Callable[[str], None],
+    limit: int,
+    started: _Started,
 ) -> list[Outcome]:
     with ThreadPoolExecutor(max_workers=min(limit, len(batch))) as pool:
-        futures = {pool.submit(_run_step, idx, step, runner, plan, out): idx for idx, step in batch}
+        futures = {pool.submit(_run_step, idx, step, runner, plan, out, started): idx for idx, step in batch}
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in done if f.exception() is not None]
         if failed:
@@ -126,33 +168,62 @@ def _run_batch(
     return [by_index[idx] for idx, _ in batch]
 
 
-def _run_step(index: int, step: Step, runner: Runner, plan: Plan, out: Callable[[str], None]) -> Outcome:
+class ReadOnlyViolation(ToolkitError):
+    """A gate, wait or guard tried to run a command marked `mutates` (a bug: effects belong in the step)."""
+
+
+class _ReadOnly:
+    """The runner handed to guards, gates and waits: reads pass, a `mutates=True` command is refused."""
+
+    def __init__(self, runner: Runner, where: str) -> None:
+        self._runner = runner
+        self._where = where
+
+    def run(self, command: Command, *, check: bool = True) -> Result:
+        if command.mutates:
+            raise ReadOnlyViolation(
+                f"{self._where} tried to run a mutating command: {command.display()}",
+                hint="checks only read: make it an effect of the step (commands, prepare/finish)",
+            )
+        return self._runner.run(command, check=check)
+
+
+def _run_step(
+    index: int, step: Step, runner: Runner, plan: Plan, out: Callable[[str], None], started: _Started
+) -> Outcome:
     where = f" [{step.node}]" if step.node else ""
     if step.noop is not None:
         out(f"[-] {step.description}{where}: unchanged — {step.noop}")
         return Outcome(index, step.description, "skipped", step.noop)
-    started = time.monotonic()
+    t0 = time.monotonic()
     try:
+        reads = _ReadOnly(runner, f"a guard, gate or wait of step {index} ({step.description})")
         if step.guard is not None:
-            reason = step.guard(runner)
+            reason = step.guard(reads)
             if reason is not None:
                 out(f"[-] {step.description}{where}: unchanged — {reason}")
                 return Outcome(index, step.description, "skipped", reason)
         out(f"[{index}] {step.description}{where}")
         for check in step.before:
             out(f"    gate: {check.description}")
-            check.run(runner)
-        for w in step.writes:
-            changed = write_private(w.path, w.content, mode=w.mode)
-            out(f"    {'wrote' if changed else 'unchanged'} {w.path}")
-        for command in step.commands:
-            out(f"    $ {command.display()}")
-            runner.run(command)
+            check.run(reads)
+        started.add(step)
+        for effect in step.effects:
+            if isinstance(effect, FileWrite):
+                changed = effect.apply(runner)
+                out(f"    {'wrote' if changed else 'unchanged'} {effect.path}")
+            elif isinstance(effect, Command):
+                out(f"    $ {effect.display()}")
+                runner.run(effect)
+            else:
+                out(f"    {effect.display()}")
+                effect.apply(runner)
         for check in step.after:
             out(f"    wait: {check.description}")
-            check.run(runner)
+            check.run(reads)
     except ToolkitError as exc:
         raise StepFailed(index, step, exc, plan.resume_hint) from exc
-    seconds = time.monotonic() - started
+    seconds = time.monotonic() - t0
     out(f"    done ({seconds:.1f}s)")
     return Outcome(index, step.description, "done", seconds=seconds)
+

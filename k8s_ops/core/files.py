@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_private"]
+__all__ = ["write_new", "write_private"]
 
 
 def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> bool:
@@ -34,3 +34,23 @@ def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> bool:
             os.unlink(tmp)
         raise
     return True
+
+
+def write_new(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Create `path` atomically and exclusively: a complete file appears, or nothing; an existing file wins.
+
+    Raises FileExistsError when `path` exists (or appears meanwhile): os.link of the finished temp file fails
+    with EEXIST instead of replacing, unlike os.replace.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

@@ -8,6 +8,7 @@ from pathlib import Path
 __all__ = [
     "backups_dir",
     "build_dir",
+    "bundle_file",
     "cluster_dir",
     "clusters_dir",
     "config_dir",
@@ -64,9 +65,14 @@ def default_age_key_file() -> Path:
     return config_dir() / "age.agekey"
 
 
+def bundle_file(cluster_directory: Path) -> Path:
+    """The SOPS-encrypted Talos secrets bundle of the cluster in `cluster_directory`: `talos/secrets.sops.yaml`."""
+    return cluster_directory / "talos" / "secrets.sops.yaml"
+
+
 def secrets_bundle_path(cluster: str) -> Path:
-    """The SOPS-encrypted Talos secrets bundle: `clusters/<c>/talos/secrets.sops.yaml`."""
-    return cluster_dir(cluster) / "talos" / "secrets.sops.yaml"
+    """The secrets bundle of a cluster in the clusters directory: `clusters/<c>/talos/secrets.sops.yaml`."""
+    return bundle_file(cluster_dir(cluster))
 
 
 def talosconfig_path(cluster: str) -> Path:

@@ -19,7 +19,11 @@ from k8s_ops.core.command import Command, Result, TempFile
 from k8s_ops.core.errors import CommandFailed, CommandTimeout, ToolNotFound
 from k8s_ops.core.secret import reveal
 
-__all__ = ["INSTALL_HINTS", "Runner", "SubprocessRunner", "check_result"]
+__all__ = ["INSTALL_HINTS", "ISOLATED_INHERIT", "Runner", "SubprocessRunner", "check_result"]
+
+# What an isolated command (Command.isolated) inherits from the caller: finding binaries and the locale, nothing
+# that could carry credentials or configuration (no HOME, no SOPS_*, no AWS_*, no KUBECONFIG).
+ISOLATED_INHERIT = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 INSTALL_HINTS = {
     "talosctl": "https://www.talos.dev/v1.12/talos-guides/install/talosctl/ (curl -sL https://talos.dev/install | sh)",
@@ -43,14 +47,33 @@ def check_result(command: Command, result: Result) -> Result:
     return result
 
 
+def environment(command: Command, home: str | None) -> dict[str, str]:
+    """The process environment: the caller's plus `command.env`; for an isolated command only PATH/locale,
+    `command.env` and HOME/XDG_CONFIG_HOME at `home`."""
+    if command.isolated:
+        env = {k: os.environ[k] for k in ISOLATED_INHERIT if k in os.environ}
+        env.setdefault("PATH", os.defpath)
+        if home is not None:
+            env.update({"HOME": home, "XDG_CONFIG_HOME": str(Path(home) / ".config")})
+    else:
+        env = dict(os.environ)
+    env.update({k: reveal(v).decode() for k, v in command.env})
+    return env
+
+
 @contextlib.contextmanager
-def _materialised(command: Command) -> Iterator[list[str]]:
-    """Write TempFiles 0600 into a private 0700 dir, yield the real argv, remove everything afterwards."""
+def _materialised(command: Command) -> Iterator[tuple[list[str], str | None]]:
+    """Write TempFiles 0600 into a private 0700 dir, yield the real argv (and the isolated HOME, if any),
+    remove everything afterwards."""
     files = [p for p in command.argv if isinstance(p, TempFile)]
-    if not files:
-        yield [p for p in command.argv if isinstance(p, str)]
+    if not files and not command.isolated:
+        yield [p for p in command.argv if isinstance(p, str)], None
         return
     tmp = tempfile.mkdtemp(prefix="k8s-ops-")  # mkdtemp is 0700
+    home: str | None = None
+    if command.isolated:
+        home = str(Path(tmp) / "home")
+        os.mkdir(home, 0o700)
     try:
         argv: list[str] = []
         for part in command.argv:
@@ -62,7 +85,7 @@ def _materialised(command: Command) -> Iterator[list[str]]:
                 argv.append(str(path))
             else:
                 argv.append(part)
-        yield argv
+        yield argv, home
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -76,10 +99,9 @@ class SubprocessRunner:
 
     def run(self, command: Command, *, check: bool = True) -> Result:
         timeout = command.timeout or self.timeout or settings.command_timeout()
-        env = dict(os.environ)
-        env.update({k: reveal(v).decode() for k, v in command.env})
         started = time.monotonic()
-        with _materialised(command) as argv:
+        with _materialised(command) as (argv, home):
+            env = environment(command, home)
             try:
                 proc = subprocess.Popen(
                     argv,
@@ -87,7 +109,7 @@ class SubprocessRunner:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     env=env,
-                    cwd=command.cwd,
+                    cwd=command.cwd or home,
                     start_new_session=True,  # own process group, so a timeout kills its children too
                 )
             except FileNotFoundError:
@@ -111,6 +133,6 @@ class SubprocessRunner:
                 proc.wait()
                 self.audit.record(command, None, time.monotonic() - started, note="interrupted")
                 raise
-        result = Result(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+        result = Result(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), data=out)
         self.audit.record(command, result.returncode, time.monotonic() - started)
         return check_result(command, result) if check else result

@@ -1,24 +1,24 @@
-"""What every day-2 task shares: the cluster's kube target, optional reads, early-failing waits, and running a
-plan with a recovery that undoes suspensions when any step fails."""
+"""What every day-2 task shares: the cluster's kube target, and running a plan with a recovery that undoes
+suspensions when any step fails. Reads live in `k8s_ops.tools.kubectl` (`get_or_none`, `list_or_empty`), waits
+in `k8s_ops.core.wait` (`wait_check`)."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from k8s_ops.core import paths
 from k8s_ops.core.command import Command
-from k8s_ops.core.errors import CommandFailed, ToolkitError
-from k8s_ops.core.execute import Interrupted, Report, StepFailed, execute
-from k8s_ops.core.plan import Check, Plan
+from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.execute import Report
+from k8s_ops.core.pipeline import RecoveryFailed, run, show
+from k8s_ops.core.plan import Plan, Recovery
 from k8s_ops.core.runner import Runner
-from k8s_ops.core.wait import wait_for
-from k8s_ops.tools.kubectl import KubeTarget, get, is_not_found, parse_items, parse_object
+from k8s_ops.tools import kubectl
+from k8s_ops.tools.kubectl import KubeTarget, Obj
 
 __all__ = [
     "Recovery",
@@ -27,15 +27,11 @@ __all__ = [
     "epoch_now",
     "print_plan",
     "read_list",
-    "read_object",
     "read_one",
     "require_target",
     "run_plan",
     "shell",
-    "wait_check",
 ]
-
-T = TypeVar("T")
 
 
 def require_target(cluster: str) -> KubeTarget:
@@ -67,79 +63,24 @@ def epoch_now() -> int:
     return int(time.time())
 
 
-def read_object(runner: Runner, command: Command) -> dict[str, Any] | None:
-    """Run a `kubectl get <kind> <name> -o json`: the object, or None when it (or its kind) does not exist."""
-    result = runner.run(command, check=False)
-    if is_not_found(result):
-        return None
-    if not result.ok:
-        raise CommandFailed(command.display(), result.returncode, result.stderr or result.stdout)
-    return parse_object(result)
-
-
 def read_list(runner: Runner, command: Command) -> list[dict[str, Any]]:
-    """Run a `kubectl get <kind> -o json` list: the items; none when the kind is not installed."""
-    result = runner.run(command, check=False)
-    if is_not_found(result):
-        return []
-    if not result.ok:
-        raise CommandFailed(command.display(), result.returncode, result.stderr or result.stdout)
-    return parse_items(result)
+    """`kubectl.list_or_empty` for a ready-made `kubectl.get` command (kept for the task modules)."""
+    result = kubectl.read(runner, command)
+    return [] if result is None else kubectl.parse_items(result)
 
 
 def read_one(runner: Runner, target: KubeTarget, resource: str, name: str, namespace: str) -> dict[str, Any] | None:
-    """Shorthand for `read_object(get(...))`."""
-    return read_object(runner, get(target, resource, name, namespace=namespace))
-
-
-def wait_check(
-    description: str, probe: Callable[[Runner], T | None], *, timeout: float, hint: str | None = None
-) -> Check:
-    """A Check that polls `probe(runner)` until it returns a value, fails at once on StopWaiting, times out."""
-
-    def run(runner: Runner) -> None:
-        wait_for(description, lambda: probe(runner), timeout=timeout, hint=hint)
-
-    minutes = timeout / 60
-    shown = f"{minutes:g}m" if timeout >= 60 else f"{timeout:g}s"
-    return Check(f"{description} (timeout {shown})", run)
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """Commands run when any step fails (or Ctrl-C), e.g. resume what the plan suspended, and what they did."""
-
-    commands: tuple[Command, ...]
-    done: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"commands": [c.to_json() for c in self.commands], "done": self.done}
-
-
-class RecoveryFailed(ToolkitError):
-    """The operation failed; the recovery ran (completely or not) and the message says what state is left."""
-
-    def __init__(self, message: str, *, hint: str | None = None, exit_code: int = 1) -> None:
-        super().__init__(message, hint=hint)
-        self.exit_code = exit_code
-
-
-def print_plan(plan: Plan, recovery: Recovery | None, *, as_json: bool) -> None:
-    """--dry-run output: the plan, then what would run if a step failed."""
-    if as_json:
-        data = plan.to_json()
-        data["on_failure"] = recovery.to_json() if recovery else None
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
-        return
-    text = plan.to_text()
-    if recovery and recovery.commands:
-        text += "on failure of any step (then the task exits non-zero):\n"
-        text += "".join(f"    $ {c.display()}\n" for c in recovery.commands)
-    sys.stdout.write(text)
+    """`kubectl.get_or_none` with a positional namespace (kept for the task modules)."""
+    return kubectl.get_or_none(runner, target, resource, name, namespace=namespace)
 
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def print_plan(plan: Plan, recovery: Recovery | None, *, as_json: bool) -> None:
+    """--dry-run output: the plan, then what would run if a step failed (the task pipeline's `show`)."""
+    show(plan, recovery, json=as_json)
 
 
 def run_plan(
@@ -151,38 +92,15 @@ def run_plan(
     recovery: Recovery | None = None,
     out: Callable[[str], None] = _stderr,
 ) -> Report:
-    """Execute `plan`; if a step fails or is interrupted, run `recovery` and fail with what it did."""
-    try:
-        return execute(plan, runner, yes=yes, confirm_name=confirm_name, out=out)
-    except (StepFailed, Interrupted) as exc:
-        if recovery is None or not recovery.commands:
-            raise
-        out("recovering: the operation failed, undoing what would leave the app stopped")
-        failed: list[str] = []
-        for command in recovery.commands:
-            out(f"    $ {command.display()}")
-            try:
-                result = runner.run(command, check=False)
-            except ToolkitError as rexc:
-                failed.append(f"{command.display()}: {rexc}")
-                continue
-            if not result.ok:
-                tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [f"exit {result.returncode}"]
-                failed.append(f"{command.display()}: {tail[0]}")
-        if failed:
-            raise RecoveryFailed(
-                f"{exc.message}\nrecovery INCOMPLETE — these commands failed, run them by hand:\n"
-                + "\n".join(f"  - {f}" for f in failed),
-                hint=exc.hint,
-                exit_code=exc.exit_code,
-            ) from exc
-        raise RecoveryFailed(f"{exc.message}\n{recovery.done}", hint=exc.hint, exit_code=exc.exit_code) from exc
+    """Execute `plan`; if a step fails or is interrupted, run `recovery` and fail with what it did (the task
+    pipeline's `run`)."""
+    return run(plan, runner, yes=yes, confirm_name=confirm_name, recovery=recovery, out=out)
 
 
 def by_namespace(objects: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """`{namespace: [names…]}`, both sorted."""
     out: dict[str, list[str]] = {}
     for obj in objects:
-        meta = obj.get("metadata") or {}
-        out.setdefault(str(meta.get("namespace", "")), []).append(str(meta.get("name", "")))
+        o = Obj(obj)
+        out.setdefault(o.namespace, []).append(o.name)
     return {ns: sorted(names) for ns, names in sorted(out.items())}

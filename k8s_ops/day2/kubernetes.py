@@ -9,13 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from k8s_ops.core.errors import ToolkitError
-from k8s_ops.core.plan import Check, Plan, Step
+from k8s_ops.core.plan import Check, Plan, Recovery, Step, Undo
 from k8s_ops.core.runner import Runner
-from k8s_ops.core.wait import NotYet, StopWaiting
-from k8s_ops.day2.common import Recovery, by_namespace, read_list, read_object, shell, wait_check
+from k8s_ops.core.wait import StopWaiting, wait_check
+from k8s_ops.day2.common import by_namespace, shell
 from k8s_ops.tools import flux
 from k8s_ops.tools.flux import FLUX_NAMESPACE, HELMRELEASE, KUSTOMIZATION, ROOT_KUSTOMIZATION, flux_status
-from k8s_ops.tools.kubectl import KubeTarget, annotate, condition, delete, get, parse_time
+from k8s_ops.tools.kubectl import KubeTarget, Obj, annotate, delete, get_or_none, list_or_empty, parse_time
 
 __all__ = [
     "CLEANSE_PHASES",
@@ -41,12 +41,9 @@ SECRET_SYNC_TIMEOUT = 120.0
 FLUX_READY_TIMEOUT = 600.0
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
-
-
 def _ns_name(obj: Mapping[str, Any]) -> str:
-    return f"{_meta(obj).get('namespace', '')}/{_meta(obj).get('name', '')}"
+    o = Obj(obj)
+    return f"{o.namespace}/{o.name}"
 
 
 # --------------------------------------------------------------------------- sync-secrets
@@ -54,31 +51,31 @@ def _ns_name(obj: Mapping[str, Any]) -> str:
 
 def external_secrets_fact(runner: Runner, target: KubeTarget, namespace: str | None) -> list[dict[str, Any]]:
     """Every ExternalSecret (in `namespace`, or in all namespaces); none when the CRD is not installed."""
-    return read_list(runner, get(target, EXTERNALSECRET, namespace=namespace, all_namespaces=namespace is None))
+    return list_or_empty(runner, target, EXTERNALSECRET, namespace=namespace, all_namespaces=namespace is None)
 
 
 def _secret_synced(obj: Mapping[str, Any], epoch: int) -> bool:
-    ready = condition(obj, "Ready")
-    refreshed = parse_time((obj.get("status") or {}).get("refreshTime"))
-    return bool(ready and ready.get("status") == "True" and refreshed is not None and refreshed.timestamp() >= epoch)
+    o = Obj(obj)
+    refreshed = parse_time(o.status("refreshTime"))
+    return o.is_true("Ready") and refreshed is not None and refreshed.timestamp() >= epoch
 
 
 def _secrets_synced_probe(
     target: KubeTarget, wanted: Sequence[str], epoch: int, namespace: str | None
-) -> Callable[[Runner], int | None]:
-    def probe(runner: Runner) -> int | None:
+) -> Callable[[Runner], str | None]:
+    def probe(runner: Runner) -> str | None:
         items = {_ns_name(o): o for o in external_secrets_fact(runner, target, namespace)}
         pending = []
         for key in wanted:
             obj = items.get(key)
             if obj is None or _secret_synced(obj, epoch):
                 continue  # synced, or deleted meanwhile: nothing left to wait for
-            ready = condition(obj, "Ready") or {}
+            ready = Obj(obj).condition("Ready") or {}
             why = ": ".join(str(x) for x in (ready.get("reason"), ready.get("message")) if x) or "no status yet"
             pending.append(f"{key} ({why})")
         if pending:
-            raise NotYet(f"{len(pending)} of {len(wanted)} not synced yet: " + "; ".join(pending[:5]))
-        return len(wanted)
+            return f"{len(pending)} of {len(wanted)} not synced yet: " + "; ".join(pending[:5])
+        return None
 
     return probe
 
@@ -87,8 +84,8 @@ def select_secrets(
     secrets: Sequence[Mapping[str, Any]], *, names: Sequence[str] = (), namespace: str | None = None
 ) -> list[Mapping[str, Any]]:
     """The ExternalSecrets named in `names` (all when empty); a name that matches none is an error."""
-    selected = [s for s in secrets if not names or _meta(s).get("name") in names]
-    missing = sorted(set(names) - {str(_meta(s).get("name")) for s in selected})
+    selected = [s for s in secrets if not names or Obj(s).name in names]
+    missing = sorted(set(names) - {Obj(s).name for s in selected})
     if missing:
         where = f"namespace {namespace}" if namespace else "any namespace"
         raise ToolkitError(
@@ -124,6 +121,7 @@ def plan_sync_secrets(
                     _secrets_synced_probe(target, wanted, epoch, namespace),
                     timeout=SECRET_SYNC_TIMEOUT,
                     hint="kubectl describe externalsecret -n <ns> <name> shows the store's error",
+                    show_timeout=True,
                 ),
             )
         steps.append(
@@ -160,16 +158,16 @@ def flux_ready_check(
     resource = KUSTOMIZATION if kind == "kustomization" else HELMRELEASE
     label = "Kustomization" if kind == "kustomization" else "HelmRelease"
 
-    def probe(runner: Runner) -> bool | None:
-        obj = read_object(runner, get(target, resource, name, namespace=namespace))
+    def probe(runner: Runner) -> str | None:
+        obj = get_or_none(runner, target, resource, name, namespace=namespace)
         if obj is None:
             raise StopWaiting(f"{label} {namespace}/{name} no longer exists")
         status = flux_status(obj)
         if status.reconciled:
-            return True
+            return None
         if status.stalled:
             raise StopWaiting(f"{label} {status.describe()} — stalled: Flux will not retry on its own")
-        raise NotYet(status.describe())
+        return status.describe()
 
     return wait_check(
         f"{label} {namespace}/{name} Ready",
@@ -177,6 +175,7 @@ def flux_ready_check(
         timeout=timeout,
         hint=f"{shell(target, 'flux', 'get', kind, name, '-n', namespace)}; "
         f"{shell(target, 'flux', 'events', '--for', f'{label}/{name}', '-n', namespace)}",
+        show_timeout=True,
     )
 
 
@@ -188,7 +187,7 @@ def plan_hr_restart(
 ) -> tuple[Plan, Recovery]:
     """Suspend then resume the HelmRelease (a fresh reconcile), and wait until it is Ready again.
 
-    Recovery: resume it, so a failure never leaves the release suspended.
+    Recovery: the suspend step's undo resumes it, so a failure never leaves the release suspended.
     """
     if release is None:
         raise ToolkitError(
@@ -201,7 +200,9 @@ def plan_hr_restart(
     resume = flux.resume(target, "helmrelease", name, namespace)
     steps = (
         Step(
-            f"suspend HelmRelease {namespace}/{name}", commands=(flux.suspend(target, "helmrelease", name, namespace),)
+            f"suspend HelmRelease {namespace}/{name}",
+            commands=(flux.suspend(target, "helmrelease", name, namespace),),
+            undo=Undo((resume,), f"resumed HelmRelease {namespace}/{name}"),
         ),
         Step(
             f"resume HelmRelease {namespace}/{name}",
@@ -209,8 +210,8 @@ def plan_hr_restart(
             after=(flux_ready_check(target, "helmrelease", name, namespace),),
         ),
     )
-    recovery = Recovery((resume,), f"resumed HelmRelease {namespace}/{name}")
-    return Plan(f"restart HelmRelease {namespace}/{name}", cluster, steps, notes=tuple(notes)), recovery
+    plan = Plan(f"restart HelmRelease {namespace}/{name}", cluster, steps, notes=tuple(notes))
+    return plan, Recovery(plan)
 
 
 # --------------------------------------------------------------------------- reconcile
@@ -251,7 +252,7 @@ def plan_reconcile(
 def select_pods(pods: Sequence[Mapping[str, Any]], *, pending: bool = False) -> list[Mapping[str, Any]]:
     """Pods in phase Failed or Succeeded (and Pending with `pending`)."""
     phases = (*CLEANSE_PHASES, "Pending") if pending else CLEANSE_PHASES
-    return [p for p in pods if (p.get("status") or {}).get("phase") in phases]
+    return [p for p in pods if Obj(p).status("phase") in phases]
 
 
 def plan_cleanse_pods(
@@ -263,7 +264,7 @@ def plan_cleanse_pods(
     if not doomed:
         return Plan(title, cluster, (Step("delete finished pods", noop=f"no pods in phase {', '.join(phases)}"),))
     steps = []
-    phase_of = {_ns_name(p): str((p.get("status") or {}).get("phase")) for p in doomed}
+    phase_of = {_ns_name(p): str(Obj(p).status("phase")) for p in doomed}
     for ns, names in by_namespace(doomed).items():
         shown = ", ".join(f"{n} ({phase_of[f'{ns}/{n}']})" for n in names)
         steps.append(

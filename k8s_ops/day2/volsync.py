@@ -21,14 +21,24 @@ import yaml
 
 from k8s_ops.core.command import Command
 from k8s_ops.core.errors import ToolkitError
-from k8s_ops.core.plan import Check, Plan, Step
+from k8s_ops.core.plan import Check, Plan, Recovery, Step, Undo
 from k8s_ops.core.runner import Runner
-from k8s_ops.core.wait import NotYet, StopWaiting
-from k8s_ops.day2.common import Recovery, read_list, read_object, shell, wait_check
+from k8s_ops.core.wait import StopWaiting, wait_check
+from k8s_ops.day2.common import shell
 from k8s_ops.day2.kubernetes import flux_ready_check
 from k8s_ops.tools import flux
 from k8s_ops.tools.flux import HELMRELEASE, KUSTOMIZATION, flux_status
-from k8s_ops.tools.kubectl import KubeTarget, apply_manifest, condition, delete, get, merge_patch, scale
+from k8s_ops.tools.kubectl import (
+    KubeTarget,
+    Obj,
+    apply_manifest,
+    delete,
+    dig,
+    get_or_none,
+    list_or_empty,
+    merge_patch,
+    scale,
+)
 
 __all__ = [
     "JOB",
@@ -60,16 +70,12 @@ PODS_GONE_TIMEOUT = 600.0
 WORKLOADS_READY_TIMEOUT = 900.0
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
-
-
 def _name(obj: Mapping[str, Any]) -> str:
-    return str(_meta(obj).get("name", ""))
+    return Obj(obj).name
 
 
 def _namespace(obj: Mapping[str, Any]) -> str:
-    return str(_meta(obj).get("namespace", ""))
+    return Obj(obj).namespace
 
 
 def source_job(source_name: str) -> str:
@@ -92,7 +98,7 @@ def destination_job(destination_name: str) -> str:
 
 def sources_fact(runner: Runner, target: KubeTarget, namespace: str | None) -> list[dict[str, Any]]:
     """Every ReplicationSource (in `namespace`, or everywhere); none when VolSync is not installed."""
-    return read_list(runner, get(target, REPLICATIONSOURCE, namespace=namespace, all_namespaces=namespace is None))
+    return list_or_empty(runner, target, REPLICATIONSOURCE, namespace=namespace, all_namespaces=namespace is None)
 
 
 def find_source(sources: Sequence[Mapping[str, Any]], app: str, namespace: str | None = None) -> Mapping[str, Any]:
@@ -116,7 +122,7 @@ def find_source(sources: Sequence[Mapping[str, Any]], app: str, namespace: str |
 
 
 def _restic(source: Mapping[str, Any]) -> Mapping[str, Any]:
-    restic = (source.get("spec") or {}).get("restic")
+    restic = dig(source, "spec", "restic")
     if not isinstance(restic, Mapping):
         raise ToolkitError(
             f"ReplicationSource {_namespace(source)}/{_name(source)} does not use the restic mover",
@@ -126,13 +132,12 @@ def _restic(source: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _schedule(source: Mapping[str, Any]) -> str | None:
-    trigger = (source.get("spec") or {}).get("trigger") or {}
-    schedule = trigger.get("schedule")
+    schedule = dig(source, "spec", "trigger", "schedule")
     return str(schedule) if schedule else None
 
 
 def _refuse_paused(target: KubeTarget, source: Mapping[str, Any]) -> None:
-    if (source.get("spec") or {}).get("paused"):
+    if dig(source, "spec", "paused"):
         ns, name = _namespace(source), _name(source)
         unpause = merge_patch(target, REPLICATIONSOURCE, name, {"spec": {"paused": False}}, namespace=ns)
         raise ToolkitError(
@@ -149,18 +154,19 @@ def _job_failure(job: Mapping[str, Any] | None) -> str | None:
     `status.failed >= spec.backoffLimit`, before Kubernetes would mark it Failed, so both count."""
     if job is None:
         return None
-    failed = condition(job, "Failed")
+    obj = Obj(job)
+    failed = obj.condition("Failed")
     if failed is not None and failed.get("status") == "True":
         return f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(": ")
-    limit = (job.get("spec") or {}).get("backoffLimit")
-    count = (job.get("status") or {}).get("failed") or 0
+    limit = obj.path("spec", "backoffLimit")
+    count = obj.status("failed") or 0
     if isinstance(limit, int) and count >= limit:
         return f"BackoffLimitExceeded: {count} failed pod(s), backoffLimit {limit}"
     return None
 
 
 def _mover_status(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    status = (obj.get("status") or {}).get("latestMoverStatus")
+    status = dig(obj, "status", "latestMoverStatus")
     return status if isinstance(status, Mapping) else None
 
 
@@ -183,20 +189,20 @@ def _mover_probe(
     baseline: Mapping[str, Any] | None,
     done: Callable[[Mapping[str, Any]], bool],
     pending: Callable[[Mapping[str, Any]], str],
-) -> Callable[[Runner], Mapping[str, Any] | None]:
-    """Poll the VolSync object until `done`; stop at once when its mover job fails."""
+) -> Callable[[Runner], str | None]:
+    """Poll the VolSync object until `done` (None), else say why not; stop at once when its mover job fails."""
 
-    def probe(runner: Runner) -> Mapping[str, Any] | None:
-        obj = read_object(runner, get(target, resource, name, namespace=namespace))
+    def probe(runner: Runner) -> str | None:
+        obj = get_or_none(runner, target, resource, name, namespace=namespace)
         if obj is None:
             raise StopWaiting(f"{resource.split('.')[0]} {namespace}/{name} disappeared")
         if done(obj):
-            return obj
-        job = read_object(runner, get(target, JOB, job_name, namespace=namespace))
+            return None
+        job = get_or_none(runner, target, JOB, job_name, namespace=namespace)
         why = _job_failure(job)
         if why is not None:
             # VolSync writes the mover's logs to the object when the job fails: read it again for them
-            obj = read_object(runner, get(target, resource, name, namespace=namespace)) or obj
+            obj = get_or_none(runner, target, resource, name, namespace=namespace) or obj
             mover = _mover_failure(obj, baseline) or ""
             raise StopWaiting(f"job {namespace}/{job_name} failed: {why}" + (f"\n  {mover}" if mover else ""))
         why = _mover_failure(obj, baseline)
@@ -205,9 +211,9 @@ def _mover_probe(
         if job is None:
             state = "not started yet"
         else:
-            retries = int((job.get("status") or {}).get("failed") or 0)
+            retries = int(Obj(job).status("failed") or 0)
             state = "running" + (f" ({retries} failed attempt(s) so far)" if retries else "")
-        raise NotYet(f"{pending(obj)}; job {job_name} {state}")
+        return f"{pending(obj)}; job {job_name} {state}"
 
     return probe
 
@@ -241,30 +247,30 @@ def _manual_sync_plan(
         timeout=timeout,
         hint=f"{shell(target, 'kubectl', '-n', ns, 'describe', 'replicationsource', name)}; "
         f"{shell(target, 'kubectl', '-n', ns, 'logs', f'job/{job}')}",
+        show_timeout=True,
     )
-    steps = [
-        Step(
-            action,
-            commands=(merge_patch(target, REPLICATIONSOURCE, name, patch, namespace=ns, description=action),),
-            after=(wait,),
-        )
-    ]
+    trigger = merge_patch(target, REPLICATIONSOURCE, name, patch, namespace=ns, description=action)
     notes = [f"mover job: {ns}/{job}; tag {tag}"]
     schedule = _schedule(source)
-    recovery = None
-    if schedule:
-        clear = merge_patch(
-            target,
-            REPLICATIONSOURCE,
-            name,
-            {"spec": {"trigger": {"manual": None}}},
-            namespace=ns,
-            description="drop the manual trigger so the schedule applies again",
-        )
-        steps.append(Step(f"restore the backup schedule ({schedule}) of {ns}/{name}", commands=(clear,)))
-        notes.append("a manual trigger overrides the schedule in VolSync, so it is removed once the sync is done")
-        recovery = Recovery((clear,), f"dropped the manual trigger of ReplicationSource {ns}/{name}: schedule restored")
-    return Plan(title, cluster, tuple(steps), notes=tuple(notes)), recovery
+    if not schedule:
+        plan = Plan(title, cluster, (Step(action, commands=(trigger,), after=(wait,)),), notes=tuple(notes))
+        return plan, None
+    clear = merge_patch(
+        target,
+        REPLICATIONSOURCE,
+        name,
+        {"spec": {"trigger": {"manual": None}}},
+        namespace=ns,
+        description="drop the manual trigger so the schedule applies again",
+    )
+    undo = Undo((clear,), f"dropped the manual trigger of ReplicationSource {ns}/{name}: schedule restored")
+    steps = (
+        Step(action, commands=(trigger,), after=(wait,), undo=undo),
+        Step(f"restore the backup schedule ({schedule}) of {ns}/{name}", commands=(clear,)),
+    )
+    notes.append("a manual trigger overrides the schedule in VolSync, so it is removed once the sync is done")
+    plan = Plan(title, cluster, steps, notes=tuple(notes))
+    return plan, Recovery(plan)
 
 
 def plan_snapshot(
@@ -282,9 +288,9 @@ def plan_snapshot(
         action=f"trigger a manual sync of ReplicationSource {ns}/{name}",
         patch={"spec": {"trigger": {"manual": tag}}},
         tag=tag,
-        done=lambda o: (o.get("status") or {}).get("lastManualSync") == tag,
+        done=lambda o: dig(o, "status", "lastManualSync") == tag,
         waited=f"lastManualSync={tag}",
-        pending=lambda o: f"lastManualSync={(o.get('status') or {}).get('lastManualSync') or 'none'}",
+        pending=lambda o: f"lastManualSync={dig(o, 'status', 'lastManualSync') or 'none'}",
         timeout=timeout,
     )
 
@@ -298,7 +304,8 @@ def plan_unlock(
     ns, name = _namespace(source), _name(source)
 
     def unlocked(o: Mapping[str, Any]) -> str | None:
-        return ((o.get("status") or {}).get("restic") or {}).get("lastUnlocked")
+        seen: str | None = dig(o, "status", "restic", "lastUnlocked")
+        return seen
 
     return _manual_sync_plan(
         cluster,
@@ -329,7 +336,7 @@ class Workload:
 
     def selects(self, pod: Mapping[str, Any]) -> bool:
         """The pod is one of this workload's (its labels match the workload's matchLabels)."""
-        labels = _meta(pod).get("labels") or {}
+        labels = Obj(pod).labels
         return bool(self.selector) and all(labels.get(k) == v for k, v in self.selector)
 
     @property
@@ -358,17 +365,15 @@ def _pod_claims(template_spec: Mapping[str, Any]) -> set[str]:
 
 
 def _uses_claim(workload: Mapping[str, Any], pvc: str, app: str) -> bool:
-    spec = workload.get("spec") or {}
-    pod_spec = (spec.get("template") or {}).get("spec") or {}
-    if pvc in _pod_claims(pod_spec):
+    obj = Obj(workload)
+    if pvc in _pod_claims(obj.path("spec", "template", "spec", default={})):
         return True
     # StatefulSet claims are <template>-<sts>-<ordinal>
-    for tmpl in spec.get("volumeClaimTemplates") or []:
-        prefix = f"{_name(tmpl)}-{_name(workload)}-"
+    for tmpl in obj.path("spec", "volumeClaimTemplates", default=[]):
+        prefix = f"{_name(tmpl)}-{obj.name}-"
         if pvc.startswith(prefix) and pvc[len(prefix) :].isdigit():
             return True
-    labels = _meta(workload).get("labels") or {}
-    return _name(workload) == app or labels.get(APP_LABEL) == app
+    return obj.name == app or obj.labels.get(APP_LABEL) == app
 
 
 def select_workloads(
@@ -379,9 +384,8 @@ def select_workloads(
     for kind, objs in (("deployment", deployments), ("statefulset", statefulsets)):
         for obj in objs:
             if _uses_claim(obj, pvc, app):
-                spec = obj.get("spec") or {}
-                replicas = spec.get("replicas")
-                match = (spec.get("selector") or {}).get("matchLabels") or {}
+                replicas = dig(obj, "spec", "replicas")
+                match = dig(obj, "spec", "selector", "matchLabels", default={})
                 selector = tuple(sorted((str(k), str(v)) for k, v in match.items()))
                 out.append(Workload(kind, _name(obj), 1 if replicas is None else int(replicas), selector))
     return tuple(sorted(out, key=lambda w: w.ref))
@@ -391,28 +395,28 @@ def gather_restore_facts(runner: Runner, target: KubeTarget, app: str, namespace
     """Read the app's ReplicationSource, PVC, Flux objects, workloads and any leftover restore object."""
     source = find_source(sources_fact(runner, target, namespace), app, namespace)
     ns = _namespace(source)
-    pvc = str((source.get("spec") or {}).get("sourcePVC") or "")
-    pvc_exists = bool(pvc) and read_object(runner, get(target, "persistentvolumeclaims", pvc, namespace=ns)) is not None
-    labels = _meta(source).get("labels") or {}
+    pvc = str(dig(source, "spec", "sourcePVC") or "")
+    pvc_exists = bool(pvc) and get_or_none(runner, target, "persistentvolumeclaims", pvc, namespace=ns) is not None
+    labels = Obj(source).labels
     ks_name = labels.get(KS_NAME_LABEL) or app
     ks_ns = labels.get(KS_NAMESPACE_LABEL) or ns
-    kustomization = read_object(runner, get(target, KUSTOMIZATION, ks_name, namespace=ks_ns))
+    kustomization = get_or_none(runner, target, KUSTOMIZATION, ks_name, namespace=ks_ns)
     if kustomization is None and KS_NAME_LABEL not in labels and ks_ns != flux.FLUX_NAMESPACE:
-        kustomization = read_object(runner, get(target, KUSTOMIZATION, app, namespace=flux.FLUX_NAMESPACE))
-    deployments = read_list(runner, get(target, "deployments.apps", namespace=ns))
-    statefulsets = read_list(runner, get(target, "statefulsets.apps", namespace=ns))
+        kustomization = get_or_none(runner, target, KUSTOMIZATION, app, namespace=flux.FLUX_NAMESPACE)
+    deployments = list_or_empty(runner, target, "deployments.apps", namespace=ns)
+    statefulsets = list_or_empty(runner, target, "statefulsets.apps", namespace=ns)
     workloads = select_workloads(deployments, statefulsets, pvc=pvc, app=app)
-    helmrelease = read_object(runner, get(target, HELMRELEASE, app, namespace=ns))
+    helmrelease = get_or_none(runner, target, HELMRELEASE, app, namespace=ns)
     if helmrelease is None:
         # the release that owns the workloads, from the labels helm-controller puts on them
         for obj in [*deployments, *statefulsets]:
-            wl = _meta(obj).get("labels") or {}
+            wl = Obj(obj).labels
             if _name(obj) in {w.name for w in workloads} and wl.get(HR_NAME_LABEL):
                 hr_ns = wl.get(HR_NAMESPACE_LABEL) or ns
-                helmrelease = read_object(runner, get(target, HELMRELEASE, wl[HR_NAME_LABEL], namespace=hr_ns))
+                helmrelease = get_or_none(runner, target, HELMRELEASE, wl[HR_NAME_LABEL], namespace=hr_ns)
                 if helmrelease is not None:
                     break
-    leftover = read_object(runner, get(target, REPLICATIONDESTINATION, restore_name(app), namespace=ns)) is not None
+    leftover = get_or_none(runner, target, REPLICATIONDESTINATION, restore_name(app), namespace=ns) is not None
     return RestoreFacts(source, pvc_exists, kustomization, helmrelease, workloads, leftover)
 
 
@@ -437,7 +441,7 @@ def destination_manifest(source: Mapping[str, Any], app: str, *, tag: str, previ
     restic = _restic(source)
     spec: dict[str, Any] = {
         "repository": restic.get("repository"),
-        "destinationPVC": (source.get("spec") or {}).get("sourcePVC"),
+        "destinationPVC": dig(source, "spec", "sourcePVC"),
         "copyMethod": "Direct",
         # the PVC must end up as the snapshot was, not snapshot + whatever is there now
         "enableFileDeletion": True,
@@ -461,48 +465,46 @@ def destination_manifest(source: Mapping[str, Any], app: str, *, tag: str, previ
 
 
 def _pods_gone_check(target: KubeTarget, namespace: str, pvc: str, workloads: Sequence[Workload]) -> Check:
-    def probe(runner: Runner) -> bool | None:
-        pods = read_list(runner, get(target, "pods", namespace=namespace))
+    def probe(runner: Runner) -> str | None:
+        pods = list_or_empty(runner, target, "pods", namespace=namespace)
         left = []
         for pod in pods:
-            pod_spec = pod.get("spec") or {}
-            if pvc in _pod_claims(pod_spec) or any(w.selects(pod) for w in workloads):
-                left.append(f"{_name(pod)} ({(pod.get('status') or {}).get('phase', '?')})")
+            if pvc in _pod_claims(dig(pod, "spec", default={})) or any(w.selects(pod) for w in workloads):
+                left.append(f"{_name(pod)} ({dig(pod, 'status', 'phase', default='?')})")
         if left:
-            raise NotYet(f"{len(left)} pod(s) still there: {', '.join(sorted(left)[:5])}")
-        return True
+            return f"{len(left)} pod(s) still there: {', '.join(sorted(left)[:5])}"
+        return None
 
     return wait_check(
         f"no pod of the app or using PVC {namespace}/{pvc} left",
         probe,
         timeout=PODS_GONE_TIMEOUT,
         hint=f"{shell(target, 'kubectl', '-n', namespace, 'get', 'pods', '-o', 'wide')} (finalizers? a stuck node?)",
+        show_timeout=True,
     )
 
 
 def _workloads_ready_check(target: KubeTarget, namespace: str, workloads: Sequence[Workload]) -> Check:
-    def probe(runner: Runner) -> bool | None:
+    def probe(runner: Runner) -> str | None:
         waiting = []
         for w in workloads:
             resource = "deployments.apps" if w.kind == "deployment" else "statefulsets.apps"
-            obj = read_object(runner, get(target, resource, w.name, namespace=namespace))
+            obj = get_or_none(runner, target, resource, w.name, namespace=namespace)
             if obj is None:
                 waiting.append(f"{w.ref} missing")
                 continue
-            status = obj.get("status") or {}
-            ready = int(status.get("readyReplicas") or 0)
-            want = int((obj.get("spec") or {}).get("replicas") or 0)
+            ready = int(dig(obj, "status", "readyReplicas") or 0)
+            want = int(dig(obj, "spec", "replicas") or 0)
             if want < w.replicas or ready < want:
                 waiting.append(f"{w.ref} {ready}/{max(want, w.replicas)} ready")
-        if waiting:
-            raise NotYet(", ".join(waiting))
-        return True
+        return ", ".join(waiting) if waiting else None
 
     return wait_check(
         f"{', '.join(w.ref for w in workloads)} Ready in {namespace}",
         probe,
         timeout=WORKLOADS_READY_TIMEOUT,
         hint=shell(target, "kubectl", "-n", namespace, "get", "pods"),
+        show_timeout=True,
     )
 
 
@@ -529,13 +531,14 @@ def plan_restore(
 ) -> tuple[Plan, Recovery]:
     """Stop the app (Flux suspended, source paused, workloads at zero), restore the PVC from restic, start it.
 
-    The recovery (run when ANY step fails) deletes the restore object, unpauses the source, resumes Flux and
-    scales the workloads back, and its message names what was resumed.
+    Recovery (when ANY step fails or the run is interrupted) is derived from the steps that ran, latest first:
+    each carries its `undo` — delete the restore object, scale the workloads back, unpause the source, resume
+    Flux — and the message names what was undone.
     """
     source = facts.source
     ns, rs_name = _namespace(source), _name(source)
     _restic(source)
-    pvc = str((source.get("spec") or {}).get("sourcePVC") or "")
+    pvc = str(dig(source, "spec", "sourcePVC") or "")
     if not pvc:
         raise ToolkitError(f"ReplicationSource {ns}/{rs_name} has no spec.sourcePVC: nothing to restore into")
     if not facts.pvc_exists:
@@ -553,7 +556,7 @@ def plan_restore(
     hr = facts.helmrelease
     ks_ref = (_namespace(ks), _name(ks)) if ks is not None else None
     hr_ref = (_namespace(hr), _name(hr)) if hr is not None else None
-    source_paused = bool((source.get("spec") or {}).get("paused"))
+    source_paused = bool(dig(source, "spec", "paused"))
     notes: list[str] = [
         f"restore into PVC {ns}/{pvc} from restic repository secret {rd['spec']['restic']['repository']}"
     ]
@@ -572,7 +575,11 @@ def plan_restore(
     def suspend_step(kind: flux.FluxKind, label: str, ref: tuple[str, str] | None) -> Step:
         if ref is None:
             return Step(f"suspend the app's {label}", noop=f"no {label} found")
-        return Step(f"suspend {label} {ref[0]}/{ref[1]}", commands=(flux.suspend(target, kind, ref[1], ref[0]),))
+        return Step(
+            f"suspend {label} {ref[0]}/{ref[1]}",
+            commands=(flux.suspend(target, kind, ref[1], ref[0]),),
+            undo=Undo((flux.resume(target, kind, ref[1], ref[0]),), f"resumed {label} {ref[0]}/{ref[1]}"),
+        )
 
     pause_patch = merge_patch(
         target,
@@ -591,6 +598,7 @@ def plan_restore(
         description="unpause scheduled backups",
     )
     workload_refs = [w.ref for w in facts.workloads]
+    scale_back = _scale_back(target, ns, facts.workloads)
     delete_rd = delete(target, REPLICATIONDESTINATION, [rd_name], namespace=ns, description=f"delete {rd_name}")
     rd_job = destination_job(rd_name)
     restore_wait = wait_check(
@@ -602,18 +610,23 @@ def plan_restore(
             ns,
             rd_job,
             baseline=None,
-            done=lambda o: (o.get("status") or {}).get("lastManualSync") == tag,
-            pending=lambda o: f"lastManualSync={(o.get('status') or {}).get('lastManualSync') or 'none'}",
+            done=lambda o: dig(o, "status", "lastManualSync") == tag,
+            pending=lambda o: f"lastManualSync={dig(o, 'status', 'lastManualSync') or 'none'}",
         ),
         timeout=timeout,
         hint=shell(target, "kubectl", "-n", ns, "logs", f"job/{rd_job}"),
+        show_timeout=True,
     )
     steps: list[Step] = [
         suspend_step("kustomization", "Kustomization", ks_ref),
         suspend_step("helmrelease", "HelmRelease", hr_ref),
         Step(f"pause ReplicationSource {ns}/{rs_name}", noop="paused already (left paused)")
         if source_paused
-        else Step(f"pause ReplicationSource {ns}/{rs_name}", commands=(pause_patch,)),
+        else Step(
+            f"pause ReplicationSource {ns}/{rs_name}",
+            commands=(pause_patch,),
+            undo=Undo((unpause_patch,), f"unpaused ReplicationSource {ns}/{rs_name}"),
+        ),
         Step(f"remove leftover ReplicationDestination {ns}/{rd_name}", commands=(delete_rd,))
         if facts.leftover_destination
         else Step(f"remove leftover ReplicationDestination {ns}/{rd_name}", noop="none"),
@@ -621,12 +634,22 @@ def plan_restore(
             f"stop {', '.join(workload_refs)} in {ns}" if workload_refs else f"check that nothing uses PVC {ns}/{pvc}",
             commands=(scale(target, workload_refs, 0, namespace=ns),) if workload_refs else (),
             after=(_pods_gone_check(target, ns, pvc, facts.workloads),),
+            undo=Undo(
+                scale_back,
+                "scaled " + ", ".join(f"{w.ref} back to {w.replicas}" for w in facts.workloads if w.replicas),
+            )
+            if scale_back
+            else None,
         ),
         Step(
             f"restore PVC {ns}/{pvc} from restic ({'latest' if not previous else f'previous={previous}'} snapshot)",
             commands=(apply_manifest(target, rd, description=f"create ReplicationDestination {rd_name}"),),
             after=(restore_wait,),
             destructive=True,
+            undo=Undo(
+                (delete(target, REPLICATIONDESTINATION, [rd_name], namespace=ns, wait=False),),
+                f"deleted ReplicationDestination {ns}/{rd_name}",
+            ),
         ),
         Step(f"delete ReplicationDestination {ns}/{rd_name}", commands=(delete_rd,)),
     ]
@@ -655,7 +678,6 @@ def plan_restore(
                 after=(flux_ready_check(target, "helmrelease", hr_ref[1], hr_ref[0]),),
             )
         )
-    scale_back = _scale_back(target, ns, facts.workloads)
     if scale_back:
         steps.append(
             Step(
@@ -665,23 +687,7 @@ def plan_restore(
             )
         )
 
-    recovery_cmds: list[Command] = [delete(target, REPLICATIONDESTINATION, [rd_name], namespace=ns, wait=False)]
-    done: list[str] = [f"deleted ReplicationDestination {ns}/{rd_name}"]
-    if not source_paused:
-        recovery_cmds.append(unpause_patch)
-        done.append(f"unpaused ReplicationSource {ns}/{rs_name}")
-    resumed = []
-    if ks_ref is not None:
-        recovery_cmds.append(flux.resume(target, "kustomization", ks_ref[1], ks_ref[0]))
-        resumed.append(f"Kustomization {ks_ref[0]}/{ks_ref[1]}")
-    if hr_ref is not None:
-        recovery_cmds.append(flux.resume(target, "helmrelease", hr_ref[1], hr_ref[0]))
-        resumed.append(f"HelmRelease {hr_ref[0]}/{hr_ref[1]}")
-    done.append("resumed " + " and ".join(resumed) if resumed else "no Flux object had been suspended")
-    recovery_cmds.extend(scale_back)
-    if scale_back:
-        done.append("scaled " + ", ".join(f"{w.ref} back to {w.replicas}" for w in facts.workloads if w.replicas))
-    recovery = Recovery(tuple(recovery_cmds), "recovered: " + "; ".join(done) + " — the app was NOT restored")
+    flux_note = "" if ks_ref or hr_ref else "no Flux object had been suspended; "
     plan = Plan(
         f"restore app {app} in {ns} from its restic backup",
         cluster,
@@ -689,4 +695,4 @@ def plan_restore(
         notes=tuple(notes),
         resume_hint=f"re-run: invoke volsync.restore --cluster {cluster} --app {app} --namespace {ns}",
     )
-    return plan, recovery
+    return plan, Recovery(plan, outcome=flux_note + "the app was NOT restored")

@@ -51,7 +51,6 @@ __all__ = [
     "ItemStatus",
     "SyncRefused",
     "is_configured",
-    "load_cluster",
     "open_cluster_store",
     "pull",
     "push",
@@ -140,32 +139,22 @@ class SyncRefused(SecretError):
         super().__init__("\n".join(lines))
 
 
-# --------------------------------------------------------------------------- inventory coupling
+# --------------------------------------------------------------------------- the cluster, through a protocol
 
 
-def load_cluster(cluster: str | ClusterLike) -> ClusterLike:
-    """A cluster name is loaded from the inventory; an already loaded Cluster is used as is."""
-    if not isinstance(cluster, str):
-        return cluster
-    from k8s_ops.talos.inventory import load_cluster as load
-
-    return load(cluster)
-
-
-def vault_of(cluster: str | ClusterLike) -> str | None:
+def vault_of(cluster: ClusterLike) -> str | None:
     """`onepassword.vault` from the inventory, if set."""
-    vault = getattr(getattr(load_cluster(cluster), "onepassword", None), "vault", None)
+    vault = getattr(getattr(cluster, "onepassword", None), "vault", None)
     return vault if isinstance(vault, str) and vault else None
 
 
-def is_configured(cluster: str | ClusterLike) -> bool:
+def is_configured(cluster: ClusterLike) -> bool:
     """True when the inventory names a 1Password vault and `$OP_SERVICE_ACCOUNT_TOKEN` is set."""
     return vault_of(cluster) is not None and bool(os.environ.get(TOKEN_ENV, "").strip())
 
 
-def open_cluster_store(cluster: str | ClusterLike) -> SdkStore:
+def open_cluster_store(c: ClusterLike) -> SdkStore:
     """The real store for the cluster's vault. SecretError names what is missing."""
-    c = load_cluster(cluster)
     vault = vault_of(c)
     if vault is None:
         raise SecretError(
@@ -220,7 +209,7 @@ def _blocking(results: Iterable[ItemResult], *, missing_ok: bool) -> bool:
 
 
 def push(
-    cluster: str | ClusterLike,
+    cluster: ClusterLike,
     what: What = "all",
     *,
     store: ItemStore | None = None,
@@ -234,7 +223,7 @@ def push(
     machine last synced it (unless `force`), or a local file is missing (unless `missing_ok`). With
     `dry_run`, returns the decisions without raising or changing anything.
     """
-    c = load_cluster(cluster)
+    c = cluster
     items = artefacts(c, parse_what(what))
     state = SyncStateFile(c.name)
     with _store_for(c, store) as st, contextlib.ExitStack() as stack:
@@ -284,7 +273,7 @@ def push(
 
 
 def pull(
-    cluster: str | ClusterLike,
+    cluster: ClusterLike,
     what: What = "all",
     *,
     store: ItemStore | None = None,
@@ -300,7 +289,7 @@ def pull(
     (or with `force`). Raises `SyncRefused` (nothing written) for refusals, and for items missing in
     1Password unless `missing_ok`. With `dry_run`, returns the decisions without raising or writing.
     """
-    c = load_cluster(cluster)
+    c = cluster
     items = artefacts(c, parse_what(what))
     state = SyncStateFile(c.name)
     with _store_for(c, store) as st, contextlib.ExitStack() as stack:
@@ -352,9 +341,9 @@ def pull(
 # --------------------------------------------------------------------------- status
 
 
-def status(cluster: str | ClusterLike, what: What = "all", *, store: ItemStore | None = None) -> list[ItemStatus]:
+def status(cluster: ClusterLike, what: What = "all", *, store: ItemStore | None = None) -> list[ItemStatus]:
     """Per item: local and 1Password digests, the digest last synced from here, and which side is newer."""
-    c = load_cluster(cluster)
+    c = cluster
     items = artefacts(c, parse_what(what))
     state = SyncStateFile(c.name)
     out: list[ItemStatus] = []

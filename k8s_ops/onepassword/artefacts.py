@@ -97,15 +97,15 @@ class LocalAgeKey:
 
 
 def local_age_key(cluster: ClusterLike) -> LocalAgeKey:
-    """The key `k8s_ops.tools.sops.resolve_age_key` picks for this cluster, i.e. the one sops decrypts with.
+    """The key `k8s_ops.talos.secrets.age_key_for` picks for this cluster, i.e. the one sops decrypts with.
 
     `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`, the inventory's `sops.ageKeyFile`, then the default key file. When
     there is none, the local side is missing, at the pull target.
     """
-    from k8s_ops.tools.sops import resolve_age_key
+    from k8s_ops.talos.secrets import age_key_for
 
     try:
-        key = resolve_age_key(inventory_key_file=cluster.age_key_file, cluster=cluster.name)
+        key = age_key_for(cluster)
     except SecretError:
         return LocalAgeKey(path=age_key_pull_target())
     if key.file is not None:

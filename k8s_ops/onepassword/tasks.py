@@ -9,13 +9,15 @@ from invoke.tasks import task
 
 from k8s_ops.core.cli import guarded
 from k8s_ops.core.errors import SecretError
+from k8s_ops.core.pipeline import CLUSTER_HELP
 from k8s_ops.onepassword import api, report
 from k8s_ops.onepassword.artefacts import parse_what
 from k8s_ops.onepassword.sync import Action
+from k8s_ops.talos.inventory import load_cluster
 
 _WHAT = "kubeconfig|talosconfig|age-key|talos-secrets|all, or a comma-separated list (default: all)"
 _COMMON = {
-    "cluster": "cluster name (clusters/<cluster>/cluster.yaml; its onepassword.vault is used)",
+    "cluster": CLUSTER_HELP + "; its cluster.yaml's onepassword.vault is used",
     "what": _WHAT,
     "dry-run": "show what would be done (titles and sha256 digests, never content); change nothing",
     "json": "print the result as JSON",
@@ -49,7 +51,7 @@ def push(
     changed since this machine last pushed or pulled it is not overwritten without --force. Needs
     OP_SERVICE_ACCOUNT_TOKEN. Prints each item's op:// reference.
     """
-    cl = api.load_cluster(cluster)
+    cl = load_cluster(cluster)
     kinds = parse_what(what)
     with api.open_cluster_store(cl) as store:
         try:
@@ -87,7 +89,7 @@ def pull(
     overwritten without --force; the committed secrets bundle is only restored when missing (or --force).
     Needs OP_SERVICE_ACCOUNT_TOKEN.
     """
-    cl = api.load_cluster(cluster)
+    cl = load_cluster(cluster)
     kinds = parse_what(what)
     with api.open_cluster_store(cl) as store:
         try:
@@ -105,7 +107,7 @@ def pull(
 @guarded
 def status(c: Context, cluster: str, what: str = "all", json: bool = False) -> None:
     """Compare each item: local vs 1Password sha256, the digest last synced from here, and which is newer."""
-    cl = api.load_cluster(cluster)
+    cl = load_cluster(cluster)
     kinds = parse_what(what)
     with api.open_cluster_store(cl) as store:
         statuses = api.status(cl, kinds, store=store)

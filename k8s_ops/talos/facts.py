@@ -1,8 +1,9 @@
 """Facts about Talos nodes and their Kubernetes nodes: the only reads lifecycle plans and gates make.
 
-Single-node reads are plain `k8s_ops.core.facts.Fact`s. Multi-node reads (`-n a,b,c`) are `PartialFact`s: talosctl
-prints what the answering nodes returned and exits non-zero for the rest, and a rolling upgrade needs exactly
-that split ("which node did not answer") rather than one failure for the whole call.
+Single-node reads are plain `k8s_ops.core.facts.Fact`s. Multi-node reads (`-n a,b,c`) are partial facts
+(`Fact(…, partial=True)` returning a `Partial`): talosctl prints what the answering nodes returned and exits
+non-zero for the rest, and a rolling upgrade needs exactly that split ("which node did not answer") rather than
+one failure for the whole call.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from k8s_ops.core import settings
 from k8s_ops.core.command import Result, TempFile
-from k8s_ops.core.errors import ToolkitError
-from k8s_ops.core.facts import Fact
+from k8s_ops.core.errors import ToolkitError, last_error_line
+from k8s_ops.core.facts import Fact, Partial
 from k8s_ops.core.runner import Runner
 from k8s_ops.core.secret import Secret
 from k8s_ops.tools import kubectl
@@ -30,7 +31,6 @@ from k8s_ops.tools.talosctl import (
     Talosctl,
     TalosctlOutputError,
     installed_schematic,
-    last_error_line,
     parse_apply_preview,
     parse_boot_id,
     parse_etcd_members,
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ApplyTarget",
     "KubeNode",
-    "Partial",
-    "PartialFact",
     "ResetFacts",
     "ResetTarget",
     "UpgradeTarget",
@@ -59,41 +57,16 @@ __all__ = [
     "first_healthy_etcd",
     "gather_apply_targets",
     "gather_k8s_versions",
-    "gather_or_none",
     "gather_reset_facts",
     "gather_upgrade_targets",
     "installed_extensions",
     "kube_nodes",
-    "kube_object",
     "machine_statuses",
     "maintenance_status",
     "talos_versions",
 ]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Partial(Generic[T]):
-    """Per-node answers of a multi-node read, and why the call (partly) failed."""
-
-    values: Mapping[str, T]
-    error: str | None = None
-
-    def get(self, node: str) -> T | None:
-        return self.values.get(node)
-
-
-@dataclass(frozen=True)
-class PartialFact(Fact[Partial[T]]):
-    """A multi-node read: parses whatever answered, even when the call exits non-zero for some nodes.
-
-    (k8s_ops.core.facts.Fact drops stdout on failure; a core `Fact(partial=True)` would make this class redundant.)
-    """
-
-    def gather(self, runner: Runner) -> Partial[T]:
-        result = runner.run(self.command, check=False)
-        return self.parse(result)
 
 
 def _partial(parse: Callable[[str], Mapping[str, T]], nodes: Sequence[str]) -> Callable[[Result], Partial[T]]:
@@ -113,15 +86,15 @@ def _partial(parse: Callable[[str], Mapping[str, T]], nodes: Sequence[str]) -> C
 # --------------------------------------------------------------------------- Talos
 
 
-def machine_statuses(tctl: Talosctl, addresses: Sequence[str]) -> PartialFact[MachineStatus]:
+def machine_statuses(tctl: Talosctl, addresses: Sequence[str]) -> Fact[Partial[MachineStatus]]:
     """Stage and readiness of each node (authenticated; a node in maintenance mode does not answer)."""
-    return PartialFact(tctl.machinestatus(addresses), _partial(parse_machinestatus, addresses))
+    return Fact(tctl.machinestatus(addresses), _partial(parse_machinestatus, addresses), partial=True)
 
 
-def etcd_services(tctl: Talosctl, addresses: Sequence[str]) -> PartialFact[str]:
+def etcd_services(tctl: Talosctl, addresses: Sequence[str]) -> Fact[Partial[str]]:
     """The etcd service STATE of each controlplane: `Preparing` while it waits to be bootstrapped or to join,
     `Running` once it runs (siderolabs/talos v1.12.11 internal/app/machined/pkg/system/services/etcd.go)."""
-    return PartialFact(tctl.service_etcd(addresses), _partial(parse_service_states, addresses))
+    return Fact(tctl.service_etcd(addresses), _partial(parse_service_states, addresses), partial=True)
 
 
 def maintenance_status(tctl: Talosctl, address: str, host: str) -> Fact[MachineStatus | None]:
@@ -143,12 +116,12 @@ def boot_id(tctl: Talosctl, address: str, host: str) -> Fact[str]:
     return Fact(tctl.boot_id(address, host=host), lambda r: parse_boot_id(r.stdout))
 
 
-def talos_versions(tctl: Talosctl, addresses: Sequence[str]) -> PartialFact[str]:
+def talos_versions(tctl: Talosctl, addresses: Sequence[str]) -> Fact[Partial[str]]:
     """The running Talos version tag of each node (`v1.12.11`)."""
-    return PartialFact(tctl.version(addresses), _partial(parse_versions, addresses))
+    return Fact(tctl.version(addresses), _partial(parse_versions, addresses), partial=True)
 
 
-def installed_extensions(tctl: Talosctl, addresses: Sequence[str]) -> PartialFact[tuple[Extension, ...]]:
+def installed_extensions(tctl: Talosctl, addresses: Sequence[str]) -> Fact[Partial[tuple[Extension, ...]]]:
     """The system extensions installed on each node (`get extensions`).
 
     A node without extensions prints nothing, so an answering node absent from the output has none: absent
@@ -171,7 +144,7 @@ def installed_extensions(tctl: Talosctl, addresses: Sequence[str]) -> PartialFac
                 values[addr] = ()
         return Partial(values, error)
 
-    return PartialFact(tctl.extensions(addresses), parse)
+    return Fact(tctl.extensions(addresses), parse, partial=True)
 
 
 def etcd_members(tctl: Talosctl, address: str) -> Fact[list[EtcdMember]]:
@@ -179,9 +152,9 @@ def etcd_members(tctl: Talosctl, address: str) -> Fact[list[EtcdMember]]:
     return Fact(tctl.etcd_members(address), lambda r: parse_etcd_members(r.stdout))
 
 
-def etcd_status(tctl: Talosctl, addresses: Sequence[str]) -> PartialFact[EtcdStatus]:
+def etcd_status(tctl: Talosctl, addresses: Sequence[str]) -> Fact[Partial[EtcdStatus]]:
     """Each controlplane's etcd member status (missing = that member did not answer)."""
-    return PartialFact(tctl.etcd_status(addresses), _partial(parse_etcd_status, addresses))
+    return Fact(tctl.etcd_status(addresses), _partial(parse_etcd_status, addresses), partial=True)
 
 
 # --------------------------------------------------------------------------- Kubernetes
@@ -199,13 +172,13 @@ class KubeNode:
 
 
 def _kube_node(obj: Mapping[str, Any]) -> KubeNode:
-    cond = kubectl.condition(obj, "Ready") or {}
-    info = (obj.get("status") or {}).get("nodeInfo") or {}
+    o = kubectl.Obj(obj)
+    cond = o.condition("Ready") or {}
     return KubeNode(
-        name=str((obj.get("metadata") or {}).get("name", "")),
+        name=o.name,
         ready=cond.get("status") == "True",
-        kubelet_version=str(info.get("kubeletVersion", "")),
-        unschedulable=bool((obj.get("spec") or {}).get("unschedulable")),
+        kubelet_version=str(o.status("nodeInfo", "kubeletVersion", default="")),
+        unschedulable=bool(o.path("spec", "unschedulable")),
         reason=str(cond.get("reason") or cond.get("message") or ""),
     )
 
@@ -218,19 +191,6 @@ def kube_nodes(kube: KubeTarget) -> Fact[dict[str, KubeNode]]:
         return {n.name: n for n in nodes}
 
     return Fact(kubectl.get(kube, "nodes", description="read Kubernetes nodes"), parse)
-
-
-def kube_object(kube: KubeTarget, resource: str, name: str, namespace: str | None) -> Fact[dict[str, Any]]:
-    """One object as JSON (`kubectl get <resource> <name> -o json`)."""
-    return Fact(kubectl.get(kube, resource, name, namespace=namespace), kubectl.parse_object)
-
-
-def gather_or_none(fact: Fact[T], runner: Runner) -> T | None:
-    """The fact's value, or None when the read failed (unreachable API, node down)."""
-    try:
-        return fact.gather(runner)
-    except ToolkitError:
-        return None
 
 
 # --------------------------------------------------------------------------- per-operation snapshots
@@ -374,9 +334,9 @@ def gather_reset_facts(
     healthy = [a for a in cps if (s := statuses.get(a)) is not None and s.healthy]
     members: int | None = None
     if healthy:
-        listed = gather_or_none(etcd_members(tctl, healthy[0]), runner)
+        listed = etcd_members(tctl, healthy[0]).try_gather(runner)
         members = len(listed) if listed is not None else None
-    kube_ok = gather_or_none(kube_nodes(kube), runner) is not None
+    kube_ok = kube_nodes(kube).try_gather(runner) is not None
     return ResetFacts(
         etcd_members=members,
         etcd_healthy=members is not None and len(healthy) == members,
@@ -397,7 +357,7 @@ def first_healthy_etcd(runner: Runner, tctl: Talosctl, cluster: Cluster) -> Node
 
 def gather_k8s_versions(runner: Runner, kube: KubeTarget) -> tuple[dict[str, str] | None, str | None]:
     """Kubelet version by node and the API server version (None where the API did not answer)."""
-    nodes = gather_or_none(kube_nodes(kube), runner)
+    nodes = kube_nodes(kube).try_gather(runner)
     kubelets = {name: n.kubelet_version for name, n in nodes.items()} if nodes is not None else None
-    server = gather_or_none(Fact(kubectl.version(kube), kubectl.parse_server_version), runner)
+    server = Fact(kubectl.version(kube), kubectl.parse_server_version).try_gather(runner)
     return kubelets, server

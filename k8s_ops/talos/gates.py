@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from k8s_ops.core.errors import GateFailed, Problem, ProblemsError, ToolkitError
+from k8s_ops.core.errors import CommandFailed, GateFailed, Problem, ProblemsError, ToolkitError, last_error_line
 from k8s_ops.core.plan import Check
 from k8s_ops.core.runner import Runner
-from k8s_ops.core.wait import NotYet, wait_for
-from k8s_ops.talos import facts
+from k8s_ops.core.wait import NotYet, wait_check, wait_for, wait_until
+from k8s_ops.talos import cel, facts
 from k8s_ops.tools import kubectl
 from k8s_ops.tools.kubectl import KubeTarget
 from k8s_ops.tools.talosctl import Talosctl
@@ -88,18 +88,6 @@ class GateContext:
     cel: tuple[CelGate, ...] = ()
 
 
-def _hold(description: str, probe: Callable[[], str | None], timeout: float) -> None:
-    """Poll `probe` (None = passed, text = what is wrong) until it passes or `timeout` runs out."""
-
-    def once() -> bool | None:
-        problem = probe()
-        if problem is not None:
-            raise NotYet(problem)
-        return True
-
-    wait_for(description, once, timeout=timeout)
-
-
 def _addr(node: Node) -> str:
     return str(node.address)
 
@@ -114,7 +102,7 @@ def etcd_problem(runner: Runner, ctx: GateContext) -> str | None:
     # Both reads at once; members from the first controlplane, or from a healthy one if that one fails.
     with ThreadPoolExecutor(max_workers=2) as pool:
         status_f = pool.submit(facts.etcd_status(ctx.tctl, [_addr(n) for n in cps]).gather, runner)
-        members_f = pool.submit(facts.gather_or_none, facts.etcd_members(ctx.tctl, _addr(cps[0])), runner)
+        members_f = pool.submit(facts.etcd_members(ctx.tctl, _addr(cps[0])).try_gather, runner)
         statuses, members = status_f.result(), members_f.result()
     problems: list[str] = []
     healthy: list[Node] = []
@@ -134,7 +122,7 @@ def etcd_problem(runner: Runner, ctx: GateContext) -> str | None:
         try:
             members = facts.etcd_members(ctx.tctl, _addr(healthy[0])).gather(runner)
         except ToolkitError as exc:
-            return "; ".join([*problems, f"cannot list etcd members: {_last_line(exc)}"])
+            return "; ".join([*problems, f"cannot list etcd members: {last_error_line(exc)}"])
     if len(members) != len(cps):
         names = ", ".join(m.hostname for m in members) or "none"
         problems.append(f"{len(members)} etcd members ({names}) but {len(cps)} controlplanes")
@@ -146,7 +134,7 @@ def etcd_healthy(ctx: GateContext) -> Check:
     """Gate: etcd has one healthy voting member per controlplane (losing one keeps quorum)."""
     n = len(ctx.cluster.controlplanes)
     desc = f"etcd healthy: {n}/{n} members answer without errors (one per controlplane)"
-    return Check(desc, lambda r: _hold(desc, lambda: etcd_problem(r, ctx), ctx.hold))
+    return wait_check(desc, lambda r: etcd_problem(r, ctx), timeout=ctx.hold)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -160,17 +148,12 @@ def _except(exclude: Collection[str]) -> str:
     return f" (except {', '.join(sorted(exclude))})" if exclude else ""
 
 
-def _last_line(exc: BaseException) -> str:
-    lines = [line.strip(" |") for line in str(exc).splitlines() if line.strip(" |")]
-    return lines[-1] if lines else type(exc).__name__
-
-
 def ready_problem(runner: Runner, ctx: GateContext, hostnames: Sequence[str], kubelet: str | None = None) -> str | None:
     """Why these Kubernetes nodes are not all Ready (at kubelet `kubelet`, if given), or None."""
     try:
         nodes = facts.kube_nodes(ctx.kube).gather(runner)
     except ToolkitError as exc:
-        return f"Kubernetes API: {_last_line(exc)}"
+        return f"Kubernetes API: {last_error_line(exc)}"
     bad = []
     for name in hostnames:
         kn = nodes.get(name)
@@ -193,7 +176,7 @@ def nodes_ready(ctx: GateContext, exclude: Collection[str] = ()) -> Check:
     """Gate: every other inventory node is a Ready Kubernetes node."""
     desc = "every other Kubernetes node Ready" + _except(exclude)
     names = [n.hostname for n in _others(ctx, exclude)]
-    return Check(desc, lambda r: _hold(desc, lambda: ready_problem(r, ctx, names), ctx.hold))
+    return wait_check(desc, lambda r: ready_problem(r, ctx, names), timeout=ctx.hold)
 
 
 # --------------------------------------------------------------------------- CEL health checks
@@ -211,17 +194,14 @@ def compile_health_checks(cluster: Cluster) -> tuple[CelGate, ...]:
     """Compile every `upgrade.healthChecks[].expr`; all syntax errors at once, field named."""
     if cluster.upgrade is None or not cluster.upgrade.health_checks:
         return ()
-    import celpy
-
-    env = celpy.Environment()
     out: list[CelGate] = []
     problems: list[Problem] = []
     for i, hc in enumerate(cluster.upgrade.health_checks):
         try:
-            program = env.program(env.compile(hc.expr))
+            program = cel.compile_expression(hc.expr)
         except Exception as exc:  # celpy raises its own parse errors (CELParseError and friends)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            problems.append(Problem(str(cluster.file), f"upgrade.healthChecks[{i}].expr", f"invalid CEL: {first}"))
+            where = f"upgrade.healthChecks[{i}].expr"
+            problems.append(Problem(str(cluster.file), where, f"invalid CEL: {cel.first_line(exc)}"))
             continue
         out.append(CelGate(i, hc, program))
     if problems:
@@ -255,17 +235,14 @@ def _cel_error(exc: BaseException) -> str:
 def cel_problem(runner: Runner, ctx: GateContext, gate: CelGate) -> str | None:
     hc = gate.check
     resource = kube_resource(hc.api_version, hc.kind)
-    fact = facts.kube_object(ctx.kube, resource, hc.name, hc.namespace)
-    result = runner.run(fact.command, check=False)
-    if not result.ok:
-        if kubectl.is_not_found(result):
-            return f"{gate.target}: not found"
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        return f"{gate.target}: {lines[-1] if lines else 'no answer'}"
     try:
-        obj = kubectl.parse_object(result)
+        obj = kubectl.get_or_none(runner, ctx.kube, resource, hc.name, namespace=hc.namespace)
+    except CommandFailed as exc:
+        return f"{gate.target}: {last_error_line(exc.stderr)}"
     except ToolkitError as exc:
         return str(exc)
+    if obj is None:
+        return f"{gate.target}: not found"
     return evaluate_cel(gate, obj)
 
 
@@ -279,7 +256,7 @@ def first_problems(probes: Sequence[tuple[str, Probe]]) -> str | None:
         try:
             return probe()
         except ToolkitError as exc:
-            return _last_line(exc)
+            return last_error_line(exc)
 
     if len(probes) == 1:
         results = [safe(probes[0][1])]
@@ -304,15 +281,15 @@ def health_gate(ctx: GateContext, exclude: Collection[str], *, when: str) -> Che
     ]
     for gate in ctx.cel:
 
-        def cel(r: Runner, gate: CelGate = gate) -> str | None:
+        def cel_part(r: Runner, gate: CelGate = gate) -> str | None:
             return cel_problem(r, ctx, gate)
 
-        parts.append((gate.description, cel))
+        parts.append((gate.description, cel_part))
     desc = f"health gate {when}: " + " · ".join(name for name, _ in parts)
 
     def run(runner: Runner) -> None:
         bound: list[tuple[str, Probe]] = [(name, _bind(fn, runner)) for name, fn in parts]
-        _hold(desc, lambda: first_problems(bound), ctx.hold)
+        wait_until(desc, lambda: first_problems(bound), timeout=ctx.hold)
 
     return Check(desc, run)
 
@@ -381,7 +358,7 @@ def node_returned(
         if version:
             probes.append(("version", _bind(at_version, runner)))
         probes.append(("Kubernetes", lambda: ready_problem(runner, ctx, [node.hostname])))
-        _hold(desc, lambda: first_problems(probes), timeout)
+        wait_until(desc, lambda: first_problems(probes), timeout=timeout)
 
     return Check(desc, run)
 
@@ -431,7 +408,7 @@ def kube_node_ready(ctx: GateContext, hostnames: Sequence[str], *, timeout: floa
     """Wait: these Kubernetes nodes are Ready (and run kubelet `kubelet`, if given)."""
     names = ", ".join(hostnames) if len(hostnames) <= 3 else f"all {len(hostnames)} nodes"
     desc = f"Kubernetes node{'s' if len(hostnames) > 1 else ''} {names} Ready" + (f" at {kubelet}" if kubelet else "")
-    return Check(desc, lambda r: _hold(desc, lambda: ready_problem(r, ctx, hostnames, kubelet), timeout))
+    return wait_check(desc, lambda r: ready_problem(r, ctx, hostnames, kubelet), timeout=timeout)
 
 
 def in_maintenance(ctx: GateContext, node: Node, *, timeout: float) -> Check:
@@ -442,7 +419,7 @@ def in_maintenance(ctx: GateContext, node: Node, *, timeout: float) -> Check:
         status = facts.maintenance_status(ctx.tctl, _addr(node), node.hostname).gather(runner)
         return None if status is not None else "not in maintenance mode yet"
 
-    return Check(desc, lambda r: _hold(desc, lambda: probe(r), timeout))
+    return wait_check(desc, probe, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- a fresh node, and Talos readiness
@@ -487,7 +464,7 @@ def booted_config(ctx: GateContext, node: Node, *, timeout: float) -> Check:
     a fresh controlplane reaches only after the etcd bootstrap. A worker: stage running (not ready: no CNI)."""
     what = "etcd waiting to join or running" if node.is_controlplane else "stage running"
     desc = f"{node.hostname} installed and booted its config (authenticated API answers, {what})"
-    return Check(desc, lambda r: _hold(desc, lambda: _booted_problem(r, ctx, node), timeout))
+    return wait_check(desc, lambda r: _booted_problem(r, ctx, node), timeout=timeout)
 
 
 def talos_ready_problem(runner: Runner, ctx: GateContext, nodes: Sequence[Node]) -> str | None:
@@ -508,4 +485,4 @@ def talos_ready(ctx: GateContext, nodes: Sequence[Node], *, timeout: float) -> C
     """Wait: every node's Boot sequence ended (stage running) and Talos reports it ready — only possible once the
     CNI runs; while waiting, the failure names Talos' unmet conditions per node."""
     desc = f"Talos: {'all ' + str(len(nodes)) + ' nodes' if len(nodes) > 1 else nodes[0].hostname} running and ready"
-    return Check(desc, lambda r: _hold(desc, lambda: talos_ready_problem(r, ctx, nodes), timeout))
+    return wait_check(desc, lambda r: talos_ready_problem(r, ctx, nodes), timeout=timeout)

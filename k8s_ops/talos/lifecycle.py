@@ -30,7 +30,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,13 +39,14 @@ from typing import TYPE_CHECKING, Literal
 
 from k8s_ops.core import settings
 from k8s_ops.core.errors import GateFailed, Problem, ProblemsError, ToolkitError
-from k8s_ops.core.plan import Check, FileWrite, Plan, Step
+from k8s_ops.core.facts import dig
+from k8s_ops.core.plan import Check, EnsureDir, EnsureMode, FileWrite, Plan, Step
 from k8s_ops.core.runner import Runner
 from k8s_ops.core.wait import NotYet, wait_for
 from k8s_ops.talos import facts, gates
 from k8s_ops.talos.facts import ApplyTarget, ResetFacts, ResetTarget, UpgradeTarget
 from k8s_ops.talos.gates import BootMemo, CelGate, GateContext
-from k8s_ops.talos.schematic import extensions_mismatch, schematic_id
+from k8s_ops.talos.schematic import extensions_mismatch, installer_image, schematic_id
 from k8s_ops.tools import kubectl
 from k8s_ops.tools.kubectl import KubeTarget
 from k8s_ops.tools.talosctl import MAINTENANCE_MODES, ApplyMode, Talosctl, installed_schematic
@@ -163,7 +163,7 @@ def _version_guard(env: Env, node: Node, target: str, memo: BootMemo) -> Callabl
             version = pool.submit(facts.talos_versions(env.tctl, [addr]).gather, runner)
             status = pool.submit(facts.machine_statuses(env.tctl, [addr]).gather, runner)
             exts = pool.submit(facts.installed_extensions(env.tctl, [addr]).gather, runner)
-            boot = pool.submit(facts.gather_or_none, facts.boot_id(env.tctl, addr, node.hostname), runner)
+            boot = pool.submit(facts.boot_id(env.tctl, addr, node.hostname).try_gather, runner)
             st = status.result().get(addr)
             memo.value = boot.result()
             installed = exts.result().get(addr)
@@ -240,10 +240,11 @@ def _gate(env: Env, names: Sequence[str], *, when: str) -> Check:
     return gates.health_gate(env.gate, names, when=when)
 
 
-def plan_upgrade_node(env: Env, target: UpgradeTarget, image: str) -> Plan:
+def plan_upgrade_node(env: Env, target: UpgradeTarget) -> Plan:
     """One node: the health gate (etcd N/N, others Ready and running, CEL), upgrade, then back + version + Ready
-    and the health gate again over the whole cluster."""
+    and the health gate again over the whole cluster. The installer image is the cluster's own."""
     version = env.cluster.talos_version
+    image = installer_image(env.cluster)
     host = target.node.hostname
     step = _upgrade_step(
         env,
@@ -275,10 +276,6 @@ def _snapshot_step(env: Env, source: Node, path: Path, *, noop: str | None = Non
         return Step(desc, noop=noop)
     directory = path.parent
 
-    def ensure_dir(_: Runner) -> None:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(directory, 0o700)
-
     def saved(_: Runner) -> None:
         try:
             size = path.stat().st_size
@@ -286,13 +283,13 @@ def _snapshot_step(env: Env, source: Node, path: Path, *, noop: str | None = Non
             raise GateFailed(f"etcd snapshot {path}", "talosctl finished but wrote no file") from None
         if size == 0:
             raise GateFailed(f"etcd snapshot {path}", "the snapshot is empty")
-        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
 
     return Step(
         desc,
+        prepare=(EnsureDir(directory, 0o700),),
         commands=(env.tctl.etcd_snapshot(_addr(source), path, host=source.hostname),),
-        before=(Check(f"backup directory {directory} exists (0700)", ensure_dir),),
-        after=(Check(f"snapshot {path} is non-empty, mode 0600", saved),),
+        finish=(EnsureMode(path, stat.S_IRUSR | stat.S_IWUSR),),
+        after=(Check(f"snapshot {path} is non-empty", saved),),
         node=source.hostname,
     )
 
@@ -300,7 +297,6 @@ def _snapshot_step(env: Env, source: Node, path: Path, *, noop: str | None = Non
 def plan_upgrade_cluster(
     env: Env,
     targets: Sequence[UpgradeTarget],
-    image: str,
     *,
     max_unavailable: int,
     snapshot: Path,
@@ -309,9 +305,11 @@ def plan_upgrade_cluster(
     """The rolling upgrade runbook: etcd snapshot, controlplanes one at a time, workers K at a time.
 
     Stops at the first failure (the executor never starts the next step); re-running resumes because nodes
-    already at the target are no-ops (facts), re-checked at execution (guards).
+    already at the target are no-ops (facts), re-checked at execution (guards). The installer image is the
+    cluster's own (its schematic and Talos version).
     """
     version = env.cluster.talos_version
+    image = installer_image(env.cluster)
     by_host = {t.node.hostname: t for t in targets}
     cps = [by_host[n.hostname] for n in env.cluster.controlplanes if n.hostname in by_host]
     workers = [by_host[n.hostname] for n in env.cluster.workers if n.hostname in by_host]
@@ -672,10 +670,7 @@ def plan_kubeconfig(env: Env, path: Path, node: Node | None = None) -> Plan:
     cp = node or env.cluster.controlplanes[0]
     name = env.cluster.name
     target = KubeTarget(path, name)
-    server = f"https://{_host(_addr(cp))}:6443"
-
-    def ensure_dir(_: Runner) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    server = kubectl.server_url(_addr(cp))
 
     def private(_: Runner) -> None:
         _check_kubeconfig(path, name)
@@ -695,9 +690,10 @@ def plan_kubeconfig(env: Env, path: Path, node: Node | None = None) -> Plan:
     fetch = Step(
         f"fetch the admin kubeconfig from {cp.hostname} to {path} (context {name})",
         commands=(env.tctl.kubeconfig(_addr(cp), path, context=name),),
+        prepare=(EnsureDir(path.parent, 0o700, existing_mode=False),),
         writes=seed,
-        before=(Check(f"directory {path.parent} exists", ensure_dir),),
-        after=(Check(f"{path} is 0600 and has context {name}", private),),
+        finish=(EnsureMode(path, stat.S_IRUSR | stat.S_IWUSR),),
+        after=(Check(f"{path} has context {name}", private),),
         node=cp.hostname,
     )
     point = Step(
@@ -713,10 +709,6 @@ def plan_kubeconfig(env: Env, path: Path, node: Node | None = None) -> Plan:
     )
 
 
-def _host(addr: str) -> str:
-    return f"[{addr}]" if ":" in addr else addr
-
-
 def _check_kubeconfig(path: Path, context: str) -> None:
     import yaml
 
@@ -726,8 +718,7 @@ def _check_kubeconfig(path: Path, context: str) -> None:
         raise GateFailed(f"kubeconfig {path}", "talosctl wrote no file") from None
     except yaml.YAMLError as exc:
         raise GateFailed(f"kubeconfig {path}", f"not YAML: {exc}") from None
-    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
-    names = [c.get("name") for c in (data or {}).get("contexts") or [] if isinstance(c, dict)]
+    names = [c.get("name") for c in dig(data, "contexts", default=[]) if isinstance(c, dict)]
     if context not in names:
         raise GateFailed(f"kubeconfig {path}", f"no context named {context!r} (found: {', '.join(map(str, names))})")
 

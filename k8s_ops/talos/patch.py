@@ -1,7 +1,7 @@
-"""Talos-compatible patching of multi-document machine configs: strategic merge, `$patch: delete`, JSON6902.
+"""Talos-compatible patching of multi-document machine configs: strategic merge and `$patch: delete`.
 
 A re-implementation, on plain dicts, of siderolabs/talos v1.12 `pkg/machinery/config/configpatcher` (Apply,
-StrategicMerge, JSON6902), `config/merge` and the `$patch: delete` selectors of `configloader/.../decoder`.
+StrategicMerge), `config/merge` and the `$patch: delete` selectors of `configloader/.../decoder`.
 It is checked against Talos' own test data (`configpatcher-testdata/`, see tests/test_patch.py).
 
 Rules (the README's "Merge rules" section is written from this list):
@@ -19,8 +19,8 @@ Rules (the README's "Merge rules" section is written from this list):
   (`key: {$patch: delete}`) or a list item (`- {<field>: <value>, $patch: delete}`: the first item whose
   `<field>` equals `<value>`; `<field>` is the item's first key). Within one patch document the deletes run
   first, then the rest merges. Deleting something that is not there is an error (Talos: "lookup failed").
-* A JSON6902 patch (a YAML/JSON list of `op`s) applies to a single-document config only; on a multi-document
-  config it fails with Talos' error text.
+* A JSON6902 patch (a YAML/JSON list of `op`s) is recognised and refused with Talos' error text: Talos applies
+  one only to a single-document config, and every v1.12 config the renderer produces has several documents.
 
 Deliberate differences from Talos: an explicit `""`/`0` in a patch replaces the old value (Talos' typed merge
 ignores zero values of non-pointer fields); deleting an absent key is always an error (Talos ignores absent
@@ -327,19 +327,12 @@ def strategic_merge(documents: Sequence[Document], patch: StrategicPatch) -> lis
 def _apply_one(docs: list[Document], patch: Patch) -> list[Document]:
     """Apply in place where possible (docs are owned by the caller); returns the new document list."""
     if isinstance(patch, JSONPatch):
-        if len(docs) != 1:
-            raise PatchError(
-                MULTIDOC_JSON6902_ERROR,
-                origin=patch.origin,
-                hint="a Talos v1.12 config always has several documents (HostnameConfig, network, …); "
-                "write a strategic merge patch instead (use `$patch: delete` to remove things)",
-            )
-        try:
-            return [_json6902(docs[0], patch.operations)]
-        except _JSONPatchFailure as exc:
-            raise PatchError(
-                f"failure applying rfc6902 patches to talos machine config: {exc}", origin=patch.origin
-            ) from None
+        raise PatchError(
+            MULTIDOC_JSON6902_ERROR,
+            origin=patch.origin,
+            hint="a Talos v1.12 config always has several documents (HostnameConfig, network, …); "
+            "write a strategic merge patch instead (use `$patch: delete` to remove things)",
+        )
     index = {document_id(d): d for d in docs}
     for step in patch.steps:
         try:
@@ -496,117 +489,3 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
-
-
-# --- JSON6902 (RFC 6902) ------------------------------------------------------------------------------
-
-
-class _JSONPatchFailure(Exception):
-    pass
-
-
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise _JSONPatchFailure(f"invalid JSON pointer {path!r}")
-    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-
-
-def _container(doc: Any, parts: list[str], op: str, path: str) -> Any:
-    node = doc
-    for part in parts[:-1]:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            raise _JSONPatchFailure(f'{op} operation does not apply: doc is missing path: "{path}": missing value')
-    return node
-
-
-def _index(node: list[Any], part: str, op: str, path: str, *, insert: bool) -> int:
-    if insert and part == "-":
-        return len(node)
-    limit = len(node) if insert else len(node) - 1
-    if not part.isdigit() or int(part) > limit:
-        raise _JSONPatchFailure(f'{op} operation does not apply: doc is missing path: "{path}": invalid index')
-    return int(part)
-
-
-def _get(doc: Any, path: str, op: str) -> Any:
-    parts = _pointer(path)
-    if not parts:
-        return doc
-    node = _container(doc, parts, op, path)
-    last = parts[-1]
-    if isinstance(node, dict) and last in node:
-        return node[last]
-    if isinstance(node, list):
-        return node[_index(node, last, op, path, insert=False)]
-    raise _JSONPatchFailure(f'{op} operation does not apply: doc is missing key: "{path}": missing value')
-
-
-def _add(doc: Any, path: str, value: Any, op: str = "add") -> Any:
-    parts = _pointer(path)
-    if not parts:
-        return value
-    node = _container(doc, parts, op, path)
-    last = parts[-1]
-    if isinstance(node, dict):
-        node[last] = value
-    elif isinstance(node, list):
-        node.insert(_index(node, last, op, path, insert=True), value)
-    else:
-        raise _JSONPatchFailure(f'{op} operation does not apply: doc is missing path: "{path}": missing value')
-    return doc
-
-
-def _remove(doc: Any, path: str, op: str = "remove") -> Any:
-    parts = _pointer(path)
-    if not parts:
-        raise _JSONPatchFailure(f"{op} operation does not apply: cannot remove the document root")
-    node = _container(doc, parts, op, path)
-    last = parts[-1]
-    if isinstance(node, dict) and last in node:
-        return node.pop(last)
-    if isinstance(node, list):
-        return node.pop(_index(node, last, op, path, insert=False))
-    raise _JSONPatchFailure(f'{op} operation does not apply: doc is missing key: "{path}": missing value')
-
-
-def _replace(doc: Any, path: str, value: Any) -> Any:
-    parts = _pointer(path)
-    if not parts:
-        return value
-    node = _container(doc, parts, "replace", path)
-    last = parts[-1]
-    if isinstance(node, dict) and last in node:
-        node[last] = value
-    elif isinstance(node, list):
-        node[_index(node, last, "replace", path, insert=False)] = value
-    else:
-        raise _JSONPatchFailure(f'replace operation does not apply: doc is missing key: "{path}": missing value')
-    return doc
-
-
-def _json6902(doc: Document, operations: Sequence[Document]) -> Document:
-    result: Any = doc
-    for op in operations:
-        kind, path = op["op"], op["path"]
-        if kind == "add":
-            result = _add(result, path, _copy(op["value"]))
-        elif kind == "remove":
-            _remove(result, path)
-        elif kind == "replace":
-            result = _replace(result, path, _copy(op["value"]))
-        elif kind == "move":
-            value = _remove(result, op["from"], "move")
-            result = _add(result, path, value, "move")
-        elif kind == "copy":
-            result = _add(result, path, _copy(_get(result, op["from"], "copy")), "copy")
-        elif kind == "test" and _get(result, path, "test") != op["value"]:
-            raise _JSONPatchFailure(f'testing value "{path}" failed: test failed')
-    if not isinstance(result, dict):
-        raise _JSONPatchFailure("the patched document is not a mapping")
-    return result

@@ -11,7 +11,10 @@ Pipeline for one node (steps 2 and 3 are strategic merges with `k8s_ops.talos.pa
    Layer2VIPConfig (control planes), UserVolumeConfig;
 3. patch files, in `Cluster.node_patches` order: cluster-wide, role group, node. Each file is a jinja2 template
    (StrictUndefined; context `cluster`, `node`, `vars`) rendered per node, then applied as a strategic merge
-   or JSON6902 patch.
+   (a JSON6902 patch is refused with Talos' multi-document message).
+
+Output is written by `k8s_ops.talos.yamlio.dump_documents` (its narrow emitter writes byte for byte what the PyYAML
+dumper writes, at a fraction of the cost).
 
 Problems (template errors, undefined variables, bad patches) are collected over all nodes and raised together
 as one ProblemsError naming the file (and line where known). Talos' own validation rules (`k8s_ops.talos.config_rules`,

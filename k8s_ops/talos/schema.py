@@ -12,7 +12,7 @@ How a document is validated (as Talos's own `config_schema_test.go` does)
     Each YAML document is checked against the `$def` whose `properties.kind.enum[0]` equals its `kind`;
     a document without `kind` is the `v1alpha1.Config`; an unknown kind is checked against the top-level `oneOf`.
 
-Tolerated schema defects (`TOLERANCES`; docs/talos-facts.md §1, verified on the v1.12.11 fixtures)
+Tolerated schema defects (`TOLERANCES`, verified on the v1.12.11 fixtures)
     1. deprecated (`docgen:nodoc`) v1alpha1 fields are missing from the schema, yet Talos accepts them:
        `persist`, `machine.install.{extraKernelArgs,extensions,bootloader}`, legacy `machine.network.*`,
        `machine.{registries,time,disks,systemDiskEncryption}`, `machine.features.{rbac,stableHostname,
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from k8s_ops.core import paths
-from k8s_ops.core.errors import Problem, ToolkitError
+from k8s_ops.core.errors import Problem, ToolkitError, field_path
 from k8s_ops.core.files import write_private
 
 if TYPE_CHECKING:
@@ -63,7 +63,6 @@ SCHEMA_ENV = "K8S_OPS_TALOS_SCHEMA"
 CONFIG_DEF = "v1alpha1.Config"
 _URL_RE = re.compile(r"^https?://", re.I)
 _ABSOLUTE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/\s]+")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 # --- tolerances -------------------------------------------------------------------------------------
@@ -151,15 +150,7 @@ class DocumentResult:
 
 def json_path(parts: Iterable[Any]) -> str:
     """`machine.install.disk`, `machine.certSANs[0]`, `machine.nodeLabels["node.kubernetes.io/x"]`."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _IDENT.match(str(part)):
-            out += f".{part}" if out else str(part)
-        else:
-            out += f"[{json.dumps(str(part))}]"
-    return out
+    return field_path(parts)
 
 
 def document_label(doc: Mapping[str, Any]) -> str:

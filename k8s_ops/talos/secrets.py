@@ -1,6 +1,6 @@
 """The Talos secrets bundle: generated in Python exactly like `talosctl gen secrets`, stored SOPS-encrypted.
 
-Shape (talos-facts §6; keys are Talos' lowercased Go field names)::
+Shape (keys are Talos' lowercased Go field names)::
 
     cluster:    {id, secret}                                   # 32 random bytes, URL-safe / standard base64
     secrets:    {bootstraptoken, secretboxencryptionsecret}    # token [a-z0-9]{6}.[a-z0-9]{16}; 32 bytes base64
@@ -8,11 +8,13 @@ Shape (talos-facts §6; keys are Talos' lowercased Go field names)::
     certs:      {etcd: {crt, key}, k8s: {crt, key}, k8saggregator: {crt, key}, k8sserviceaccount: {key},
                  os: {crt, key}}                               # base64 of PEM
 
-The CAs mirror Talos v1.12 (`pkg/machinery/config/generate/secrets`): self-signed, 87600h validity, key usage
-digitalSignature+certSign (critical), EKU serverAuth+clientAuth, basicConstraints CA (critical), subject
-O=etcd / O=kubernetes / empty (aggregator) / O=talos; ECDSA P-256 with SHA-256, except the os CA which is
-ED25519. The service-account key is ECDSA P-256 (contract >= 1.3). EC keys are SEC1 `EC PRIVATE KEY` PEMs; the
-ED25519 key is PKCS#8 under the `ED25519 PRIVATE KEY` PEM label, as Talos writes it.
+The CAs mirror Talos v1.12 (`pkg/machinery/config/generate/secrets`; certificates and key PEMs are made by
+`k8s_ops.talos.pki`): subject O=etcd / O=kubernetes / empty (aggregator) / O=talos; ECDSA P-256 with SHA-256,
+except the os CA which is ED25519. The service-account key is ECDSA P-256 (contract >= 1.3).
+
+This module owns the bundle: model, validation, generation, loading (decrypted once per process), and creating a
+new encrypted bundle file. sops' creation-rule matching lives in `k8s_ops.tools.sops`, the exclusive atomic
+write in `k8s_ops.core.files`.
 
 Plain values live only in `SecretsBundle.data` (the contract the renderer consumes); every typed accessor hands
 secret material out as `Secret`, and `mask_values()` lists every secret string so plans and diffs can hide it.
@@ -29,17 +31,17 @@ import secrets as _random
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import yaml
 
+from k8s_ops.core import paths
 from k8s_ops.core.errors import Problem, ProblemsError, SecretError
 from k8s_ops.core.secret import Secret
 
 if TYPE_CHECKING:
-    from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -47,15 +49,13 @@ if TYPE_CHECKING:
     from k8s_ops.tools.sops import AgeKey
 
 __all__ = [
-    "BUNDLE_FILENAME",
     "CA_NAMES",
-    "CA_VALIDITY",
     "SOPS_CONFIG",
     "CertAndKey",
+    "ClusterKeyRef",
     "NewBundleTarget",
     "SecretsBundle",
     "age_key_for",
-    "bundle_path",
     "ciphertext_recipients",
     "clear_cache",
     "encrypt_bundle",
@@ -63,20 +63,13 @@ __all__ = [
     "generate_bundle",
     "load_bundle",
     "load_bundle_file",
-    "load_private_key",
-    "matching_rule",
     "new_bundle_target",
-    "pem_encode",
     "refuse_existing",
-    "serial_number",
     "validate_bundle_data",
     "verify_round_trip",
-    "write_new_file",
+    "write_bundle",
 ]
 
-BUNDLE_FILENAME: Final = "secrets.sops.yaml"
-#: Talos `CAValidityTime` = 87600h.
-CA_VALIDITY: Final = timedelta(hours=87600)
 #: The bundle's CAs (certs.<name> with crt+key); `k8sserviceaccount` has only a key.
 CA_NAMES: Final = ("etcd", "k8s", "k8saggregator", "os")
 
@@ -85,7 +78,6 @@ _TOKEN_RE: Final = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 # Subject organisation per CA, as Talos sets it (the aggregator CA's CommonName option is dropped by
 # siderolabs/crypto, so its subject is empty; see the v1.12 golden).
 _CA_ORG: Final[Mapping[str, str | None]] = {"etcd": "etcd", "k8s": "kubernetes", "k8saggregator": None, "os": "talos"}
-_ED25519_PEM_LABEL: Final = "ED25519 PRIVATE KEY"
 
 # key path -> required; the order is talosctl's output order.
 _SHAPE: Final[Mapping[str, Mapping[str, Any]]] = {
@@ -314,16 +306,15 @@ def _b64decode(text: str, *, urlsafe: bool = False) -> bytes | None:
 
 def generate_bundle(*, now: datetime | None = None) -> SecretsBundle:
     """A fresh bundle, equivalent to `talosctl gen secrets` for Talos v1.12. `now` fixes the CA NotBefore."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from k8s_ops.talos import pki
 
     when = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
 
     certs: dict[str, dict[str, str]] = {}
     for name in ("etcd", "k8s", "k8saggregator"):
-        ec_key = ec.generate_private_key(ec.SECP256R1())
-        certs[name] = _ca_entry(ec_key, _CA_ORG[name], when)
-    certs["k8sserviceaccount"] = {"key": _b64(_private_key_pem(ec.generate_private_key(ec.SECP256R1())))}
-    certs["os"] = _ca_entry(ed25519.Ed25519PrivateKey.generate(), _CA_ORG["os"], when)
+        certs[name] = _ca_entry(pki.new_ec_key(), _CA_ORG[name], when)
+    certs["k8sserviceaccount"] = {"key": _b64(pki.private_key_pem(pki.new_ec_key()))}
+    certs["os"] = _ca_entry(pki.new_ed25519_key(), _CA_ORG["os"], when)
 
     data = {
         "cluster": {
@@ -353,99 +344,13 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _private_key_pem(key: EllipticCurvePrivateKey | Ed25519PrivateKey) -> bytes:
-    """PEM as Talos writes it: SEC1 `EC PRIVATE KEY`, or PKCS#8 under the `ED25519 PRIVATE KEY` label."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    if isinstance(key, Ed25519PrivateKey):
-        der = key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        return pem_encode(_ED25519_PEM_LABEL, der)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    )
-
-
-def pem_encode(label: str, der: bytes) -> bytes:
-    """A PEM block with 64-column base64 lines (Go's encoding/pem)."""
-    body = base64.b64encode(der).decode()
-    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return ("\n".join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"]) + "\n").encode()
-
-
-def load_private_key(pem: bytes) -> EllipticCurvePrivateKey | Ed25519PrivateKey:
-    """Parse a Talos key PEM (SEC1 EC, PKCS#8, or PKCS#8 under the `ED25519 PRIVATE KEY` label)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    first = pem.split(b"\n", 1)[0]
-    if _ED25519_PEM_LABEL.encode() in first:
-        body = b"".join(line for line in pem.splitlines() if line and not line.startswith(b"-----"))
-        key: object = serialization.load_der_private_key(base64.b64decode(body), password=None)
-    else:
-        key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, EllipticCurvePrivateKey | Ed25519PrivateKey):
-        raise SecretError(f"unsupported private key type {type(key).__name__} (expected ECDSA or ED25519)")
-    return key
-
-
 def _ca_entry(key: EllipticCurvePrivateKey | Ed25519PrivateKey, org: str | None, now: datetime) -> dict[str, str]:
     from cryptography.hazmat.primitives import serialization
 
-    cert = _self_signed_ca(key, org, now)
-    return {"crt": _b64(cert.public_bytes(serialization.Encoding.PEM)), "key": _b64(_private_key_pem(key))}
+    from k8s_ops.talos import pki
 
-
-def _self_signed_ca(
-    key: EllipticCurvePrivateKey | Ed25519PrivateKey, org: str | None, now: datetime
-) -> x509.Certificate:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)] if org else [])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(_ca_key_usage(), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    algorithm = None if isinstance(key, Ed25519PrivateKey) else hashes.SHA256()
-    return builder.sign(key, algorithm)
-
-
-def _ca_key_usage() -> x509.KeyUsage:
-    from cryptography import x509
-
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def serial_number() -> int:
-    """A random positive serial below 2^128, like Go's `rand.Int(rand.Reader, 2^128)`."""
-    return _random.randbelow((1 << 128) - 1) + 1
+    cert = pki.self_signed_ca(key, org, now)
+    return {"crt": _b64(cert.public_bytes(serialization.Encoding.PEM)), "key": _b64(pki.private_key_pem(key))}
 
 
 # -- loading (decrypt once per process) ----------------------------------------------------------------------
@@ -463,12 +368,17 @@ def clear_cache() -> None:
     sops.clear_cache()
 
 
-def bundle_path(cluster: Cluster) -> Path:
-    """`<cluster dir>/talos/secrets.sops.yaml`."""
-    return cluster.path / "talos" / BUNDLE_FILENAME
+class ClusterKeyRef(Protocol):
+    """What the age-key lookup needs from a cluster (the inventory's Cluster fits)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def age_key_file(self) -> Path | None: ...
 
 
-def age_key_for(cluster: Cluster) -> AgeKey:
+def age_key_for(cluster: ClusterKeyRef) -> AgeKey:
     """The age key that decrypts this cluster's secrets.
 
     Order: env `SOPS_AGE_KEY`, env `SOPS_AGE_KEY_FILE`, the inventory's `sops.ageKeyFile` (relative to the
@@ -481,7 +391,7 @@ def age_key_for(cluster: Cluster) -> AgeKey:
 
 def load_bundle(cluster: Cluster) -> SecretsBundle:
     """Decrypt and parse `<cluster>/talos/secrets.sops.yaml` with the cluster's age key, once per process."""
-    path = bundle_path(cluster)
+    path = cluster.secrets_file
     if not path.is_file():
         raise SecretError(
             f"cluster {cluster.name!r} has no Talos secrets bundle at {path}",
@@ -503,7 +413,8 @@ def load_bundle_file(path: Path, *, key: AgeKey) -> SecretsBundle:
     cached = _CACHE.get(cache_key)
     if cached is not None:
         return cached
-    plaintext = Sops(key=key).decrypt(path)
+    # This is the one cache of the bundle: sops is told not to keep the plaintext as well.
+    plaintext = Sops(key=key).decrypt(path, cache=False)
     bundle = SecretsBundle.from_yaml(plaintext.reveal(), source=str(path))
     _CACHE[cache_key] = bundle
     return bundle
@@ -550,8 +461,6 @@ class NewBundleTarget:
 
 def find_sops_config(clusters_root: Path | None = None) -> Path:
     """`.sops.yaml` next to the clusters directory (its parent), else at the repository root."""
-    from k8s_ops.core import paths
-
     root = clusters_root if clusters_root is not None else paths.clusters_dir()
     candidates = [root.parent / SOPS_CONFIG, paths.repo_root() / SOPS_CONFIG]
     for candidate in candidates:
@@ -575,41 +484,9 @@ def _sops_filename(path: Path, config: Path, clusters_root: Path) -> str:
         return path.resolve().relative_to(clusters_root.resolve().parent).as_posix()
 
 
-def matching_rule(config: Path, filename: str) -> tuple[str | None, tuple[str, ...]]:
-    """The first creation rule matching `filename` (path_regex, age recipients), as sops would pick it."""
-    try:
-        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise SecretError(f"cannot read {config}: {exc}") from None
-    rules = raw.get("creation_rules") if isinstance(raw, Mapping) else None
-    for rule in rules if isinstance(rules, list) else ():
-        if not isinstance(rule, Mapping):
-            continue
-        regex = str(rule.get("path_regex") or "")
-        try:
-            matched = re.search(regex, filename) is not None
-        except re.error:
-            continue  # Go regexp syntax Python does not know: let sops decide
-        if matched:
-            return regex, _rule_recipients(rule)
-    return None, ()
-
-
-def _rule_recipients(rule: Mapping[str, Any]) -> tuple[str, ...]:
-    found: list[str] = []
-    sources: list[Any] = [rule.get("age")]
-    for group in rule.get("key_groups") or ():
-        if isinstance(group, Mapping):
-            sources.append(group.get("age"))
-    for source in sources:
-        items = source if isinstance(source, list) else str(source or "").split(",")
-        found += [str(item).strip() for item in items if str(item).strip()]
-    return tuple(dict.fromkeys(found))
-
-
 def new_bundle_target(cluster: str, *, clusters_root: Path | None = None) -> NewBundleTarget:
     """Plan a new bundle for `cluster`; refuses (SecretError) if one exists or the cluster dir is missing."""
-    from k8s_ops.core import paths
+    from k8s_ops.tools.sops import matching_rule
 
     root = clusters_root if clusters_root is not None else paths.clusters_dir()
     if not cluster or cluster in {".", ".."} or "/" in cluster or "\\" in cluster:
@@ -620,7 +497,7 @@ def new_bundle_target(cluster: str, *, clusters_root: Path | None = None) -> New
             f"cluster directory {cdir} does not exist",
             hint=f"create {cdir}/cluster.yaml first (clusters dir: {root}; K8S_OPS_CLUSTERS_DIR overrides it)",
         )
-    path = cdir / "talos" / BUNDLE_FILENAME
+    path = paths.bundle_file(cdir)
     refuse_existing(path, cluster)
     config = find_sops_config(root)
     filename = _sops_filename(path, config, root)
@@ -675,27 +552,11 @@ def verify_round_trip(ciphertext: bytes, bundle: SecretsBundle, key: AgeKey) -> 
         raise SecretError("the encrypted bundle does not decrypt to what was generated; nothing was written")
 
 
-def write_new_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Create `path` atomically and exclusively: a complete file appears, or nothing; an existing file wins.
+def write_bundle(path: Path, ciphertext: bytes) -> None:
+    """Create the bundle file (0600) atomically and exclusively: a bundle that appeared meanwhile wins."""
+    from k8s_ops.core.files import write_new
 
-    (os.link of a finished temp file fails with EEXIST instead of replacing, unlike os.replace.)
-    """
-    import contextlib
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise SecretError(f"refusing to overwrite {path}: it appeared while the bundle was generated") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        write_new(path, ciphertext)
+    except FileExistsError:
+        raise SecretError(f"refusing to overwrite {path}: it appeared while the bundle was generated") from None

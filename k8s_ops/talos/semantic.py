@@ -35,7 +35,7 @@ __all__ = [
 
 KUBEPRISM_PORT = 7445
 
-# Key material only control planes hold (talos-facts §6 mapping; workers get `ca.key: ""`).
+# Key material only control planes hold (workers get `ca.key: ""`).
 CONTROLPLANE_SECRETS: tuple[tuple[str, ...], ...] = (
     ("machine", "ca", "key"),
     ("cluster", "ca", "key"),

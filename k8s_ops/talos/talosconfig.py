@@ -30,11 +30,15 @@ import yaml
 
 from k8s_ops.core.errors import SecretError
 from k8s_ops.core.secret import Secret
-from k8s_ops.talos.secrets import SecretsBundle, load_private_key, pem_encode, serial_number
+from k8s_ops.talos.pki import issue_client_certificate as issue_certificate
+from k8s_ops.talos.pki import load_private_key, private_key_pem
+from k8s_ops.talos.secrets import SecretsBundle
+from k8s_ops.tools.talosctl import talos_endpoints
 
 if TYPE_CHECKING:
-    from cryptography import x509
+    from pathlib import Path
 
+    from k8s_ops.core.plan import FileWrite
     from k8s_ops.talos.inventory import Cluster
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "endpoints_and_nodes",
     "issue_client_certificate",
     "plan_talosconfig",
+    "talosconfig_write",
 ]
 
 ADMIN_ROLE: Final = "os:admin"
@@ -84,74 +89,19 @@ def issue_client_certificate(
     ttl: timedelta = CLIENT_CERT_TTL,
 ) -> ClientCertificate:
     """A client certificate for the Talos API signed by the bundle's os CA (`NewAdminCertificateAndKey`)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.hazmat.primitives import serialization
 
     when = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    ca_cert = x509.load_pem_x509_certificate(bundle.os_ca.crt_pem)
     ca_key = load_private_key(bundle.os_ca.key_pem().reveal())
-
-    # siderolabs/crypto NewKeyPair: the client key has the CA's key type.
-    client_key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
-    if isinstance(ca_key, ed25519.Ed25519PrivateKey):
-        client_key = ed25519.Ed25519PrivateKey.generate()
-        algorithm = None
-    else:
-        client_key = ec.generate_private_key(ec.SECP256R1())
-        algorithm = hashes.SHA256()
-
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, role) for role in roles]))
-        .issuer_name(ca_cert.subject)
-        .public_key(client_key.public_key())
-        .serial_number(serial_number())
-        .not_valid_before(when)
-        .not_valid_after(when + ttl)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-    )
-    try:
-        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-    except x509.ExtensionNotFound:
-        pass
-    cert = builder.sign(ca_key, algorithm)
-
-    if isinstance(client_key, ed25519.Ed25519PrivateKey):
-        der = client_key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        key_pem = pem_encode("ED25519 PRIVATE KEY", der)
-    else:
-        key_pem = client_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        )
+    cert, client_key = issue_certificate(bundle.os_ca.crt_pem, ca_key, orgs=roles, now=when, ttl=ttl)
     crt_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = private_key_pem(client_key)
     return ClientCertificate(crt=base64.b64encode(crt_pem).decode(), key=Secret(base64.b64encode(key_pem)))
 
 
 def endpoints_and_nodes(cluster: Cluster) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Endpoints: every controlplane address (never the VIP). Nodes: the first controlplane."""
-    vip = str(cluster.endpoint)
-    endpoints = tuple(str(node.address) for node in cluster.controlplanes if str(node.address) != vip)
+    endpoints = talos_endpoints(cluster)
     if not endpoints:
         raise SecretError(f"cluster {cluster.name!r} has no controlplane address to use as a talosconfig endpoint")
     return endpoints, endpoints[:1]
@@ -260,8 +210,20 @@ def plan_talosconfig(
     return TalosconfigResult(content=content, action=action, reason=reason)
 
 
-def parse_certificate(crt_b64: str) -> x509.Certificate:
-    """A base64 PEM certificate (as stored in bundles and talosconfigs)."""
-    from cryptography import x509
+def talosconfig_write(path: Path, content: Secret) -> FileWrite:
+    """The talosconfig as a 0600 FileWrite with every context's client key masked in diffs.
 
-    return x509.load_pem_x509_certificate(base64.b64decode(crt_b64))
+    The key is the only secret in the file; the CA and client certificates are public and stay readable in a
+    dry-run diff. Content that does not parse is masked whole.
+    """
+    from k8s_ops.core.plan import FileWrite
+
+    mask: list[Secret] = []
+    try:
+        doc = yaml.safe_load(content.reveal())
+        for ctx in (doc.get("contexts") or {}).values():
+            if isinstance(ctx, dict) and isinstance(ctx.get("key"), str):
+                mask.append(Secret(ctx["key"]))
+    except (yaml.YAMLError, AttributeError):
+        mask.append(content)
+    return FileWrite(path, content.reveal(), 0o600, tuple(mask))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from k8s_ops.core.command import Command
-from k8s_ops.tools.kubectl import KubeTarget, condition
+from k8s_ops.tools.kubectl import KubeTarget, Obj, dig
 
 __all__ = [
     "FLUX_NAMESPACE",
@@ -146,23 +146,21 @@ class FluxStatus:
 
 def flux_status(obj: Mapping[str, Any]) -> FluxStatus:
     """Parse a Kustomization or HelmRelease object (from `kubectl get … -o json`)."""
-    meta = obj.get("metadata") or {}
-    status = obj.get("status") or {}
-    ready = condition(obj, "Ready")
-    stalled = condition(obj, "Stalled")
+    o = Obj(obj)
+    ready = o.condition("Ready")
     ready_value: bool | None = None
     if ready is not None:
         ready_value = {"True": True, "False": False}.get(str(ready.get("status")))
     return FluxStatus(
-        name=str(meta.get("name", "")),
-        namespace=str(meta.get("namespace", "")),
-        suspended=bool((obj.get("spec") or {}).get("suspend", False)),
+        name=o.name,
+        namespace=o.namespace,
+        suspended=bool(o.path("spec", "suspend", default=False)),
         ready=ready_value,
-        stalled=stalled is not None and stalled.get("status") == "True",
-        reason=str((ready or {}).get("reason", "")),
-        message=str((ready or {}).get("message", "")),
-        generation=int(meta.get("generation") or 0),
-        observed_generation=int(status.get("observedGeneration") or 0),
-        requested_at=(meta.get("annotations") or {}).get(REQUESTED_AT),
-        handled_at=status.get("lastHandledReconcileAt"),
+        stalled=o.is_true("Stalled"),
+        reason=str(dig(ready, "reason", default="")),
+        message=str(dig(ready, "message", default="")),
+        generation=o.generation,
+        observed_generation=o.observed_generation,
+        requested_at=o.annotations.get(REQUESTED_AT),
+        handled_at=o.status("lastHandledReconcileAt"),
     )

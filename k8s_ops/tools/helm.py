@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from k8s_ops.core.command import Command, Result, TempFile
-from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.errors import OutputError
+from k8s_ops.core.facts import dig
 from k8s_ops.tools.kubectl import KubeTarget
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 
-class HelmOutputError(ToolkitError):
+class HelmOutputError(OutputError):
     """helm printed something that is not the JSON asked for."""
 
 
@@ -123,7 +124,7 @@ def parse_status(result: Result) -> HelmRelease:
     data = _json(result)
     if not isinstance(data, dict):
         raise HelmOutputError(f"helm status printed {type(data).__name__}, expected an object")
-    meta = (data.get("chart") or {}).get("metadata") or {}
+    meta = dig(data, "chart", "metadata", default={})
     config = data.get("config") or {}
     try:
         revision = int(data.get("version") or 0)
@@ -134,7 +135,7 @@ def parse_status(result: Result) -> HelmRelease:
         namespace=str(data.get("namespace", "")),
         chart=str(meta.get("name", "")),
         version=str(meta.get("version", "")),
-        status=str((data.get("info") or {}).get("status", "")),
+        status=str(dig(data, "info", "status", default="")),
         revision=revision,
         values=config if isinstance(config, dict) else {},
     )

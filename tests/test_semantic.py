@@ -362,4 +362,6 @@ def test_validate_task_on_a_rendered_cluster(
         ) in err
         assert f"{host}.yaml: v1alpha1 cluster.proxy.disabled:" in err
         assert f"{host}.yaml: v1alpha1 machine: schema: Additional properties are not allowed ('bogus'" in err
-    assert err.startswith("error: 16 problems found:")
+    # after the executor's progress lines ("[1] render in memory and validate …", "    gate: …"): the problems, once
+    assert err.startswith("[1] render in memory and validate 4 node config(s): cp1, cp2, cp3, w1\n")
+    assert "\nerror: 16 problems found:" in err and err.count("error: ") == 1

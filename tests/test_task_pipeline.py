@@ -27,6 +27,8 @@ from k8s_ops.talos import tasks as talos_tasks
 from tests.test_day2_sim import CLUSTER as DAY2_CLUSTER
 from tests.test_day2_sim import world  # noqa: F401 — the day-2 simulator fixture
 from tests.test_lifecycle_sim import lab  # noqa: F401 — the lifecycle simulator fixture
+from tests.test_onepassword import CLUSTER_YAML as OP_CLUSTER_YAML
+from tests.test_onepassword import Machine, install_fake
 
 SCHEMA = json.loads((Path(__file__).parent / "fixtures" / "plan.schema.json").read_text())
 
@@ -61,6 +63,9 @@ LIFECYCLE: list[tuple[str, dict[str, Any]]] = [
     ("reboot_node", {"node": "demo-wk-1"}),
     ("reset_node", {"node": "demo-wk-1"}),
     ("reset_cluster", {}),
+    ("validate", {}),
+    ("schematic", {}),
+    ("schematic", {"upload": True}),
 ]
 
 
@@ -101,6 +106,50 @@ def test_every_bootstrap_task_dry_run_json_matches_the_schema(
         for task in (bootstrap_tasks.cluster, bootstrap_tasks.talos, bootstrap_tasks.rebuild):
             data = dry_json(task, capsys, cluster="demo")
             assert data["steps"], task.name
+
+
+def test_every_op_task_dry_run_json_matches_the_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """op.push/op.pull are plans of Push/Pull steps (one per item); op.status only reads (a report, no --dry-run)."""
+    from invoke.exceptions import Exit
+
+    from k8s_ops.onepassword import Kind
+    from k8s_ops.onepassword import tasks as op_tasks
+
+    fake = install_fake(monkeypatch)
+    laptop = Machine(tmp_path / "laptop", fake, monkeypatch).use()
+    cdir = laptop.root / "clusters" / "lab"
+    cdir.mkdir(parents=True)
+    (cdir / "cluster.yaml").write_text(OP_CLUSTER_YAML.format(name="lab", vault="k8s"))
+    monkeypatch.setenv("OP_SERVICE_ACCOUNT_TOKEN", fake.token)
+    laptop.write(Kind.KUBECONFIG, b"kube: x\n", cluster="lab")
+    laptop.write(Kind.TALOSCONFIG, b"talos: x\n", cluster="lab")
+    what = "kubeconfig,talosconfig"
+
+    push = dry_json(op_tasks.push, capsys, cluster="lab", what=what)
+    assert [s["finish"][0]["effect"] for s in push["steps"]] == ["1password-push"] * 2 and fake.items == {}
+    assert "kubeconfig-lab: op://k8s/kubeconfig-lab/content" in push["notes"]
+    op_tasks.push(Context(), cluster="lab", what=what)
+    out = capsys.readouterr().out
+    assert "op://k8s/talosconfig-lab/content" in out and out.startswith("op.push --cluster lab:")  # the results
+
+    assert all(s["noop"] for s in dry_json(op_tasks.push, capsys, cluster="lab", what=what)["steps"])
+    laptop.path(Kind.KUBECONFIG, "lab").unlink()
+    pull = dry_json(op_tasks.pull, capsys, cluster="lab", what=what)
+    assert [(s["noop"] is None, [e["effect"] for e in s["finish"]]) for s in pull["steps"]] == [
+        (True, ["1password-pull"]),
+        (False, []),
+    ]
+    assert not laptop.path(Kind.KUBECONFIG, "lab").exists()
+
+    # a refusal is a gate placed first: the dry run shows it (valid JSON) and exits non-zero
+    capsys.readouterr()
+    with pytest.raises(Exit):
+        op_tasks.push(Context(), cluster="lab", dry_run=True, json=True)
+    refused = json.loads(capsys.readouterr().out)
+    jsonschema.validate(refused, SCHEMA)
+    assert refused["steps"][0]["before"] and refused["steps"][0]["description"].startswith("missing ")
 
 
 def test_the_runner_comes_from_invokes_context_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,3 +200,17 @@ def test_every_task_has_a_docstring_and_help_for_every_option() -> None:
         documented = {k.replace("-", "_").rstrip("_") for k in t.help}
         assert {p.rstrip("_") for p in params} <= documented, (name, set(params) - documented)
         assert t.help["cluster"].startswith("cluster name (directory under the clusters dir"), name
+
+
+def test_listing_the_tasks_imports_nothing_heavy() -> None:
+    """`invoke --list` imports tasks.py and every feature's tasks.py: the task modules import their work (the
+    1Password api and SDK, the inventory and pydantic, rendering) inside the task bodies, so listing stays close to
+    `invoke --version` (issue #11: ≤ 1.2×)."""
+    import subprocess
+    import sys
+
+    heavy = ("pydantic", "httpx", "onepassword", "k8s_ops.onepassword.api", "k8s_ops.talos.inventory", "jsonschema")
+    code = f"import sys, tasks; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    root = Path(__file__).parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""

@@ -390,20 +390,18 @@ def release_step(ctx: Context, name: str) -> Step:
 
 def _installed_crds(r: Runner, ctx: Context, bundle: CrdBundle) -> dict[str, InstalledCrd] | str:
     """The bundle's CRDs as the cluster has them (Established, version/channel annotations), or why unreadable."""
-    result = r.run(kubectl.get(ctx.kube, "customresourcedefinitions", description="read the CRDs"), check=False)
-    if not result.ok:
-        return kubectl.api_problem(result)
-    out: dict[str, InstalledCrd] = {}
-    for raw in kubectl.parse_items(result):
-        obj = Obj(raw)
-        notes = obj.annotations
-        out[obj.name] = InstalledCrd(
-            obj.name,
+    have = kubectl.by_name(r, ctx.kube, "customresourcedefinitions", description="read the CRDs")
+    if isinstance(have, str):
+        return have
+    return {
+        name: InstalledCrd(
+            name,
             obj.is_true("Established"),
-            notes.get(bundle.version_annotation) if bundle.version_annotation else None,
-            notes.get(bundle.channel_annotation) if bundle.channel_annotation else None,
+            obj.annotations.get(bundle.version_annotation) if bundle.version_annotation else None,
+            obj.annotations.get(bundle.channel_annotation) if bundle.channel_annotation else None,
         )
-    return out
+        for name, obj in have.items()
+    }
 
 
 def _crd_step(ctx: Context, bundle: CrdBundle) -> Step:

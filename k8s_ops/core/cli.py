@@ -1,4 +1,4 @@
-"""Glue between invoke tasks and the library: clean errors, exit codes, console output."""
+"""Glue between invoke tasks and the library: clean errors and exit codes."""
 
 from __future__ import annotations
 
@@ -12,23 +12,9 @@ from invoke.exceptions import Exit
 from k8s_ops.core.errors import ToolkitError
 from k8s_ops.core.settings import apply_invoke_config
 
-__all__ = ["console", "err_console", "guarded"]
+__all__ = ["guarded"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def console() -> Any:
-    """The stdout rich console (imported lazily: rich is not needed for --help)."""
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
-
-
-def err_console() -> Any:
-    """The stderr rich console."""
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def guarded(fn: F) -> F:

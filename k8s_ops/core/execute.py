@@ -27,13 +27,16 @@ __all__ = ["Interrupted", "Outcome", "ReadOnlyViolation", "Report", "StepFailed"
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one step: done, skipped (with the reason) or failed."""
+    """What happened to one step: done, skipped (with the reason) or failed. `results` holds what the step's typed
+    effects (other than commands and file writes) returned from `apply`, in order, None left out — e.g. the
+    1Password push's item results, which the task prints."""
 
     index: int
     description: str
     status: str
     reason: str = ""
     seconds: float = 0.0
+    results: tuple[object, ...] = ()
 
 
 @dataclass
@@ -208,6 +211,7 @@ def _run_step(
             out(f"    gate: {check.description}")
             check.run(reads)
         started.add(step)
+        results: list[object] = []
         for effect in step.effects:
             if isinstance(effect, FileWrite):
                 changed = effect.apply(runner)
@@ -217,7 +221,9 @@ def _run_step(
                 runner.run(effect)
             else:
                 out(f"    {effect.display()}")
-                effect.apply(runner)
+                value = effect.apply(runner)
+                if value is not None:
+                    results.append(value)
         for check in step.after:
             out(f"    wait: {check.description}")
             check.run(reads)
@@ -225,5 +231,4 @@ def _run_step(
         raise StepFailed(index, step, exc, plan.resume_hint) from exc
     seconds = time.monotonic() - t0
     out(f"    done ({seconds:.1f}s)")
-    return Outcome(index, step.description, "done", seconds=seconds)
-
+    return Outcome(index, step.description, "done", seconds=seconds, results=tuple(results))

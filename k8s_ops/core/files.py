@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["write_new", "write_private"]
@@ -21,18 +22,7 @@ def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> bool:
             return False
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    _publish(path, data, mode, os.replace)
     return True
 
 
@@ -43,6 +33,12 @@ def write_new(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     with EEXIST instead of replacing, unlike os.replace.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _publish(path, data, mode, os.link)
+
+
+def _publish(path: Path, data: bytes, mode: int, place: Callable[[str, Path], None]) -> None:
+    """Write `data` to a 0600 temp file beside `path` (synced, then `mode`), put it in place with `place`
+    (`os.replace` overwrites, `os.link` refuses an existing file), and never leave the temp file behind."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -50,7 +46,7 @@ def write_new(path: Path, data: bytes, *, mode: int = 0o600) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        os.link(tmp, path)
+        place(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

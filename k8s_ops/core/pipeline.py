@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import json as _json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.errors import ToolkitError, last_error_line
 
 if TYPE_CHECKING:
-    from k8s_ops.core.command import Command
     from k8s_ops.core.execute import Report, StepFailed
-    from k8s_ops.core.plan import Plan, Step
+    from k8s_ops.core.plan import Plan, Recovery
     from k8s_ops.core.runner import Runner
 
 __all__ = [
@@ -34,7 +33,6 @@ __all__ = [
     "DRY_RUN_HELP",
     "JSON_HELP",
     "YES_HELP",
-    "Recovery",
     "RecoveryFailed",
     "finish",
     "help_for",
@@ -79,19 +77,6 @@ def runner_from(c: _ContextLike) -> Runner:
     return SubprocessRunner()
 
 
-class Recovery(Protocol):
-    """Commands run when any step fails (or Ctrl-C), and the sentence saying what they restored
-    (`k8s_ops.core.plan.Recovery`: derived from the steps' `undo`s; `after(started)` keeps the steps that ran)."""
-
-    @property
-    def commands(self) -> Sequence[Command]: ...
-
-    @property
-    def done(self) -> str: ...
-
-    def after(self, started: Sequence[Step]) -> Recovery: ...
-
-
 class RecoveryFailed(ToolkitError):
     """The operation failed; the recovery ran (completely or not) and the message says what state is left."""
 
@@ -103,9 +88,7 @@ class RecoveryFailed(ToolkitError):
 def plan_json(plan: Plan, recovery: Recovery | None = None) -> dict[str, Any]:
     """The `--dry-run --json` document: the plan as data plus `on_failure` (the recovery, or null without one)."""
     data = plan.to_json()
-    data["on_failure"] = (
-        {"commands": [c.to_json() for c in recovery.commands], "done": recovery.done} if recovery is not None else None
-    )
+    data["on_failure"] = recovery.to_json() if recovery is not None else None
     return data
 
 
@@ -205,8 +188,7 @@ def _recover(exc: ToolkitError, recovery: Recovery, runner: Runner, out: Callabl
             failed.append(f"{command.display()}: {rexc}")
             continue
         if not result.ok:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [f"exit {result.returncode}"]
-            failed.append(f"{command.display()}: {tail[0]}")
+            failed.append(f"{command.display()}: {last_error_line(result)}")
     if failed:
         raise RecoveryFailed(
             f"{exc.message}\nrecovery INCOMPLETE — these commands failed, run them by hand:\n"

@@ -24,9 +24,8 @@ from k8s_ops.core.cli import guarded
 from k8s_ops.core.pipeline import finish, help_for, runner_from
 
 if TYPE_CHECKING:
-    from k8s_ops.core.plan import Plan
+    from k8s_ops.core.plan import Plan, Recovery
     from k8s_ops.core.runner import Runner
-    from k8s_ops.day2.common import Recovery
     from k8s_ops.tools.kubectl import KubeTarget
 
     SourcePlanner = Callable[..., tuple[Plan, Recovery | None]]
@@ -60,6 +59,25 @@ def _names(value: str | None) -> tuple[str, ...]:
     return tuple(n.strip() for n in (value or "").split(",") if n.strip())
 
 
+def _connect(c: Context, cluster: str, *tools: str) -> tuple[Runner, KubeTarget]:
+    """The cluster's kube target (checked) and the task's runner, once the CLIs the task runs are on PATH."""
+    from k8s_ops.core import preflight
+    from k8s_ops.day2.common import require_target
+
+    target = require_target(cluster)
+    runner = runner_from(c)
+    preflight.preflight(runner, list(tools))
+    return runner, target
+
+
+def _finish(plan: Plan, runner: Runner, done: str, *, dry_run: bool, json: bool, **options: Any) -> bool:
+    """Hand the plan to the pipeline; after a run (not a dry run) print `done`. True when the plan ran."""
+    if finish(plan, runner, dry_run=dry_run, json=json, summary=False, **options) is None:
+        return False
+    print(done)
+    return True
+
+
 @task(
     help={
         **_KUBE,
@@ -81,19 +99,14 @@ def sync_secrets(
     All ExternalSecrets of the cluster by default, or those of --namespace / --name. Prints how many were
     synced; a secret whose store fails is named with the store's error.
     """
-    from k8s_ops.core import preflight as tools
-    from k8s_ops.day2.common import epoch_now, require_target
+    from k8s_ops.day2.common import epoch_now
     from k8s_ops.day2.kubernetes import external_secrets_fact, plan_sync_secrets, select_secrets
 
-    target = require_target(cluster)
-    runner = runner_from(c)
-    tools.preflight(runner, ["kubectl"])
+    runner, target = _connect(c, cluster, "kubectl")
     secrets = external_secrets_fact(runner, target, namespace)
     selected = select_secrets(secrets, names=_names(name), namespace=namespace)
     plan = plan_sync_secrets(cluster, target, selected, epoch=epoch_now(), namespace=namespace)
-    if finish(plan, runner, dry_run=dry_run, json=json, summary=False) is None:
-        return
-    print(f"force-synced {len(selected)} ExternalSecret(s)")
+    _finish(plan, runner, f"force-synced {len(selected)} ExternalSecret(s)", dry_run=dry_run, json=json)
 
 
 @task(
@@ -109,19 +122,15 @@ def hr_restart(c: Context, cluster: str, name: str, namespace: str, dry_run: boo
 
     If anything fails after the suspend, the release is resumed before the task exits (never left suspended).
     """
-    from k8s_ops.core import preflight as tools
-    from k8s_ops.day2.common import read_one, require_target
     from k8s_ops.day2.kubernetes import plan_hr_restart
     from k8s_ops.tools.flux import HELMRELEASE
+    from k8s_ops.tools.kubectl import get_or_none
 
-    target = require_target(cluster)
-    runner = runner_from(c)
-    tools.preflight(runner, ["kubectl", "flux"])
-    release = read_one(runner, target, HELMRELEASE, name, namespace)
+    runner, target = _connect(c, cluster, "kubectl", "flux")
+    release = get_or_none(runner, target, HELMRELEASE, name, namespace=namespace)
     plan, recovery = plan_hr_restart(cluster, target, release, name=name, namespace=namespace)
-    if finish(plan, runner, dry_run=dry_run, json=json, recovery=recovery, summary=False) is None:
-        return
-    print(f"HelmRelease {namespace}/{name} restarted and Ready")
+    done = f"HelmRelease {namespace}/{name} restarted and Ready"
+    _finish(plan, runner, done, dry_run=dry_run, json=json, recovery=recovery)
 
 
 @task(
@@ -147,21 +156,16 @@ def reconcile(
     Refuses a suspended Kustomization (reconciling it would do nothing) and stops early when Flux reports it
     Stalled; a timeout names the Kustomization's Ready message.
     """
-    from k8s_ops.core import preflight as tools
-    from k8s_ops.day2.common import read_one, require_target
     from k8s_ops.day2.kubernetes import plan_reconcile
     from k8s_ops.tools.flux import FLUX_NAMESPACE, KUSTOMIZATION, ROOT_KUSTOMIZATION
+    from k8s_ops.tools.kubectl import get_or_none
 
     ks_name = name or ROOT_KUSTOMIZATION
     ks_ns = namespace or FLUX_NAMESPACE
-    target = require_target(cluster)
-    runner = runner_from(c)
-    tools.preflight(runner, ["kubectl", "flux"])
-    current = read_one(runner, target, KUSTOMIZATION, ks_name, ks_ns)
+    runner, target = _connect(c, cluster, "kubectl", "flux")
+    current = get_or_none(runner, target, KUSTOMIZATION, ks_name, namespace=ks_ns)
     plan = plan_reconcile(cluster, target, current, name=ks_name, namespace=ks_ns, with_source=with_source)
-    if finish(plan, runner, dry_run=dry_run, json=json, summary=False) is None:
-        return
-    print(f"Kustomization {ks_ns}/{ks_name} reconciled and Ready")
+    _finish(plan, runner, f"Kustomization {ks_ns}/{ks_name} reconciled and Ready", dry_run=dry_run, json=json)
 
 
 @task(
@@ -184,20 +188,14 @@ def cleanse_pods(
 
     --dry-run lists every pod it would delete, with its phase.
     """
-    from k8s_ops.core import preflight as tools
-    from k8s_ops.day2.common import read_list, require_target
     from k8s_ops.day2.kubernetes import plan_cleanse_pods, select_pods
-    from k8s_ops.tools.kubectl import get
+    from k8s_ops.tools.kubectl import list_or_empty
 
-    target = require_target(cluster)
-    runner = runner_from(c)
-    tools.preflight(runner, ["kubectl"])
-    pods = read_list(runner, get(target, "pods", namespace=namespace, all_namespaces=namespace is None))
+    runner, target = _connect(c, cluster, "kubectl")
+    pods = list_or_empty(runner, target, "pods", namespace=namespace, all_namespaces=namespace is None)
     doomed = select_pods(pods, pending=pending)
     plan = plan_cleanse_pods(cluster, target, doomed, pending=pending)
-    if finish(plan, runner, dry_run=dry_run, json=json, summary=False) is None:
-        return
-    print(f"deleted {len(doomed)} pod(s)")
+    _finish(plan, runner, f"deleted {len(doomed)} pod(s)", dry_run=dry_run, json=json)
 
 
 # --- volsync.* --------------------------------------------------------------------------------------------------
@@ -228,14 +226,11 @@ def _run_on_source(
 ) -> tuple[Runner, KubeTarget, Mapping[str, Any]] | None:
     """Find the app's ReplicationSource, plan with `planner`, then print the plan (--dry-run: returns None) or
     run it; the shared body of snapshot and unlock."""
-    from k8s_ops.core import preflight as tools
-    from k8s_ops.day2.common import epoch_now, require_target
+    from k8s_ops.day2.common import epoch_now
     from k8s_ops.day2.volsync import find_source, sources_fact
 
     wait = _timeout(timeout)
-    target = require_target(cluster)
-    runner = runner_from(c)
-    tools.preflight(runner, ["kubectl"])
+    runner, target = _connect(c, cluster, "kubectl")
     source = find_source(sources_fact(runner, target, namespace), app, namespace)
     plan, recovery = planner(cluster, target, source, epoch=epoch_now(), timeout=wait)
     if finish(plan, runner, dry_run=dry_run, json=json, recovery=recovery, summary=False) is None:
@@ -260,8 +255,8 @@ def snapshot(
     wait at once with the job's reason and the mover's last log lines. A source with a schedule gets its
     schedule back afterwards (a manual trigger left behind would stop scheduled backups).
     """
-    from k8s_ops.day2.common import read_one
     from k8s_ops.day2.volsync import REPLICATIONSOURCE, plan_snapshot
+    from k8s_ops.tools.kubectl import get_or_none
 
     ran = _run_on_source(c, cluster, app, namespace, timeout, plan_snapshot, dry_run=dry_run, json=json)
     if ran is None:
@@ -269,7 +264,7 @@ def snapshot(
     runner, target, source = ran
     meta = source.get("metadata") or {}
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
-    after = read_one(runner, target, REPLICATIONSOURCE, name, ns) or {}
+    after = get_or_none(runner, target, REPLICATIONSOURCE, name, namespace=ns) or {}
     status = after.get("status") or {}
     result = (status.get("latestMoverStatus") or {}).get("result", "?")
     print(
@@ -306,9 +301,8 @@ def restore(
     If ANY step fails, Flux is resumed, the source unpaused and the workloads scaled back before the task
     exits non-zero, and the error says so. Asks you to type the app name unless --yes.
     """
-    from k8s_ops.core import preflight as tools
     from k8s_ops.core.errors import ToolkitError
-    from k8s_ops.day2.common import epoch_now, require_target
+    from k8s_ops.day2.common import epoch_now
     from k8s_ops.day2.volsync import gather_restore_facts, plan_restore
 
     wait = _timeout(timeout)
@@ -318,17 +312,11 @@ def restore(
             prev = int(str(previous))
         except ValueError:
             raise ToolkitError(f"--previous must be a whole number (0 = latest snapshot), got {previous!r}") from None
-    target = require_target(cluster)
-    runner = runner_from(c)
-    tools.preflight(runner, ["kubectl", "flux"])
+    runner, target = _connect(c, cluster, "kubectl", "flux")
     facts = gather_restore_facts(runner, target, app, namespace)
     plan, recovery = plan_restore(cluster, target, facts, app, epoch=epoch_now(), previous=prev, timeout=wait)
-    report = finish(
-        plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=app, recovery=recovery, summary=False
-    )
-    if report is None:
-        return
-    print(f"restored {app}: PVC data replaced from the {'latest' if not prev else f'previous={prev}'} snapshot")
+    done = f"restored {app}: PVC data replaced from the {'latest' if not prev else f'previous={prev}'} snapshot"
+    _finish(plan, runner, done, dry_run=dry_run, json=json, yes=yes, confirm_name=app, recovery=recovery)
 
 
 @task(help=_VOLSYNC)

@@ -656,28 +656,10 @@ def plan_restore(
     if not source_paused:
         steps.append(Step(f"unpause ReplicationSource {ns}/{rs_name}", commands=(unpause_patch,)))
     if ks_ref is not None:
-        steps.append(
-            Step(
-                f"resume Kustomization {ks_ref[0]}/{ks_ref[1]}",
-                commands=(
-                    flux.resume(target, "kustomization", ks_ref[1], ks_ref[0]),
-                    flux.reconcile(target, "kustomization", ks_ref[1], ks_ref[0], with_source=True),
-                ),
-                after=(flux_ready_check(target, "kustomization", ks_ref[1], ks_ref[0]),),
-            )
-        )
+        steps.append(_resume_step(target, "kustomization", "Kustomization", ks_ref, with_source=True))
     if hr_ref is not None:
-        steps.append(
-            Step(
-                f"resume HelmRelease {hr_ref[0]}/{hr_ref[1]}",
-                commands=(
-                    flux.resume(target, "helmrelease", hr_ref[1], hr_ref[0]),
-                    # --force: a plain reconcile of an unchanged release would leave the replicas at zero
-                    flux.reconcile(target, "helmrelease", hr_ref[1], hr_ref[0], force=True),
-                ),
-                after=(flux_ready_check(target, "helmrelease", hr_ref[1], hr_ref[0]),),
-            )
-        )
+        # --force: a plain reconcile of an unchanged release would leave the replicas at zero
+        steps.append(_resume_step(target, "helmrelease", "HelmRelease", hr_ref, force=True))
     if scale_back:
         steps.append(
             Step(
@@ -696,3 +678,16 @@ def plan_restore(
         resume_hint=f"re-run: invoke volsync.restore --cluster {cluster} --app {app} --namespace {ns}",
     )
     return plan, Recovery(plan, outcome=flux_note + "the app was NOT restored")
+
+
+def _resume_step(
+    target: KubeTarget, kind: flux.FluxKind, label: str, ref: tuple[str, str], **reconcile: bool
+) -> Step:
+    """Resume a suspended Flux object (`ref` = namespace, name), reconcile it (`reconcile`: flux.reconcile's
+    options) and wait until it is Ready."""
+    ns, name = ref
+    return Step(
+        f"resume {label} {ns}/{name}",
+        commands=(flux.resume(target, kind, name, ns), flux.reconcile(target, kind, name, ns, **reconcile)),
+        after=(flux_ready_check(target, kind, name, ns),),
+    )

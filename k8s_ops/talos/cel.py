@@ -1,8 +1,8 @@
 """CEL, compiled in one place: one lazily built celpy Environment for the toolkit, and one way to compile an
 expression into a program. celpy is imported only when an inventory uses CEL (health checks, volume matches).
 
-Users: `k8s_ops.talos.gates` (upgrade health checks: compile, then evaluate over an object) and the inventory's
-syntax check (`compile` and the CELParseError it raises).
+Users: `k8s_ops.talos.gates` (upgrade health checks: compile, then evaluate over an object), the inventory's
+syntax check and `config_rules`' machine-config CEL check (`environment().compile` and the CELParseError it raises).
 """
 
 from __future__ import annotations

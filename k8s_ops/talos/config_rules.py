@@ -19,10 +19,10 @@ or "HostnameConfig conflicts with machine.network.hostname". Those rules live in
 does; a document's own warnings (e.g. BondConfig "miimon was not specified for 802.3ad bond") stay warnings.
 A node's ApplyConfiguration validates without strict.
 
-Known gaps (documented in tests/sim/fidelity/validation.md): CEL expressions are parsed and their variable
-names checked, but not type-checked (cel-go's "found no matching overload" is not reproduced); RuntimeValidate
-(disks present on the node, Kubernetes version support) needs a live node and is out of scope; wireguard keys
-and deprecated fields such as `machine.disks` partitions get only the checks listed below.
+Known gaps (documented in tests/sim/FIDELITY.md, "Talos machine-config validation"): CEL expressions are parsed and
+their variable names checked, but not type-checked (cel-go's "found no matching overload" is not reproduced);
+RuntimeValidate (disks present on the node, Kubernetes version support) needs a live node and is out of scope;
+wireguard keys and deprecated fields such as `machine.disks` partitions get only the checks listed below.
 
 Pure: documents in, findings out. `talos_error` rebuilds the error text Talos prints (hashicorp multierror and
 errors.Join formatting) for the simulator.
@@ -238,8 +238,10 @@ def _cel_error(expr: str, variables: frozenset[str]) -> str | None:
     """
     import celpy.celparser
 
+    from k8s_ops.talos import cel
+
     try:
-        celpy.celparser.CELParser().parse(expr)
+        cel.environment().compile(expr)
     except celpy.celparser.CELParseError as exc:
         # cel-go names the ANTLR token it expected; celpy only gives the position (wording: assumption)
         line, col = getattr(exc, "line", None) or 1, getattr(exc, "column", None) or 1

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from k8s_ops.core import paths
 from k8s_ops.core.errors import Problem, ToolkitError, field_path
+from k8s_ops.core.facts import dig
 from k8s_ops.core.files import write_private
 
 if TYPE_CHECKING:
@@ -232,7 +233,7 @@ class TalosSchema:
                 def_name = self.kinds[tol.to]
                 used.append(tol)
             elif tol.action in ("drop", "rename") and def_name is not None:
-                parent = _get(doc, tol.path[:-1])
+                parent = dig(doc, *tol.path[:-1])
                 leaf = tol.path[-1]
                 if not isinstance(parent, dict) or leaf not in parent or self.has_field(def_name, tol.path):
                     continue
@@ -241,7 +242,7 @@ class TalosSchema:
                     if not self.has_field(def_name, target) or tol.to in parent:
                         continue
                 doc = _copy_on_write(doc, tol.path[:-1])
-                parent = _get(doc, tol.path[:-1])
+                parent = dig(doc, *tol.path[:-1])
                 value = parent.pop(leaf)
                 if tol.action == "rename":
                     parent[tol.to] = value
@@ -308,15 +309,6 @@ def _original_path(path: tuple[Any, ...], used: Sequence[Tolerance]) -> tuple[An
             if path[: len(renamed)] == renamed:
                 return (*tol.path, *path[len(renamed) :])
     return path
-
-
-def _get(doc: Any, path: Sequence[str]) -> Any:
-    node = doc
-    for part in path:
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _copy_on_write(doc: dict[str, Any], path: Sequence[str]) -> dict[str, Any]:

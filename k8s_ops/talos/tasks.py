@@ -21,6 +21,8 @@ from k8s_ops.core.cli import guarded
 from k8s_ops.core.pipeline import CLUSTER_HELP, JSON_HELP, YES_HELP, finish, help_for, runner_from
 
 if TYPE_CHECKING:
+    from k8s_ops.core.errors import ToolkitError
+    from k8s_ops.core.execute import StepFailed
     from k8s_ops.core.plan import FileWrite, Plan
     from k8s_ops.core.runner import Runner
     from k8s_ops.talos.inventory import Cluster
@@ -274,9 +276,18 @@ def render(
         print(f"note: {out_dir / name} belongs to no node of the inventory (left as is)")
 
 
-@task(help={"cluster": _CLUSTER})
+def _cause(exc: StepFailed) -> ToolkitError:
+    """A read-only task's failed step is its own error (problems listed once, not wrapped in "step 1 failed")."""
+    from k8s_ops.core.errors import ToolkitError
+
+    return exc.cause if isinstance(exc.cause, ToolkitError) else exc
+
+
+@task(
+    help=help_for(cluster=_CLUSTER, **{"dry-run": "show what would be checked (the layers, per node); check nothing"})
+)
 @guarded
-def validate(c: Context, cluster: str) -> None:
+def validate(c: Context, cluster: str, dry_run: bool = False, json: bool = False) -> None:
     """Validate every node's rendered Talos config: schema, Talos' rules, our rules, and talosctl validate.
 
     Renders in memory (nothing is written), checks each YAML document against the Talos JSON schema of the
@@ -286,25 +297,50 @@ def validate(c: Context, cluster: str) -> None:
     rules (no control-plane secrets on workers, CNI none, kube-proxy off, KubePrism 7445, factory installer
     image, HostnameConfig, no install.extraKernelArgs, VIP only on control planes); then, when talosctl is on
     PATH, `talosctl validate --mode metal --strict` per node. Prints every problem at once and exits non-zero.
+    A read-only plan: one step whose check is the validation (--dry-run shows it and checks nothing).
     """
     import shutil
 
-    from k8s_ops.core.errors import ProblemsError
+    from k8s_ops.core.plan import Check, Plan, Step
     from k8s_ops.talos.inventory import load_cluster
-    from k8s_ops.talos.render import render_cluster
-    from k8s_ops.talos.schema import load_schema
-    from k8s_ops.talos.secrets import load_bundle
-    from k8s_ops.talos.validate import validate_rendered
+    from k8s_ops.talos.validate import ValidationReport
 
     inv = load_cluster(cluster)
-    schema = load_schema(inv.talos_version)
-    rendered = render_cluster(inv, load_bundle(inv), check_rules=False)  # the rules are a layer below
-    runner = runner_from(c) if shutil.which("talosctl") else None
-    report = validate_rendered(inv, rendered, schema, runner=runner)
-    for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if report.problems:
-        raise ProblemsError(report.problems)
+    talosctl = shutil.which("talosctl") is not None
+    done: list[ValidationReport] = []
+
+    def check(runner: Runner) -> None:
+        from k8s_ops.core.errors import ProblemsError
+        from k8s_ops.talos.render import render_cluster
+        from k8s_ops.talos.schema import load_schema
+        from k8s_ops.talos.secrets import load_bundle
+        from k8s_ops.talos.validate import validate_rendered
+
+        schema = load_schema(inv.talos_version)
+        rendered = render_cluster(inv, load_bundle(inv), check_rules=False)  # the rules are a layer below
+        report = validate_rendered(inv, rendered, schema, runner=runner if talosctl else None)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if report.problems:
+            raise ProblemsError(report.problems)
+        done.append(report)
+
+    layers = [
+        f"the Talos {inv.talos_version} JSON schema (known defects tolerated)",
+        "Talos' own rules (offline, as --mode metal --strict)",
+        "the toolkit's semantic rules",
+    ]
+    if talosctl:
+        layers.append("`talosctl validate --mode metal --strict`")
+    nodes = ", ".join(n.hostname for n in inv.nodes)
+    step = Step(f"render in memory and validate {len(inv.nodes)} node config(s): {nodes}", before=(
+        Check("; ".join(layers), check),))  # fmt: skip
+    notes = () if talosctl else ("talosctl not on PATH: `talosctl validate` is skipped",)
+    plan = Plan("validate the rendered Talos configs", inv.name, (step,), notes=notes)
+
+    if finish(plan, runner_from(c), dry_run=dry_run, json=json, on_step_failed=_cause, summary=False) is None:
+        return
+    (report,) = done
     print(f"{report.documents} documents valid")
     tolerated = report.tolerated_summary()
     if tolerated:
@@ -314,29 +350,43 @@ def validate(c: Context, cluster: str) -> None:
 
 
 @task(
-    help={
-        "cluster": _CLUSTER,
-        "upload": "POST the schematic to the Image Factory (K8S_OPS_IMAGE_FACTORY overrides the URL) and check "
+    help=help_for(
+        cluster=_CLUSTER,
+        upload="POST the schematic to the Image Factory (K8S_OPS_IMAGE_FACTORY overrides the URL) and check "
         "the returned id equals the offline one",
-    }
+        **{"dry-run": "show the schematic's id, installer image and (with --upload) the upload; change nothing"},
+    )
 )
 @guarded
-def schematic(c: Context, cluster: str, upload: bool = False) -> None:
+def schematic(c: Context, cluster: str, upload: bool = False, dry_run: bool = False, json: bool = False) -> None:
     """Print the cluster's Image Factory schematic YAML, its ID (computed offline) and the installer image.
 
     The ID is sha256 of the schematic as the factory serialises it, so it is known before (and without) any
-    upload. With --upload the schematic is registered at the factory, which must answer the same ID.
+    upload. With --upload the schematic is registered at the factory, which must answer the same ID: the upload
+    is the plan's one effect; the YAML, ID and installer image are reads (notes in the plan).
     """
+    from k8s_ops.core.plan import Action, Plan, Step
     from k8s_ops.talos.inventory import load_cluster
-    from k8s_ops.talos.schematic import installer_image, schematic_for, upload_schematic
+    from k8s_ops.talos.schematic import factory_url, installer_image, schematic_for, upload_schematic
 
     inv = load_cluster(cluster)
     sch = schematic_for(inv)
-    sys.stdout.write(sch.to_yaml().decode())
-    print(f"# id: {sch.id}")
-    print(f"# installer: {installer_image(inv)}")
+    text = sch.to_yaml().decode()
+    notes = (f"id: {sch.id}", f"installer: {installer_image(inv)}", *(f"schematic: {ln}" for ln in text.splitlines()))
+    steps: tuple[Step, ...] = ()
     if upload:
-        upload_schematic(sch)
+        post = Action("image-factory-upload", f"{factory_url()}/schematics", lambda runner: upload_schematic(sch),
+                      detail=(("id", sch.id),))  # fmt: skip
+        steps = (Step(f"register schematic {sch.id} at the Image Factory", prepare=(post,)),)
+    plan = Plan("the Image Factory schematic", inv.name, steps, notes=notes)
+    if not dry_run:
+        sys.stdout.write(text)
+        print(f"# id: {sch.id}")
+        print(f"# installer: {installer_image(inv)}")
+
+    if finish(plan, runner_from(c), dry_run=dry_run, json=json, on_step_failed=_cause, summary=False) is None:
+        return
+    if upload:
         print(f"# uploaded: the Image Factory returned the same id {sch.id}")
 
 
@@ -345,13 +395,17 @@ def schematic(c: Context, cluster: str, upload: bool = False) -> None:
 
 def _versions(plan: Plan, cluster: Cluster, **facts: Any) -> Plan:
     """Version preflight (k8s_ops/talos/versions.py) over the inventory, the tool versions `preflight` read and `facts`:
-    every problem at once as a ProblemsError, warnings as plan notes (so --dry-run shows both)."""
+    every problem at once as a ProblemsError, warnings as plan notes (so --dry-run shows both). With `nodes` (an
+    upgrade) the Talos path rule names the cluster's own installer image."""
     from dataclasses import replace
 
     from k8s_ops.core.preflight import checked
+    from k8s_ops.talos.schematic import installer_image
     from k8s_ops.talos.versions import evaluate
 
     facts.setdefault("kubernetes", cluster.kubernetes_version)
+    if "nodes" in facts:
+        facts.setdefault("installer", installer_image(cluster))
     found = evaluate(talos=cluster.talos_version, talosctl=checked("talosctl"), kubectl=checked("kubectl"), **facts)
     return replace(plan, notes=(*plan.notes, *found.enforce(cluster.file)))
 
@@ -463,14 +517,13 @@ def upgrade_node(
     """
     from k8s_ops.talos import facts
     from k8s_ops.talos.lifecycle import plan_upgrade_node
-    from k8s_ops.talos.schematic import installer_image
 
     inventory, env, runner = _setup(c, cluster, ("talosctl", "kubectl"), gate_timeout=gate_timeout)
     target_node = inventory.node(node)
     targets = {t.node.hostname: t for t in facts.gather_upgrade_targets(runner, env.tctl, inventory)}
     plan = plan_upgrade_node(env, targets[target_node.hostname])
     running = {target_node.hostname: targets[target_node.hostname].version}
-    plan = _versions(plan, inventory, nodes=running, installer=installer_image(inventory))
+    plan = _versions(plan, inventory, nodes=running)
     finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=target_node.hostname)
 
 
@@ -508,7 +561,6 @@ def upgrade_cluster(
     from k8s_ops.core.errors import ToolkitError
     from k8s_ops.talos import facts
     from k8s_ops.talos.lifecycle import default_max_unavailable, plan_upgrade_cluster
-    from k8s_ops.talos.schematic import installer_image
 
     inventory, env, runner = _setup(c, cluster, ("talosctl", "kubectl"), gate_timeout=gate_timeout)
     if max_unavailable < 0:
@@ -525,7 +577,7 @@ def upgrade_cluster(
         snapshot_source=facts.first_healthy_etcd(runner, env.tctl, inventory),
     )
     running = {t.node.hostname: t.version for t in targets}
-    plan = _versions(plan, inventory, nodes=running, installer=installer_image(inventory))
+    plan = _versions(plan, inventory, nodes=running)
     report = finish(
         plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=inventory.name, max_concurrency=k
     )

@@ -217,24 +217,13 @@ def _sequence(items: list[Any], col: int, out: list[str], *, inline: bool) -> No
 def _child(value: Any, col: int, out: list[str]) -> None:
     """The value after `key:` or `-` written at column `col`: inline scalars, nested blocks at col + 2."""
     kind = type(value)
-    if kind is dict:
+    if kind is dict or kind is list:
         if not value:
-            out.append(" {}\n")
-        elif out[-1].endswith(":"):
-            out.append("\n")
-            _mapping(value, col + 2, out, inline=False)
-        else:
-            out.append(" ")
-            _mapping(value, col + 2, out, inline=True)
-    elif kind is list:
-        if not value:
-            out.append(" []\n")
-        elif out[-1].endswith(":"):
-            out.append("\n")
-            _sequence(value, col + 2, out, inline=False)
-        else:
-            out.append(" ")
-            _sequence(value, col + 2, out, inline=True)
+            out.append(" {}\n" if kind is dict else " []\n")
+            return
+        block = out[-1].endswith(":")  # after `key:` the collection starts on the next line; after `-` inline
+        out.append("\n" if block else " ")
+        (_mapping if kind is dict else _sequence)(value, col + 2, out, inline=not block)
     else:
         out.append(" ")
         _scalar(value, col, out)

@@ -5,15 +5,16 @@ argv always carries `--kubeconfig <build/<c>/kubeconfig> --context <c>` (the con
 writes). Shared module: add functions, never change the behaviour of existing ones.
 
 It is also the one Kubernetes read layer: `get_or_none` / `list_or_empty` (a missing object or kind is an
-answer, any other failure raises CommandFailed), `dig` and the `Obj` accessor instead of hand-written
-`(x.get(...) or {}).get(...)`, and the shared readiness probes (`crd_problem`, `daemonset_problem`,
-`deployment_problem`, `nodes_problem`, `ready_condition_problem`; None = fine, text = why not) that waits poll.
+answer, any other failure raises CommandFailed), `by_name` (a whole kind by name, or why the API is unreadable),
+`dig` and the `Obj` accessor instead of hand-written `(x.get(...) or {}).get(...)`, and the shared readiness
+probes (`crd_problem`, `daemonset_problem`, `deployment_problem`, `nodes_problem`, `ready_condition_problem`;
+None = fine, text = why not) that waits poll.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "annotate",
     "api_problem",
     "apply_manifest",
+    "by_name",
     "condition",
     "crd_problem",
     "daemonset_problem",
@@ -46,7 +48,6 @@ __all__ = [
     "kubectl",
     "list_or_empty",
     "merge_patch",
-    "names_of",
     "nodes_problem",
     "parse_items",
     "parse_object",
@@ -256,11 +257,6 @@ def parse_time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def names_of(objects: Iterable[Mapping[str, Any]]) -> list[str]:
-    """`metadata.name` of each object."""
-    return [Obj(o).name for o in objects]
-
-
 @dataclass(frozen=True)
 class Obj:
     """Typed read access to one object as `kubectl get -o json` prints it (absent fields read as empty)."""
@@ -362,6 +358,15 @@ def api_problem(result: Result) -> str:
     return f"Kubernetes API: {last_error_line(result, 'no answer')}"
 
 
+def by_name(runner: Runner, target: KubeTarget, resource: str, *, description: str) -> dict[str, Obj] | str:
+    """Every object of a cluster-scoped kind (nodes, CRDs) by name, or why the API could not be read
+    (`api_problem`): the one read behind the probes that judge several objects of a kind at once."""
+    result = runner.run(get(target, resource, description=description), check=False)
+    if not result.ok:
+        return api_problem(result)
+    return {Obj(o).name: Obj(o) for o in parse_items(result)}
+
+
 def crd_problem(
     runner: Runner,
     target: KubeTarget,
@@ -371,10 +376,9 @@ def crd_problem(
     version: str | None = None,
 ) -> str | None:
     """Why the CRDs are not all there and Established (at `version` when an annotation carries it). One call."""
-    result = runner.run(get(target, "customresourcedefinitions", description="read the CRDs"), check=False)
-    if not result.ok:
-        return api_problem(result)
-    have = {Obj(o).name: Obj(o) for o in parse_items(result)}
+    have = by_name(runner, target, "customresourcedefinitions", description="read the CRDs")
+    if isinstance(have, str):
+        return have
     bad: list[str] = []
     for name in names:
         obj = have.get(name)
@@ -427,10 +431,9 @@ def deployment_problem(runner: Runner, target: KubeTarget, name: str, namespace:
 
 def nodes_problem(runner: Runner, target: KubeTarget, hostnames: Sequence[str], *, ready: bool) -> str | None:
     """Why not every inventory node is registered (and, with `ready`, Ready)."""
-    result = runner.run(get(target, "nodes", description="read Kubernetes nodes"), check=False)
-    if not result.ok:
-        return api_problem(result)
-    nodes = {Obj(o).name: Obj(o) for o in parse_items(result)}
+    nodes = by_name(runner, target, "nodes", description="read Kubernetes nodes")
+    if isinstance(nodes, str):
+        return nodes
     missing = [h for h in hostnames if h not in nodes]
     if missing:
         return f"not registered yet: {', '.join(missing)}"

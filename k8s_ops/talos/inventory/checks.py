@@ -386,23 +386,14 @@ def _cel_error(expr: str) -> str | None:
     """A CEL syntax error message, or None. celpy is imported lazily: only inventories with CEL pay."""
     import celpy.celparser
 
+    from k8s_ops.talos import cel
+
     try:
-        _cel_env().compile(expr)
+        cel.environment().compile(expr)
     except celpy.celparser.CELParseError as exc:
         detail = " ".join(str(exc).split())
         return f"not a valid CEL expression: {detail}"
     return None
-
-
-_CEL_ENV: list[Any] = []
-
-
-def _cel_env() -> Any:
-    if not _CEL_ENV:
-        import celpy
-
-        _CEL_ENV.append(celpy.Environment())
-    return _CEL_ENV[0]
 
 
 def _lenient(model: type[_M], raw: Any) -> _M | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import typing
-from ipaddress import IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -507,8 +507,9 @@ class Cluster(_Model):
 
     @property
     def api_url(self) -> str:
-        host = f"[{self.endpoint}]" if isinstance(self.endpoint, IPv6Address) else str(self.endpoint)
-        return f"https://{host}:{API_PORT}"
+        from k8s_ops.tools.kubectl import server_url
+
+        return server_url(str(self.endpoint), API_PORT)
 
     @property
     def controlplanes(self) -> tuple[Node, ...]:

@@ -334,3 +334,73 @@ def test_tasks_have_help_and_reject_an_unknown_stage_without_a_traceback():
     assert bad.returncode == 1
     assert "--from 'flux' is not a stage of this task (stages: 1=preflight, 2=talos, 3=kubeconfig)" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# --------------------------------------------------------------------------- rebuild, phase 1
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode) for p in root.rglob("*") if p.is_file()}
+
+
+def test_rebuild_pull_is_a_planned_step_with_a_pull_effect_and_planning_writes_nothing(tmp_path, monkeypatch):
+    from k8s_ops import onepassword as op
+    from k8s_ops.bootstrap.run import material_plan
+    from k8s_ops.core import paths
+    from k8s_ops.onepassword import sdk as op_sdk
+    from k8s_ops.onepassword.effects import Pull
+    from k8s_ops.talos import secrets as talos_secrets
+    from tests.op_fake import FakeOnePassword
+
+    shutil.copytree(REPO / "clusters" / "demo", tmp_path / "clusters" / "demo")
+    for k, v in {"K8S_OPS_CLUSTERS_DIR": "clusters", "K8S_OPS_BUILD_DIR": "build", "K8S_OPS_STATE_DIR": "state",
+                 "HOME": "home", "XDG_CONFIG_HOME": "home/.config"}.items():  # fmt: skip
+        monkeypatch.setenv(k, str(tmp_path / v))
+    for k in ("SOPS_AGE_KEY", "SOPS_AGE_KEY_FILE"):
+        monkeypatch.delenv(k, raising=False)
+    fake = FakeOnePassword(vaults=("k8s-ops-demo",))
+    monkeypatch.setattr(op_sdk, "client_class", lambda: fake.Client)
+    monkeypatch.setenv("OP_SERVICE_ACCOUNT_TOKEN", fake.token)
+    talos_secrets.clear_cache()
+    cluster = load_cluster("demo")
+    op.push(cluster, "age-key,talos-secrets")
+    (tmp_path / "clusters" / "demo" / "demo.agekey").unlink()
+    cluster.secrets_file.unlink()
+    talos_secrets.clear_cache()
+    before, calls = _tree(tmp_path), len(fake.calls)
+
+    plan = material_plan(cluster)
+
+    assert _tree(tmp_path) == before  # no file written, none changed (not even the 1Password sync state)
+    writes = ("create", "put", "update", "delete", "archive")
+    assert not [c for c in fake.calls[calls:] if any(w in c.lower() for w in writes)], fake.calls[calls:]  # 1Password
+    assert plan is not None
+    assert [s.description for s in plan.steps] == [
+        f"[preflight] pull sops-age-key-demo -> {paths.default_age_key_file()} (0600)",
+        f"[preflight] pull talos-secrets-demo -> {cluster.secrets_file} (0600)",
+    ]
+    for step, what in zip(plan.steps, ("age-key", "talos-secrets"), strict=True):
+        assert step.effects == (Pull(cluster, what, only_missing=True),) and step.mutates and step.noop is None
+        assert step.to_json()["mutates"] is True
+        assert step.to_json()["finish"] == [{"effect": "1password-pull", "cluster": "demo", "vault": "k8s-ops-demo",
+                                             "what": what, "force": False, "only_missing": True}]  # fmt: skip
+    assert f"rebuild: would pull sops-age-key-demo -> {paths.default_age_key_file()} (" in plan.to_text()
+    assert "planned once the material exists locally" in plan.to_text()
+    assert "AGE-SECRET-KEY" not in plan.to_text() + plan.to_json_text()
+
+    # an item 1Password lacks: a step whose gate fails, placed first (a real run stops before writing anything)
+    fake.items = {k: v for k, v in fake.items.items() if v.get("title") != "talos-secrets-demo"}
+    gated = material_plan(cluster)
+    assert gated is not None and gated.steps[0].before and not gated.steps[0].mutates
+    assert "talos-secrets-demo" in gated.steps[0].description
+    with pytest.raises(op.SyncRefused):
+        gated.steps[0].before[0].run(FakeRunner())
+    assert _tree(tmp_path) == before
+
+    # nothing missing: no phase 1
+    (tmp_path / "home" / ".config" / "k8s-ops").mkdir(parents=True)
+    shutil.copy(REPO / "clusters" / "demo" / "demo.agekey", paths.default_age_key_file())
+    shutil.copy(REPO / "clusters" / "demo" / "talos" / "secrets.sops.yaml", cluster.secrets_file)
+    talos_secrets.clear_cache()
+    assert material_plan(cluster) is None
+    talos_secrets.clear_cache()

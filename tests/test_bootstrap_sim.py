@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from invoke.config import Config
+from invoke.context import Context
+from invoke.exceptions import Exit
 
 from k8s_ops.bootstrap import manifests
-from k8s_ops.bootstrap.run import APPS_STAGES
+from k8s_ops.bootstrap import tasks as bootstrap_tasks
+from k8s_ops.bootstrap.run import APPS_STAGES, material_plan
 from k8s_ops.bootstrap.stages import Timeouts
 from k8s_ops.bootstrap.tasks import stage_failed
 from k8s_ops.core import paths
@@ -27,6 +31,7 @@ from k8s_ops.core.execute import execute
 from k8s_ops.core.pipeline import finish
 from k8s_ops.core.plan import Plan
 from k8s_ops.core.runner import Runner
+from k8s_ops.onepassword.effects import Pull
 from k8s_ops.talos import secrets as talos_secrets
 from k8s_ops.talos.inventory import load_cluster
 from tests.bootstrap_world import World, bootstrap_world
@@ -208,7 +213,9 @@ def test_an_unreachable_git_repository_is_named_with_its_reason(world: World) ->
 # --------------------------------------------------------------------------- 3. disaster recovery
 
 
-def test_rebuild_after_every_node_is_wiped_from_git_and_1password(world: World) -> None:
+def test_rebuild_after_every_node_is_wiped_from_git_and_1password(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     from k8s_ops import onepassword as op
 
     cluster = load_cluster("demo")
@@ -230,14 +237,37 @@ def test_rebuild_after_every_node_is_wiped_from_git_and_1password(world: World) 
     talos_secrets.clear_cache()
     mark = len(world.calls())
 
-    preview = world.plan(rebuild=True, dry_run=True, task="bootstrap.rebuild")
-    assert len(preview.steps) == 1 and "pull age-key, talos-secrets from 1Password" in preview.steps[0].description
-    assert not key_file.exists() and not paths.default_age_key_file().exists()  # a dry run writes nothing
+    # phase 1 is a plan of its own: one step per missing item, each a Pull effect; building it writes nothing
+    preview = material_plan(cluster)
+    assert preview is not None and "pull age-key, talos-secrets from 1Password" in preview.title
+    pulls = [e for s in preview.steps for e in s.effects]
+    assert pulls == [Pull(cluster, "age-key", only_missing=True), Pull(cluster, "talos-secrets", only_missing=True)]
+    assert all(s.mutates and s.noop is None and s.stage == "preflight" for s in preview.steps)
+    assert not key_file.exists() and not paths.default_age_key_file().exists() and not bundle_file.exists()
 
-    plan = world.plan(rebuild=True, recover_from=snapshot, task="bootstrap.rebuild")
-    with pytest.raises(ToolkitError, match="confirmation"):
-        execute(plan, world.runner, yes=False)  # the new etcd needs the typed cluster name (no TTY here)
-    execute(plan, world.runner, yes=True)
+    # the task's dry run shows phase 1 (text and JSON), says phase 2 waits for the material, and writes nothing
+    ctx = Context(Config(overrides={"k8s_ops": {"runner": lambda: world.runner}}))
+    bootstrap_tasks.rebuild(ctx, cluster="demo", dry_run=True)
+    text = capsys.readouterr().out
+    assert f"would pull sops-age-key-demo -> {paths.default_age_key_file()}" in text
+    assert "op pull age-key (vault k8s-ops-demo, --only-missing)" in text and "op pull talos-secrets" in text
+    assert "planned once the material exists locally" in text and "[talos]" not in text
+    bootstrap_tasks.rebuild(ctx, cluster="demo", dry_run=True, json=True)
+    doc = json.loads(capsys.readouterr().out)
+    assert [s["mutates"] for s in doc["steps"]] == [True, True]
+    assert [e["effect"] for s in doc["steps"] for e in s["finish"]] == ["1password-pull"] * 2
+    assert not key_file.exists() and not paths.default_age_key_file().exists() and not bundle_file.exists()
+
+    # the real run: phase 1 pulls through the pipeline (no confirmation), phase 2 is built from the pulled
+    # material and stops at the typed confirmation before the new etcd (no TTY here) — nothing of it ran
+    with pytest.raises(Exit):
+        bootstrap_tasks.rebuild(ctx, cluster="demo", recover_from=str(snapshot))
+    assert "confirmation" in capsys.readouterr().err
+    assert paths.default_age_key_file().is_file() and bundle_file.is_file()
+    assert not [c for c in world.calls(mark) if _is(c, "talosctl", "apply-config")]
+    # with --yes: the material is present now (no phase 1), the rebuild runs
+    assert material_plan(cluster) is None
+    bootstrap_tasks.rebuild(ctx, cluster="demo", recover_from=str(snapshot), yes=True)
 
     pulled = paths.default_age_key_file()
     assert pulled.is_file() and pulled.stat().st_mode & 0o777 == 0o600

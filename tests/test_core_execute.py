@@ -14,7 +14,7 @@ from k8s_ops.core import preflight as tools
 from k8s_ops.core.command import Command, Result, cmd
 from k8s_ops.core.errors import Aborted, GateFailed, ToolNotFound
 from k8s_ops.core.execute import Interrupted, ReadOnlyViolation, StepFailed, execute
-from k8s_ops.core.plan import Action, Check, EnsureDir, EnsureMode, FileWrite, Plan, Recovery, Step, Undo
+from k8s_ops.core.plan import Action, Check, EnsureDir, EnsureMode, FileWrite, Plan, Step, Undo
 from k8s_ops.core.prompt import Prompt, answering
 from k8s_ops.core.testing import FakeRunner
 from k8s_ops.core.wait import NotYet, StopWaiting, wait_for
@@ -116,6 +116,7 @@ def test_destructive_plan_needs_the_typed_name(monkeypatch: pytest.MonkeyPatch) 
 
 def test_gates_and_waits_wrap_commands(tmp_path: Path) -> None:
     order: list[str] = []
+
     def handler(_: Command) -> Result:
         order.append("cmd")
         return Result(0)
@@ -276,8 +277,10 @@ def _undoable(name: str) -> Step:
 
 def test_failure_carries_the_started_steps_and_recovery_undoes_only_those_latest_first() -> None:
     runner = FakeRunner({re.compile("suspend c"): Result(1, "", "boom")}, handler=lambda c: Result(0))
-    plan = Plan("t", "demo", (_undoable("a"), Step("b", noop="done"), _undoable("b"), _undoable("c"), _undoable("d")))
-    recovery = Recovery(plan, outcome="nothing changed")
+    steps = (_undoable("a"), Step("b", noop="done"), _undoable("b"), _undoable("c"), _undoable("d"))
+    plan = Plan("t", "demo", steps, on_failure="nothing changed")
+    recovery = plan.recovery
+    assert recovery is not None
     assert [c.display() for c in recovery.commands] == [f"tool resume {n}" for n in "dcba"]  # the dry-run preview
     with pytest.raises(StepFailed) as info:
         execute(plan, runner, out=quiet)
@@ -332,6 +335,7 @@ def test_checks_and_guards_only_read() -> None:
         with pytest.raises(StepFailed, match="tried to run a mutating command: op item edit") as info:
             execute(Plan("t", "demo", (s,)), runner, out=quiet)
         assert isinstance(info.value.cause, ReadOnlyViolation)
+
     def read(r: Any) -> None:
         r.run(cmd("tool", "get"))
 

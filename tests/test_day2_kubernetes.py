@@ -139,10 +139,8 @@ def test_hr_restart_suspends_resumes_and_waits_ready() -> None:
     kube = FakeKube(ready_flux(HELMRELEASE, "media", "plex"))
     kube.controllers.append(flux_controller())
     runner = kube.runner()
-    plan, recovery = plan_hr_restart(
-        "infra", TARGET, kube.get(HELMRELEASE, "media", "plex"), name="plex", namespace="media"
-    )
-    run(plan, runner, recovery=recovery, out=quiet)
+    plan = plan_hr_restart("infra", TARGET, kube.get(HELMRELEASE, "media", "plex"), name="plex", namespace="media")
+    run(plan, runner, out=quiet)
     assert [m[5:] for m in kube.mutations] == [
         ["suspend", "helmrelease", "plex", "--namespace", "media"],
         ["resume", "helmrelease", "plex", "--namespace", "media", "--wait=false"],
@@ -160,11 +158,9 @@ def test_hr_restart_failure_resumes_and_says_so() -> None:
     kube = FakeKube(ready_flux(HELMRELEASE, "media", "plex"))
     kube.controllers.append(flux_controller(fail="upgrade retries exhausted", stalled=True))
     runner = kube.runner()
-    plan, recovery = plan_hr_restart(
-        "infra", TARGET, kube.get(HELMRELEASE, "media", "plex"), name="plex", namespace="media"
-    )
+    plan = plan_hr_restart("infra", TARGET, kube.get(HELMRELEASE, "media", "plex"), name="plex", namespace="media")
     with pytest.raises(RecoveryFailed) as info:
-        run(plan, runner, recovery=recovery, out=quiet)
+        run(plan, runner, out=quiet)
     msg = str(info.value)
     assert "stalled" in msg and "upgrade retries exhausted" in msg
     assert "resumed HelmRelease media/plex" in msg
@@ -177,11 +173,9 @@ def test_hr_restart_resume_command_failure_is_retried_by_recovery_and_reported_i
         1, "", "✗ conn refused"
     )
     runner = kube.runner()
-    plan, recovery = plan_hr_restart(
-        "infra", TARGET, kube.get(HELMRELEASE, "media", "plex"), name="plex", namespace="media"
-    )
+    plan = plan_hr_restart("infra", TARGET, kube.get(HELMRELEASE, "media", "plex"), name="plex", namespace="media")
     with pytest.raises(RecoveryFailed) as info:
-        run(plan, runner, recovery=recovery, out=quiet)
+        run(plan, runner, out=quiet)
     assert "recovery INCOMPLETE" in str(info.value) and "resume helmrelease plex" in str(info.value)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from k8s_ops.core.errors import Aborted, ToolkitError
 from k8s_ops.core.pipeline import RecoveryFailed, run, show
+from k8s_ops.core.plan import Plan
 from k8s_ops.day2.volsync import (
     REPLICATIONDESTINATION,
     REPLICATIONSOURCE,
@@ -134,8 +135,8 @@ def test_sources_fact_reads_all_namespaces_with_explicit_kubeconfig_and_context(
 def test_snapshot_triggers_waits_and_restores_the_schedule() -> None:
     kube = app_kube(steps=2)
     runner = kube.runner()
-    plan, recovery = plan_snapshot("infra", TARGET, source(), epoch=EPOCH, timeout=2 * HOUR)
-    run(plan, runner, recovery=recovery, out=quiet)
+    plan = plan_snapshot("infra", TARGET, source(), epoch=EPOCH, timeout=2 * HOUR)
+    run(plan, runner, out=quiet)
     patches = [json.loads(m[-1]) for m in kube.mutations]
     assert patches == [{"spec": {"trigger": {"manual": str(EPOCH)}}}, {"spec": {"trigger": {"manual": None}}}]
     rs = kube.get(REPLICATIONSOURCE, "media", "plex")
@@ -145,17 +146,17 @@ def test_snapshot_triggers_waits_and_restores_the_schedule() -> None:
 
 
 def test_snapshot_of_a_manual_only_source_keeps_its_tag() -> None:
-    plan, recovery = plan_snapshot("infra", TARGET, source(schedule=None), epoch=EPOCH, timeout=HOUR)
-    assert recovery is None
+    plan = plan_snapshot("infra", TARGET, source(schedule=None), epoch=EPOCH, timeout=HOUR)
+    assert plan.recovery is None
     assert len(plan.steps) == 1
 
 
 def test_snapshot_job_failure_stops_at_once_with_the_reason_and_restores_the_schedule() -> None:
     kube = app_kube(fail="unable to create lock in backend: repository is already locked")
     runner = kube.runner()
-    plan, recovery = plan_snapshot("infra", TARGET, source(), epoch=EPOCH, timeout=2 * HOUR)
+    plan = plan_snapshot("infra", TARGET, source(), epoch=EPOCH, timeout=2 * HOUR)
     with pytest.raises(RecoveryFailed) as info:
-        run(plan, runner, recovery=recovery, out=quiet)
+        run(plan, runner, out=quiet)
     msg = str(info.value)
     assert "job media/volsync-src-plex failed: BackoffLimitExceeded" in msg
     assert "repository is already locked" in msg
@@ -166,11 +167,11 @@ def test_snapshot_job_failure_stops_at_once_with_the_reason_and_restores_the_sch
 
 def test_snapshot_times_out_when_volsync_never_acts() -> None:
     kube = FakeKube(source())  # no controller
-    plan, recovery = plan_snapshot("infra", TARGET, source(), epoch=EPOCH, timeout=HOUR)
+    plan = plan_snapshot("infra", TARGET, source(), epoch=EPOCH, timeout=HOUR)
     with pytest.raises(
         RecoveryFailed, match=r"timed out .* lastManualSync=1767225600.*job volsync-src-plex not started"
     ):
-        run(plan, kube.runner(), recovery=recovery, out=quiet)
+        run(plan, kube.runner(), out=quiet)
 
 
 def test_snapshot_refuses_paused_and_non_restic_sources() -> None:
@@ -193,8 +194,8 @@ def test_old_mover_failure_does_not_fail_a_new_snapshot() -> None:
     }
     kube = FakeKube(rs)
     kube.controllers.append(volsync_controller(steps=3))
-    plan, recovery = plan_snapshot("infra", TARGET, rs, epoch=EPOCH, timeout=HOUR)
-    run(plan, kube.runner(), recovery=recovery, out=quiet)
+    plan = plan_snapshot("infra", TARGET, rs, epoch=EPOCH, timeout=HOUR)
+    run(plan, kube.runner(), out=quiet)
 
 
 # ---------------------------------------------------------------------------------------------- unlock
@@ -202,8 +203,8 @@ def test_old_mover_failure_does_not_fail_a_new_snapshot() -> None:
 
 def test_unlock_sets_unlock_with_a_manual_sync_and_waits_for_last_unlocked() -> None:
     kube = app_kube()
-    plan, recovery = plan_unlock("infra", TARGET, source(), epoch=EPOCH, timeout=HOUR)
-    run(plan, kube.runner(), recovery=recovery, out=quiet)
+    plan = plan_unlock("infra", TARGET, source(), epoch=EPOCH, timeout=HOUR)
+    run(plan, kube.runner(), out=quiet)
     first = json.loads(kube.mutations[0][-1])
     assert first == {"spec": {"restic": {"unlock": str(EPOCH)}, "trigger": {"manual": str(EPOCH)}}}
     rs = kube.get(REPLICATIONSOURCE, "media", "plex")
@@ -235,16 +236,16 @@ def test_destination_copies_repository_pvc_and_mover_settings() -> None:
     assert "previous" not in destination_manifest(source(), "plex", tag="t", previous=None)["spec"]["restic"]
 
 
-def restore_plan(kube: FakeKube, **kw: Any) -> tuple[Any, Any]:
+def restore_plan(kube: FakeKube, **kw: Any) -> Plan:
     facts = gather_restore_facts(kube.runner(), TARGET, "plex", None)
     return plan_restore("infra", TARGET, facts, "plex", epoch=EPOCH, previous=kw.get("previous"), timeout=HOUR)
 
 
 def test_restore_full_run_in_order_and_app_back_up() -> None:
     kube = app_kube()
-    plan, recovery = restore_plan(kube)
+    plan = restore_plan(kube)
     assert plan.destructive
-    run(plan, kube.runner(), yes=True, confirm_name="plex", recovery=recovery, out=quiet)
+    run(plan, kube.runner(), yes=True, confirm_name="plex", out=quiet)
     verbs = [" ".join(m[5:8]) for m in kube.mutations]
     assert verbs == [
         "suspend kustomization plex",
@@ -273,31 +274,31 @@ def test_restore_full_run_in_order_and_app_back_up() -> None:
 
 def test_restore_dry_run_shows_destination_and_recovery(capsys: pytest.CaptureFixture[str]) -> None:
     kube = app_kube()
-    plan, recovery = restore_plan(kube, previous=3)
-    show(plan, recovery, json=False)
+    plan = restore_plan(kube, previous=3)
+    show(plan, json=False)
     text = capsys.readouterr().out
     assert "previous: 3" in text and "copyMethod: Direct" in text and "destinationPVC: plex-config" in text
     assert "(destructive)" in text
     assert "on failure of any step" in text and "resume kustomization plex" in text
     assert kube.mutations == []
-    show(plan, recovery, json=True)
+    show(plan, json=True)
     data = json.loads(capsys.readouterr().out)
     assert data["on_failure"]["done"].startswith("recovered: deleted ReplicationDestination media/plex-manual")
 
 
 def test_restore_needs_typed_confirmation_and_changes_nothing_without_it() -> None:
     kube = app_kube()
-    plan, recovery = restore_plan(kube)
+    plan = restore_plan(kube)
     with pytest.raises(Aborted):
-        run(plan, kube.runner(), yes=False, confirm_name="plex", recovery=recovery, out=quiet)
+        run(plan, kube.runner(), yes=False, confirm_name="plex", out=quiet)
     assert kube.mutations == []
 
 
 def test_restore_pods_never_terminating_resumes_flux_and_says_so() -> None:
     kube = app_kube(stuck=True)
-    plan, recovery = restore_plan(kube)
+    plan = restore_plan(kube)
     with pytest.raises(RecoveryFailed) as info:
-        run(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
+        run(plan, kube.runner(), yes=True, out=quiet)
     msg = str(info.value)
     assert "no pod of the app or using PVC media/plex-config left" in msg and "plex-0 (Running)" in msg
     # undone latest first, and only what ran: the restore object was never created, so nothing deletes it
@@ -315,9 +316,9 @@ def test_restore_pods_never_terminating_resumes_flux_and_says_so() -> None:
 
 def test_restore_job_failure_deletes_the_destination_and_resumes() -> None:
     kube = app_kube(fail="no snapshots found")
-    plan, recovery = restore_plan(kube)
+    plan = restore_plan(kube)
     with pytest.raises(RecoveryFailed) as info:
-        run(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
+        run(plan, kube.runner(), yes=True, out=quiet)
     msg = str(info.value)
     assert "job media/volsync-dst-plex-manual failed: BackoffLimitExceeded" in msg and "no snapshots found" in msg
     assert "recovered: deleted ReplicationDestination media/plex-manual; scaled deployment/plex back to 1" in msg
@@ -328,7 +329,7 @@ def test_restore_job_failure_deletes_the_destination_and_resumes() -> None:
 def test_restore_removes_a_leftover_destination_first() -> None:
     kube = app_kube()
     kube.add(obj(REPLICATIONDESTINATION, "media", "plex-manual", spec={"trigger": {"manual": "old"}}))
-    plan, _ = restore_plan(kube)
+    plan = restore_plan(kube)
     leftover = next(s for s in plan.steps if "leftover" in s.description)
     assert leftover.noop is None
 
@@ -346,10 +347,10 @@ def test_restore_without_flux_objects_says_nothing_was_suspended() -> None:
     kube = app_kube(stuck=True)
     kube.objects.pop((KUSTOMIZATION, "flux-system", "plex"))
     kube.objects.pop((HELMRELEASE, "media", "plex"))
-    plan, recovery = restore_plan(kube)
+    plan = restore_plan(kube)
     assert [s.noop for s in plan.steps[:2]] == ["no Kustomization found", "no HelmRelease found"]
     with pytest.raises(RecoveryFailed, match="no Flux object had been suspended"):
-        run(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
+        run(plan, kube.runner(), yes=True, out=quiet)
 
 
 def test_restore_finds_the_helmrelease_from_workload_labels() -> None:
@@ -360,7 +361,7 @@ def test_restore_finds_the_helmrelease_from_workload_labels() -> None:
         "helm.toolkit.fluxcd.io/name": "plex-app",
         "helm.toolkit.fluxcd.io/namespace": "media",
     }
-    plan, _ = restore_plan(kube)
+    plan = restore_plan(kube)
     assert plan.steps[1].description == "suspend HelmRelease media/plex-app"
 
 
@@ -375,9 +376,9 @@ def test_restore_an_interrupted_run_is_recovered_too() -> None:
             raise KeyboardInterrupt
 
     kube.controllers.insert(0, interrupt)
-    plan, recovery = restore_plan(kube)
+    plan = restore_plan(kube)
     with pytest.raises(RecoveryFailed) as info:
-        run(plan, kube.runner(), yes=True, recovery=recovery, out=quiet)
+        run(plan, kube.runner(), yes=True, out=quiet)
     assert info.value.exit_code == 130
     assert "resumed HelmRelease media/plex; resumed Kustomization flux-system/plex" in str(info.value)
 
@@ -387,6 +388,6 @@ def test_a_new_failed_mover_status_stops_the_wait_even_after_volsync_deleted_the
     after = source()
     after["status"] = {"latestMoverStatus": {"result": "Failed", "logs": "Fatal: wrong password or no key found"}}
     kube = FakeKube(after)  # VolSync already deleted the failed job
-    plan, recovery = plan_snapshot("infra", TARGET, before, epoch=EPOCH, timeout=HOUR)
+    plan = plan_snapshot("infra", TARGET, before, epoch=EPOCH, timeout=HOUR)
     with pytest.raises(RecoveryFailed, match="mover result Failed; last log lines:\n    Fatal: wrong password"):
-        run(plan, kube.runner(), recovery=recovery, out=quiet)
+        run(plan, kube.runner(), out=quiet)

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from k8s_ops.core import paths
-from k8s_ops.core.plan import Plan, Recovery, Step
+from k8s_ops.core.plan import Plan, Step
 from k8s_ops.core.secret import Secret
 from k8s_ops.talos import facts
 from k8s_ops.talos.inventory import load_cluster
@@ -77,7 +77,7 @@ def build_bootstrap(case: dict[str, Any]) -> Plan:
         charts=pinned,
         values=charts.render_all_values(cluster, pinned),
         kube=KubeTarget(Path(KUBECONFIG), cluster.name),
-        age_key=Secret("AGE-SECRET-" "KEY-1FIXTUREFIXTUREFIXTUREFIXTURE"),
+        age_key=Secret("AGE-SECRET-KEY-1FIXTUREFIXTUREFIXTUREFIXTURE"),
         age_source="fixture",
     )
     builders = {
@@ -92,7 +92,7 @@ def build_bootstrap(case: dict[str, Any]) -> Plan:
     return Plan("bootstrap", cluster.name, tuple(steps))
 
 
-def build_day2(case: dict[str, Any]) -> tuple[Plan, Recovery | None]:
+def build_day2(case: dict[str, Any]) -> Plan:
     from k8s_ops.day2 import kubernetes, volsync
     from k8s_ops.tools.flux import HELMRELEASE
     from k8s_ops.tools.kubectl import KubeTarget
@@ -147,16 +147,16 @@ def step_data(s: Step) -> dict[str, Any]:
 
 def actual(case: dict[str, Any]) -> dict[str, Any]:
     op: str = case["operation"]
-    recovery: Recovery | None = None
     if op.startswith("bootstrap"):
         plan = build_bootstrap(case)
     elif op.startswith(("volsync.", "kubernetes.")):
-        plan, recovery = build_day2(case)
+        plan = build_day2(case)
     else:
         plan = build_lifecycle(case)
     for s in plan.steps:  # a step that changes anything says so, whatever kind of effect it has
         assert s.noop is not None or s.mutates or not (s.prepare or s.writes or s.finish), s.description
     out: dict[str, Any] = {"plan": [step_data(s) for s in plan.steps]}
+    recovery = plan.recovery
     if "on_failure" in case or recovery is not None:
         out["on_failure"] = (
             None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -35,6 +35,7 @@ from k8s_ops.tools.talosctl import Talosctl
 
 if TYPE_CHECKING:
     from k8s_ops.bootstrap.charts import Charts
+    from k8s_ops.onepassword.effects import Pull
     from k8s_ops.talos.inventory import Cluster
     from k8s_ops.talos.lifecycle import Env
     from k8s_ops.talos.secrets import SecretsBundle
@@ -47,6 +48,7 @@ __all__ = [
     "TOOLS",
     "Options",
     "build_plan",
+    "material_plan",
     "resume_hint",
     "select_stages",
     "settle",
@@ -68,7 +70,7 @@ class Options:
     task: str = "bootstrap.cluster"
     rebuild: bool = False
     recover_from: Path | None = None
-    dry_run: bool = False
+    dry_run: bool = False  # the plan is the same either way (a rebuild pulls in its own phase 1, `material_plan`)
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -223,32 +225,70 @@ def _missing_material(cluster: Cluster) -> list[str]:
     return missing
 
 
-def pull_material(cluster: Cluster, *, dry_run: bool, notes: list[str]) -> list[str]:
-    """Rebuild: restore the age key and the Talos secrets bundle from 1Password when missing locally.
+def _pending(pull: Pull) -> Callable[[Runner], str | None]:
+    """The step's guard: re-asks 1Password just before acting (None: the pull would still write)."""
+    return lambda _runner: pull.pending()
 
-    Returns what is still missing afterwards (in a dry run: what would be pulled).
+
+def material_plan(cluster: Cluster, *, task: str = "bootstrap.rebuild") -> Plan | None:
+    """Rebuild, phase 1: restore the age key and the Talos secrets bundle from 1Password when missing locally.
+
+    A plan of its own (None when both are present): one step per missing item, each carrying a `Pull` effect
+    (written 0600, atomically, content never printed; `--only-missing`, so an existing file is never replaced).
+    Building it only reads (the local files and 1Password's preview of the pull); the files are written when the
+    plan runs, through the same pipeline as every plan. An item 1Password lacks or refuses is a step whose gate
+    fails, placed first, so a real run stops before writing anything. Phase 2 (`build_plan`) needs the material
+    these steps write, so it is planned only once they ran.
     """
     from k8s_ops import onepassword as op
+    from k8s_ops.core.plan import Check
+    from k8s_ops.onepassword.effects import Pull
+    from k8s_ops.onepassword.sync import Action
 
     missing = _missing_material(cluster)
     if not missing:
-        notes.append("rebuild: age key and Talos secrets bundle present locally (nothing pulled from 1Password)")
-        return []
+        return None
     if not op.is_configured(cluster):
         raise SecretError(
             f"rebuild needs {' and '.join(missing)} but they are missing locally and 1Password is not configured",
             hint="set OP_SERVICE_ACCOUNT_TOKEN (and onepassword.vault in cluster.yaml), or restore the files by hand",
         )
-    results = op.pull(cluster, ",".join(missing), only_missing=True, dry_run=dry_run)
-    for r in results:
-        verb = "would pull" if dry_run else ("pulled" if r.done else "kept")
-        notes.append(f"rebuild: {verb} {r.title} -> {r.location} ({r.reason})")
-    if dry_run:
-        return missing
-    from k8s_ops.talos.secrets import clear_cache
+    preview = op.pull(cluster, ",".join(missing), only_missing=True, dry_run=True)
+    blocked = [r for r in preview if r.action in (Action.REFUSE, Action.MISSING)]
 
-    clear_cache()
-    return _missing_material(cluster)
+    def refuse(runner: Runner) -> None:
+        raise op.SyncRefused("rebuild: pull from 1Password", preview)
+
+    steps = [
+        Step(f"pull {r.title} -> {r.location}", before=(Check(f"{r.title}: {r.reason}", refuse),)) for r in blocked
+    ]
+    for r in preview:
+        if r in blocked:
+            continue
+        pull = Pull(cluster, r.kind.value, only_missing=True)
+        if r.action.changes:
+            steps.append(
+                Step(
+                    f"pull {r.title} -> {r.location} (0600)",
+                    finish=(pull,),
+                    guard=_pending(pull),
+                )
+            )
+        else:
+            steps.append(Step(f"{r.title} -> {r.location}", noop=f"{r.action.value}: {r.reason}"))
+    notes = [f"rebuild: would pull {r.title} -> {r.location} ({r.reason})" for r in preview if r.action.changes]
+    notes.append(
+        "rebuild: phase 1 of 2 — the rest of the rebuild (preflight → … → onepassword) decrypts this material, so "
+        "it is planned once the material exists locally (after this plan ran)"
+    )
+    vault = op.vault_of(cluster)
+    return Plan(
+        f"rebuild {cluster.name}, phase 1: pull {', '.join(missing)} from 1Password (vault {vault})",
+        cluster.name,
+        tuple(stages.tag("preflight", steps)),
+        notes=tuple(notes),
+        resume_hint=resume_hint(task, cluster.name, None),
+    )
 
 
 # --------------------------------------------------------------------------- build
@@ -269,13 +309,14 @@ def build_plan(options: Options, runner: Runner) -> Plan:
     hint = resume_hint(options.task, cluster.name, None)
 
     if options.rebuild:
-        still = pull_material(cluster, dry_run=options.dry_run, notes=pf.notes)
+        still = _missing_material(cluster)
         if still:
-            step = Step(
-                f"[preflight] pull {', '.join(still)} from 1Password (vault {cluster.onepassword.vault})",
-                noop="dry run: the rest of the plan needs this material; run without --dry-run to pull it",
+            raise SecretError(
+                f"rebuild: {' and '.join(still)} missing locally; pull them first (phase 1, `material_plan`)",
+                hint=f"run `invoke {options.task} --cluster {cluster.name}`: it pulls them from 1Password, then plans "
+                "the rest",
             )
-            return Plan(title, cluster.name, (step,), notes=tuple(pf.notes), resume_hint=hint)
+        pf.notes.append("rebuild: age key and Talos secrets bundle present locally (nothing to pull from 1Password)")
 
     problems = repository_problems(cluster)
     if problems:

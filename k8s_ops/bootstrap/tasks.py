@@ -46,7 +46,7 @@ def _run(
     rebuild: bool = False,
     recover_from: Path | None = None,
 ) -> None:
-    from k8s_ops.bootstrap.run import Options, build_plan
+    from k8s_ops.bootstrap.run import Options, build_plan, material_plan
     from k8s_ops.core import paths
 
     runner = runner_from(c)
@@ -59,6 +59,21 @@ def _run(
         recover_from=recover_from,
         dry_run=dry_run,
     )
+
+    def failed(exc: StepFailed) -> ToolkitError:
+        return stage_failed(exc, task_name=task_name, cluster=cluster)
+
+    if rebuild:
+        # Phase 1: the material phase 2 decrypts (age key, Talos secrets bundle), pulled by a plan of its own.
+        from k8s_ops.talos.inventory import load_cluster
+        from k8s_ops.talos.secrets import clear_cache
+
+        pulls = material_plan(load_cluster(cluster), task=task_name)
+        if pulls is not None:
+            pulled = finish(pulls, runner, dry_run=dry_run, json=json, yes=yes, echo_plan=True, on_step_failed=failed)
+            if pulled is None:  # dry run: phase 2 is planned once the material exists
+                return
+            clear_cache()
     plan = build_plan(options, runner)
     report = finish(
         plan,
@@ -67,7 +82,7 @@ def _run(
         json=json,
         yes=yes,
         echo_plan=True,
-        on_step_failed=lambda exc: stage_failed(exc, task_name=task_name, cluster=plan.cluster),
+        on_step_failed=failed,
     )
     if report is not None:
         print(f"kubeconfig:  {paths.kubeconfig_path(plan.cluster)} (context {plan.cluster})")
@@ -155,10 +170,11 @@ def rebuild(
 ) -> None:
     """Disaster recovery: rebuild a cluster on wiped nodes from git + 1Password alone.
 
-    Pulls the SOPS age key and the Talos secrets bundle from 1Password when they are missing locally (needs
-    OP_SERVICE_ACCOUNT_TOKEN), renders the configs, installs every node in maintenance mode, bootstraps etcd
-    once — from --recover-from <snapshot> if given — then runs kubeconfig, secrets, cni, flux and onepassword
-    like bootstrap.cluster. Asks to type the cluster name before bootstrapping etcd (--yes skips).
+    Phase 1 pulls the SOPS age key and the Talos secrets bundle from 1Password when they are missing locally
+    (a plan of its own, one `op pull` step per item, 0600; needs OP_SERVICE_ACCOUNT_TOKEN; --dry-run shows it and
+    stops there). Phase 2, planned from that material, renders the configs, installs every node in maintenance
+    mode, bootstraps etcd once — from --recover-from <snapshot> if given — then runs kubeconfig, secrets, cni,
+    flux and onepassword like bootstrap.cluster. Asks to type the cluster name before bootstrapping etcd (--yes skips).
     """
     from pathlib import Path
 

@@ -10,8 +10,8 @@ invoke way instead of patching:
     ctx = Context(Config(overrides={"k8s_ops": {"runner": lambda: fake}}))
     talos_tasks.health(ctx, cluster="lab", dry_run=True, json=True)
 
-`--dry-run --json` prints `Plan.to_json()` plus `on_failure` (what runs if a step fails, or null): one JSON shape for
-every task, pinned by tests/fixtures/plan.schema.json.
+`--dry-run --json` prints `Plan.to_json()` plus `on_failure` (`Plan.recovery`: what runs if a step fails, or null):
+one JSON shape for every task, pinned by tests/fixtures/plan.schema.json.
 """
 
 from __future__ import annotations
@@ -85,15 +85,17 @@ class RecoveryFailed(ToolkitError):
         self.exit_code = exit_code
 
 
-def plan_json(plan: Plan, recovery: Recovery | None = None) -> dict[str, Any]:
-    """The `--dry-run --json` document: the plan as data plus `on_failure` (the recovery, or null without one)."""
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The `--dry-run --json` document: the plan as data plus `on_failure` (its recovery, or null without one)."""
     data = plan.to_json()
+    recovery = plan.recovery
     data["on_failure"] = recovery.to_json() if recovery is not None else None
     return data
 
 
-def _plan_text(plan: Plan, recovery: Recovery | None) -> str:
+def _plan_text(plan: Plan) -> str:
     text = plan.to_text()
+    recovery = plan.recovery
     if recovery is not None and recovery.commands:
         text += "on failure of any step (then the task exits non-zero):\n"
         text += "".join(f"    $ {c.display()}\n" for c in recovery.commands)
@@ -104,9 +106,9 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def show(plan: Plan, recovery: Recovery | None = None, *, json: bool = False) -> None:
+def show(plan: Plan, *, json: bool = False) -> None:
     """The `--dry-run` output on stdout: the plan as text (then what runs on failure), or as JSON."""
-    sys.stdout.write(_json.dumps(plan_json(plan, recovery), indent=2) + "\n" if json else _plan_text(plan, recovery))
+    sys.stdout.write(_json.dumps(plan_json(plan), indent=2) + "\n" if json else _plan_text(plan))
 
 
 def finish(
@@ -118,20 +120,19 @@ def finish(
     yes: bool = False,
     confirm_name: str | None = None,
     max_concurrency: int | None = None,
-    recovery: Recovery | None = None,
     echo_plan: bool = False,
     on_step_failed: Callable[[StepFailed], ToolkitError] | None = None,
     summary: bool = True,
 ) -> Report | None:
     """Show the plan (`dry_run`: text, or JSON with `json`; returns None) or execute it and print one summary line.
 
-    `confirm_name` is what the operator types for a destructive plan (default: the cluster); `recovery` runs when a
-    step fails and is shown in the dry run; `echo_plan` prints the plan to stderr before running it (long runbooks);
-    `on_step_failed` turns a failed step into the task's own error (e.g. a stage-aware resume hint); `summary=False`
-    leaves the closing line to the task.
+    `confirm_name` is what the operator types for a destructive plan (default: the cluster); the plan's recovery
+    (`Plan.on_failure` with the steps' undos) runs when a step fails and is shown in the dry run; `echo_plan` prints
+    the plan to stderr before running it (long runbooks); `on_step_failed` turns a failed step into the task's own
+    error (e.g. a stage-aware resume hint); `summary=False` leaves the closing line to the task.
     """
     if dry_run:
-        show(plan, recovery, json=json)
+        show(plan, json=json)
         return None
     if json:
         print("note: --json only changes --dry-run output", file=sys.stderr)
@@ -140,9 +141,7 @@ def finish(
     if echo_plan:
         print(plan.to_text(), end="", file=sys.stderr)
     try:
-        report = run(
-            plan, runner, yes=yes, confirm_name=confirm_name, max_concurrency=max_concurrency, recovery=recovery
-        )
+        report = run(plan, runner, yes=yes, confirm_name=confirm_name, max_concurrency=max_concurrency)
     except StepFailed as exc:
         if on_step_failed is not None:
             raise on_step_failed(exc) from None
@@ -159,15 +158,16 @@ def run(
     yes: bool = False,
     confirm_name: str | None = None,
     max_concurrency: int | None = None,
-    recovery: Recovery | None = None,
     out: Callable[[str], None] = _stderr,
 ) -> Report:
-    """Execute `plan`; if a step fails or is interrupted, run `recovery` and fail with what it did."""
+    """Execute `plan`; if a step fails or is interrupted, run its recovery (`Plan.recovery`) and fail with what it
+    did."""
     from k8s_ops.core.execute import Interrupted, StepFailed, execute
 
     try:
         return execute(plan, runner, yes=yes, confirm_name=confirm_name, max_concurrency=max_concurrency, out=out)
     except (StepFailed, Interrupted) as exc:
+        recovery = plan.recovery
         if recovery is not None:
             recovery = recovery.after(exc.started)  # undo only what ran
         if recovery is None or not recovery.commands:

@@ -199,7 +199,7 @@ class Undo:
 
 @dataclass(frozen=True)
 class Recovery:
-    """A plan's recovery, derived from its steps' `undo`s — never a second, hand-kept list.
+    """A plan's recovery, derived from its steps' `undo`s — never a second, hand-kept list (`Plan.recovery`).
 
     As built (`Recovery(plan)`) it previews every undo, latest step first (the dry run's "on failure" part);
     `after(started)` is what actually runs once execution failed: the undos of the steps that started only.
@@ -290,13 +290,23 @@ def _undo_json(undo: Undo) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Plan:
-    """An operation's steps in order. Pure data: building it never touches the world beyond facts."""
+    """An operation's steps in order. Pure data: building it never touches the world beyond facts.
+
+    `on_failure` states what a failed run leaves once the steps' undos ran ("the app was NOT restored"; "" when the
+    undos say it all); None means the plan has no recovery (`--dry-run --json` shows `on_failure: null`).
+    """
 
     title: str
     cluster: str
     steps: tuple[Step, ...]
     notes: tuple[str, ...] = ()
     resume_hint: str | None = None
+    on_failure: str | None = None
+
+    @property
+    def recovery(self) -> Recovery | None:
+        """What runs when a step fails: the undos of the steps that ran (`Recovery.after`), or None."""
+        return None if self.on_failure is None else Recovery(self, outcome=self.on_failure)
 
     @property
     def destructive(self) -> bool:

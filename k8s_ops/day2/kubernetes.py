@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from k8s_ops.core.errors import ToolkitError
-from k8s_ops.core.plan import Check, Plan, Recovery, Step, Undo
+from k8s_ops.core.plan import Check, Plan, Step, Undo
 from k8s_ops.core.runner import Runner
 from k8s_ops.core.wait import StopWaiting, wait_check
 from k8s_ops.day2.common import by_namespace, shell
@@ -184,7 +184,7 @@ def flux_ready_check(
 
 def plan_hr_restart(
     cluster: str, target: KubeTarget, release: Mapping[str, Any] | None, *, name: str, namespace: str
-) -> tuple[Plan, Recovery]:
+) -> Plan:
     """Suspend then resume the HelmRelease (a fresh reconcile), and wait until it is Ready again.
 
     Recovery: the suspend step's undo resumes it, so a failure never leaves the release suspended.
@@ -210,8 +210,7 @@ def plan_hr_restart(
             after=(flux_ready_check(target, "helmrelease", name, namespace),),
         ),
     )
-    plan = Plan(f"restart HelmRelease {namespace}/{name}", cluster, steps, notes=tuple(notes))
-    return plan, Recovery(plan)
+    return Plan(f"restart HelmRelease {namespace}/{name}", cluster, steps, notes=tuple(notes), on_failure="")
 
 
 # --------------------------------------------------------------------------- reconcile

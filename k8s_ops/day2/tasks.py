@@ -24,11 +24,11 @@ from k8s_ops.core.cli import guarded
 from k8s_ops.core.pipeline import finish, help_for, runner_from
 
 if TYPE_CHECKING:
-    from k8s_ops.core.plan import Plan, Recovery
+    from k8s_ops.core.plan import Plan
     from k8s_ops.core.runner import Runner
     from k8s_ops.tools.kubectl import KubeTarget
 
-    SourcePlanner = Callable[..., tuple[Plan, Recovery | None]]
+    SourcePlanner = Callable[..., Plan]
 
 __all__ = [
     "cleanse_pods",
@@ -128,9 +128,9 @@ def hr_restart(c: Context, cluster: str, name: str, namespace: str, dry_run: boo
 
     runner, target = _connect(c, cluster, "kubectl", "flux")
     release = get_or_none(runner, target, HELMRELEASE, name, namespace=namespace)
-    plan, recovery = plan_hr_restart(cluster, target, release, name=name, namespace=namespace)
+    plan = plan_hr_restart(cluster, target, release, name=name, namespace=namespace)
     done = f"HelmRelease {namespace}/{name} restarted and Ready"
-    _finish(plan, runner, done, dry_run=dry_run, json=json, recovery=recovery)
+    _finish(plan, runner, done, dry_run=dry_run, json=json)
 
 
 @task(
@@ -232,8 +232,8 @@ def _run_on_source(
     wait = _timeout(timeout)
     runner, target = _connect(c, cluster, "kubectl")
     source = find_source(sources_fact(runner, target, namespace), app, namespace)
-    plan, recovery = planner(cluster, target, source, epoch=epoch_now(), timeout=wait)
-    if finish(plan, runner, dry_run=dry_run, json=json, recovery=recovery, summary=False) is None:
+    plan = planner(cluster, target, source, epoch=epoch_now(), timeout=wait)
+    if finish(plan, runner, dry_run=dry_run, json=json, summary=False) is None:
         return None
     return runner, target, source
 
@@ -314,9 +314,9 @@ def restore(
             raise ToolkitError(f"--previous must be a whole number (0 = latest snapshot), got {previous!r}") from None
     runner, target = _connect(c, cluster, "kubectl", "flux")
     facts = gather_restore_facts(runner, target, app, namespace)
-    plan, recovery = plan_restore(cluster, target, facts, app, epoch=epoch_now(), previous=prev, timeout=wait)
+    plan = plan_restore(cluster, target, facts, app, epoch=epoch_now(), previous=prev, timeout=wait)
     done = f"restored {app}: PVC data replaced from the {'latest' if not prev else f'previous={prev}'} snapshot"
-    _finish(plan, runner, done, dry_run=dry_run, json=json, yes=yes, confirm_name=app, recovery=recovery)
+    _finish(plan, runner, done, dry_run=dry_run, json=json, yes=yes, confirm_name=app)
 
 
 @task(help=_VOLSYNC)

@@ -21,7 +21,7 @@ import yaml
 
 from k8s_ops.core.command import Command
 from k8s_ops.core.errors import ToolkitError
-from k8s_ops.core.plan import Check, Plan, Recovery, Step, Undo
+from k8s_ops.core.plan import Check, Plan, Step, Undo
 from k8s_ops.core.runner import Runner
 from k8s_ops.core.wait import StopWaiting, wait_check
 from k8s_ops.day2.common import shell
@@ -234,7 +234,7 @@ def _manual_sync_plan(
     waited: str,
     pending: Callable[[Mapping[str, Any]], str],
     timeout: float,
-) -> tuple[Plan, Recovery | None]:
+) -> Plan:
     ns, name = _namespace(source), _name(source)
     _restic(source)
     _refuse_paused(target, source)
@@ -253,8 +253,7 @@ def _manual_sync_plan(
     notes = [f"mover job: {ns}/{job}; tag {tag}"]
     schedule = _schedule(source)
     if not schedule:
-        plan = Plan(title, cluster, (Step(action, commands=(trigger,), after=(wait,)),), notes=tuple(notes))
-        return plan, None
+        return Plan(title, cluster, (Step(action, commands=(trigger,), after=(wait,)),), notes=tuple(notes))
     clear = merge_patch(
         target,
         REPLICATIONSOURCE,
@@ -269,13 +268,10 @@ def _manual_sync_plan(
         Step(f"restore the backup schedule ({schedule}) of {ns}/{name}", commands=(clear,)),
     )
     notes.append("a manual trigger overrides the schedule in VolSync, so it is removed once the sync is done")
-    plan = Plan(title, cluster, steps, notes=tuple(notes))
-    return plan, Recovery(plan)
+    return Plan(title, cluster, steps, notes=tuple(notes), on_failure="")
 
 
-def plan_snapshot(
-    cluster: str, target: KubeTarget, source: Mapping[str, Any], *, epoch: int, timeout: float
-) -> tuple[Plan, Recovery | None]:
+def plan_snapshot(cluster: str, target: KubeTarget, source: Mapping[str, Any], *, epoch: int, timeout: float) -> Plan:
     """Trigger a manual backup, wait for `lastManualSync == <epoch>` (failing early on a failed mover job),
     then restore the schedule."""
     tag = str(epoch)
@@ -295,9 +291,7 @@ def plan_snapshot(
     )
 
 
-def plan_unlock(
-    cluster: str, target: KubeTarget, source: Mapping[str, Any], *, epoch: int, timeout: float
-) -> tuple[Plan, Recovery | None]:
+def plan_unlock(cluster: str, target: KubeTarget, source: Mapping[str, Any], *, epoch: int, timeout: float) -> Plan:
     """Request `restic unlock` (spec.restic.unlock) with a manual sync to carry it out; wait for
     `status.restic.lastUnlocked == <epoch>`; then restore the schedule."""
     tag = str(epoch)
@@ -528,7 +522,7 @@ def plan_restore(
     epoch: int,
     previous: int | None,
     timeout: float,
-) -> tuple[Plan, Recovery]:
+) -> Plan:
     """Stop the app (Flux suspended, source paused, workloads at zero), restore the PVC from restic, start it.
 
     Recovery (when ANY step fails or the run is interrupted) is derived from the steps that ran, latest first:
@@ -581,22 +575,12 @@ def plan_restore(
             undo=Undo((flux.resume(target, kind, ref[1], ref[0]),), f"resumed {label} {ref[0]}/{ref[1]}"),
         )
 
-    pause_patch = merge_patch(
-        target,
-        REPLICATIONSOURCE,
-        rs_name,
-        {"spec": {"paused": True}},
-        namespace=ns,
-        description="pause scheduled backups (a backup now would save the half-restored volume)",
-    )
-    unpause_patch = merge_patch(
-        target,
-        REPLICATIONSOURCE,
-        rs_name,
-        {"spec": {"paused": None}},
-        namespace=ns,
-        description="unpause scheduled backups",
-    )
+    def set_paused(paused: bool | None, description: str) -> Command:
+        patch = {"spec": {"paused": paused}}
+        return merge_patch(target, REPLICATIONSOURCE, rs_name, patch, namespace=ns, description=description)
+
+    pause_patch = set_paused(True, "pause scheduled backups (a backup now would save the half-restored volume)")
+    unpause_patch = set_paused(None, "unpause scheduled backups")
     workload_refs = [w.ref for w in facts.workloads]
     scale_back = _scale_back(target, ns, facts.workloads)
     delete_rd = delete(target, REPLICATIONDESTINATION, [rd_name], namespace=ns, description=f"delete {rd_name}")
@@ -670,19 +654,17 @@ def plan_restore(
         )
 
     flux_note = "" if ks_ref or hr_ref else "no Flux object had been suspended; "
-    plan = Plan(
+    return Plan(
         f"restore app {app} in {ns} from its restic backup",
         cluster,
         tuple(steps),
         notes=tuple(notes),
         resume_hint=f"re-run: invoke volsync.restore --cluster {cluster} --app {app} --namespace {ns}",
+        on_failure=flux_note + "the app was NOT restored",
     )
-    return plan, Recovery(plan, outcome=flux_note + "the app was NOT restored")
 
 
-def _resume_step(
-    target: KubeTarget, kind: flux.FluxKind, label: str, ref: tuple[str, str], **reconcile: bool
-) -> Step:
+def _resume_step(target: KubeTarget, kind: flux.FluxKind, label: str, ref: tuple[str, str], **reconcile: bool) -> Step:
     """Resume a suspended Flux object (`ref` = namespace, name), reconcile it (`reconcile`: flux.reconcile's
     options) and wait until it is Ready."""
     ns, name = ref

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from k8s_ops.core.errors import SecretError
 from k8s_ops.core.files import write_private
@@ -205,7 +205,81 @@ def _blocking(results: Iterable[ItemResult], *, missing_ok: bool) -> bool:
     return any(r.action is Action.REFUSE or (r.action is Action.MISSING and not missing_ok) for r in results)
 
 
-# --------------------------------------------------------------------------- push
+# --------------------------------------------------------------------------- push and pull: one body
+
+
+@dataclass(frozen=True)
+class _Direction:
+    """What differs between push and pull beyond the decision: `read` gives an item's local bytes, `act` does
+    the decided transfer of one item and records it in the sync state."""
+
+    name: Literal["push", "pull"]
+    read: Callable[[Artefact], bytes | None]
+    act: Callable[[ItemStore, SyncStateFile, Artefact, bytes | None, RemoteItem | None, Decision], None]
+
+
+def _result(
+    direction: _Direction,
+    st: ItemStore,
+    a: Artefact,
+    local: bytes | None,
+    remote: RemoteItem | None,
+    d: Decision,
+    done: bool,
+) -> ItemResult:
+    """What is reported for one item; once written, the written side holds the other side's digest."""
+    local_sha, remote_sha = _sha(local), remote.sha256 if remote is not None else None
+    if done and d.action.changes:
+        if direction.name == "push":
+            remote_sha = local_sha
+        else:
+            local_sha = remote_sha
+    return ItemResult(
+        kind=a.kind,
+        title=a.title,
+        action=d.action,
+        reason=d.reason,
+        location=a.location if direction.name == "push" else str(a.pull_path),
+        local_sha256=local_sha,
+        remote_sha256=remote_sha,
+        reference=st.reference(a.title) if remote is not None or d.action.changes else None,
+        done=done,
+    )
+
+
+def _sync(
+    direction: _Direction,
+    cluster: ClusterLike,
+    what: What,
+    store: ItemStore | None,
+    decide: Callable[[Artefact, bytes | None, Sides], Decision],
+    *,
+    dry_run: bool,
+    missing_ok: bool,
+) -> list[ItemResult]:
+    """The shared body of push and pull: read both sides and `decide` every item under the state lock, refuse
+    before acting (`SyncRefused`), then act item by item; with `dry_run`, the preview without raising or changing
+    anything."""
+    items = artefacts(cluster, parse_what(what))
+    state = SyncStateFile(cluster.name)
+    with _store_for(cluster, store) as st, contextlib.ExitStack() as stack:
+        if not dry_run:
+            stack.enter_context(state.locked())
+        planned: list[tuple[Artefact, bytes | None, RemoteItem | None, Decision]] = []
+        for a in items:
+            local = direction.read(a)
+            remote = st.get(a.title)
+            planned.append((a, local, remote, decide(a, local, _sides(local, remote, state.last(st.vault, a.title)))))
+        preview = [_result(direction, st, a, local, remote, d, False) for a, local, remote, d in planned]
+        if dry_run:
+            return preview
+        if _blocking(preview, missing_ok=missing_ok):
+            raise SyncRefused(f"op.{direction.name}", preview)
+        out: list[ItemResult] = []
+        for a, local, remote, d in planned:
+            direction.act(st, state, a, local, remote, d)
+            out.append(_result(direction, st, a, local, remote, d, d.action.changes))
+        return out
 
 
 def push(
@@ -223,53 +297,25 @@ def push(
     machine last synced it (unless `force`), or a local file is missing (unless `missing_ok`). With
     `dry_run`, returns the decisions without raising or changing anything.
     """
-    c = cluster
-    items = artefacts(c, parse_what(what))
-    state = SyncStateFile(c.name)
-    with _store_for(c, store) as st, contextlib.ExitStack() as stack:
-        if not dry_run:
-            stack.enter_context(state.locked())
-        planned: list[tuple[Artefact, bytes | None, RemoteItem | None, Decision]] = []
-        for a in items:
-            data = a.read()
-            remote = st.get(a.title)
-            decision = plan_push(_sides(data, remote, state.last(st.vault, a.title)), force=force)
-            problem = content_problem(a.kind, data) if data is not None else None
-            if problem is not None and decision.action.changes:
-                decision = Decision(Action.REFUSE, f"not pushed: {problem}")
-            planned.append((a, data, remote, decision))
 
-        def result(a: Artefact, data: bytes | None, remote: RemoteItem | None, d: Decision, done: bool) -> ItemResult:
-            exists = remote is not None or d.action.changes
-            return ItemResult(
-                kind=a.kind,
-                title=a.title,
-                action=d.action,
-                reason=_missing_reason(a, d),
-                location=a.location,
-                local_sha256=_sha(data),
-                remote_sha256=_sha(data) if done and d.action.changes else (remote.sha256 if remote else None),
-                reference=st.reference(a.title) if exists else None,
-                done=done,
-            )
+    def decide(a: Artefact, data: bytes | None, sides: Sides) -> Decision:
+        decision = plan_push(sides, force=force)
+        problem = content_problem(a.kind, data) if data is not None else None
+        if problem is not None and decision.action.changes:
+            return Decision(Action.REFUSE, f"not pushed: {problem}")
+        return Decision(decision.action, _missing_reason(a, decision))
 
-        preview = [result(a, data, remote, d, False) for a, data, remote, d in planned]
-        if dry_run:
-            return preview
-        if _blocking(preview, missing_ok=missing_ok):
-            raise SyncRefused("op.push", preview)
-        out: list[ItemResult] = []
-        for a, data, remote, d in planned:
-            if data is not None and d.action.changes:
-                stored = st.put(a.title, Secret(data), base=remote, meta=a.meta(data))
-                state.record(st.vault, a.title, stored.sha256 or sha256_hex(data), "push")
-            elif data is not None and d.action is Action.UNCHANGED:
-                state.record(st.vault, a.title, sha256_hex(data), "push")
-            out.append(result(a, data, remote, d, d.action.changes))
-        return out
+    return _sync(_PUSH, cluster, what, store, decide, dry_run=dry_run, missing_ok=missing_ok)
 
 
-# --------------------------------------------------------------------------- pull
+def _push_act(
+    st: ItemStore, state: SyncStateFile, a: Artefact, data: bytes | None, remote: RemoteItem | None, d: Decision
+) -> None:
+    if data is not None and d.action.changes:
+        stored = st.put(a.title, Secret(data), base=remote, meta=a.meta(data))
+        state.record(st.vault, a.title, stored.sha256 or sha256_hex(data), "push")
+    elif data is not None and d.action is Action.UNCHANGED:
+        state.record(st.vault, a.title, sha256_hex(data), "push")
 
 
 def pull(
@@ -289,53 +335,28 @@ def pull(
     (or with `force`). Raises `SyncRefused` (nothing written) for refusals, and for items missing in
     1Password unless `missing_ok`. With `dry_run`, returns the decisions without raising or writing.
     """
-    c = cluster
-    items = artefacts(c, parse_what(what))
-    state = SyncStateFile(c.name)
-    with _store_for(c, store) as st, contextlib.ExitStack() as stack:
-        if not dry_run:
-            stack.enter_context(state.locked())
-        planned: list[tuple[Artefact, bytes | None, RemoteItem | None, Decision]] = []
-        for a in items:
-            local = read_file(a.pull_path)
-            remote = st.get(a.title)
-            decision = plan_pull(
-                _sides(local, remote, state.last(st.vault, a.title)),
-                force=force,
-                only_missing=only_missing,
-                restore_only_if_missing=a.restore_only_if_missing,
-            )
-            planned.append((a, local, remote, decision))
 
-        def result(a: Artefact, local: bytes | None, remote: RemoteItem | None, d: Decision, done: bool) -> ItemResult:
-            remote_sha = remote.sha256 if remote is not None else None
-            return ItemResult(
-                kind=a.kind,
-                title=a.title,
-                action=d.action,
-                reason=d.reason,
-                location=str(a.pull_path),
-                local_sha256=remote_sha if done and d.action.changes else _sha(local),
-                remote_sha256=remote_sha,
-                reference=st.reference(a.title) if remote is not None else None,
-                done=done,
-            )
+    def decide(a: Artefact, local: bytes | None, sides: Sides) -> Decision:
+        return plan_pull(
+            sides, force=force, only_missing=only_missing, restore_only_if_missing=a.restore_only_if_missing
+        )
 
-        preview = [result(a, local, remote, d, False) for a, local, remote, d in planned]
-        if dry_run:
-            return preview
-        if _blocking(preview, missing_ok=missing_ok):
-            raise SyncRefused("op.pull", preview)
-        out: list[ItemResult] = []
-        for a, local, remote, d in planned:
-            if remote is not None and remote.content is not None and remote.sha256 is not None:
-                if d.action.changes:
-                    write_private(a.pull_path, remote.content.reveal(), mode=0o600)
-                    state.record(st.vault, a.title, remote.sha256, "pull")
-                elif d.action is Action.UNCHANGED:
-                    state.record(st.vault, a.title, remote.sha256, "pull")
-            out.append(result(a, local, remote, d, d.action.changes))
-        return out
+    return _sync(_PULL, cluster, what, store, decide, dry_run=dry_run, missing_ok=missing_ok)
+
+
+def _pull_act(
+    st: ItemStore, state: SyncStateFile, a: Artefact, local: bytes | None, remote: RemoteItem | None, d: Decision
+) -> None:
+    if remote is not None and remote.content is not None and remote.sha256 is not None:
+        if d.action.changes:
+            write_private(a.pull_path, remote.content.reveal(), mode=0o600)
+            state.record(st.vault, a.title, remote.sha256, "pull")
+        elif d.action is Action.UNCHANGED:
+            state.record(st.vault, a.title, remote.sha256, "pull")
+
+
+_PUSH = _Direction("push", read=Artefact.read, act=_push_act)
+_PULL = _Direction("pull", read=lambda a: read_file(a.pull_path), act=_pull_act)
 
 
 # --------------------------------------------------------------------------- status

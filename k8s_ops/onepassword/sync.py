@@ -52,6 +52,11 @@ class Decision:
     reason: str
 
 
+def _clobber(s: Sides, *, never: str, changed: str, fix: str) -> Decision:
+    """The no-clobber refusal: why (`never` synced from here, or `changed` since the last sync), then the `fix`."""
+    return Decision(Action.REFUSE, f"{never if s.last is None else changed}; {fix}")
+
+
 def plan_push(s: Sides, *, force: bool = False) -> Decision:
     if s.local is None:
         return Decision(Action.MISSING, "no local file to push")
@@ -69,11 +74,12 @@ def plan_push(s: Sides, *, force: bool = False) -> Decision:
         return Decision(Action.UPDATE, "changed locally since the last sync")
     if force:
         return Decision(Action.UPDATE, "overwriting a different copy in 1Password (--force)")
-    if s.last is None:
-        why = "1Password holds a different copy that this machine never synced"
-    else:
-        why = "the 1Password copy changed since this machine last synced it (pushed from elsewhere?)"
-    return Decision(Action.REFUSE, f"{why}; pull it first (op.pull), or push --force to overwrite it")
+    return _clobber(
+        s,
+        never="1Password holds a different copy that this machine never synced",
+        changed="the 1Password copy changed since this machine last synced it (pushed from elsewhere?)",
+        fix="pull it first (op.pull), or push --force to overwrite it",
+    )
 
 
 def plan_pull(
@@ -98,11 +104,12 @@ def plan_pull(
         return Decision(Action.WRITE, "overwriting a different local file (--force)")
     if s.local == s.last:
         return Decision(Action.WRITE, "1Password has a newer copy; the local file is unchanged since the last sync")
-    if s.last is None:
-        why = "the local file differs from 1Password and was never synced from this machine"
-    else:
-        why = "the local file changed since the last sync and differs from 1Password"
-    return Decision(Action.REFUSE, f"{why}; push it (op.push), or pull --force to overwrite it")
+    return _clobber(
+        s,
+        never="the local file differs from 1Password and was never synced from this machine",
+        changed="the local file changed since the last sync and differs from 1Password",
+        fix="push it (op.push), or pull --force to overwrite it",
+    )
 
 
 class Standing(StrEnum):

@@ -17,8 +17,11 @@ def test_invoke_config_sets_unset_values_and_env_wins(monkeypatch: pytest.Monkey
     assert settings.concurrency() == 2
 
 
-def test_bad_values_fall_back_to_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_values_are_errors_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # these used to fall back to the defaults silently (issue #16 §5); tests/test_hardening_inputs.py has the rest
     monkeypatch.setenv("K8S_OPS_TIMEOUT_SCALE", "fast")
     monkeypatch.setenv("K8S_OPS_CONCURRENCY", "0")
-    assert settings.timeout_scale() == 1.0
-    assert settings.concurrency() == 1
+    with pytest.raises(settings.SettingError, match="K8S_OPS_TIMEOUT_SCALE"):
+        settings.timeout_scale()
+    with pytest.raises(settings.SettingError, match="K8S_OPS_CONCURRENCY"):
+        settings.concurrency()

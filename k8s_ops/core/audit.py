@@ -10,6 +10,7 @@ from pathlib import Path
 
 from k8s_ops.core.command import Command
 from k8s_ops.core.paths import state_dir
+from k8s_ops.core.secret import mask_text
 
 __all__ = ["AuditLog"]
 
@@ -25,14 +26,14 @@ class AuditLog:
     def record(self, command: Command, returncode: int | None, seconds: float, note: str = "") -> None:
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cmd": command.display(),
+            "cmd": mask_text(command.display()),  # masked again with every secret value known to the run
             "rc": returncode,
             "seconds": round(seconds, 3),
             "mutates": command.mutates,
             "node": command.node,
         }
         if note:
-            entry["note"] = note
+            entry["note"] = mask_text(note)
         line = json.dumps(entry, sort_keys=True) + "\n"
         with _lock:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

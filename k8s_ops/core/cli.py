@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from invoke.exceptions import Exit
 
 from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.paths import check_cluster_name
 from k8s_ops.core.settings import apply_invoke_config
 
 __all__ = ["guarded"]
@@ -26,10 +27,12 @@ def guarded(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if args and hasattr(args[0], "config"):
-            # invoke.yaml `k8s_ops:` settings (poll interval, timeouts, concurrency) reach the library via env
-            apply_invoke_config(args[0].config)
         try:
+            if args and hasattr(args[0], "config"):
+                # invoke.yaml `k8s_ops:` settings (poll interval, timeouts, concurrency) reach the library via env
+                apply_invoke_config(args[0].config)
+            if "cluster" in kwargs:  # every task checks --cluster the same way, before anything else
+                check_cluster_name(kwargs["cluster"])
             return fn(*args, **kwargs)
         except ToolkitError as exc:
             print(f"error: {exc}", file=sys.stderr)

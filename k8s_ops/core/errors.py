@@ -1,10 +1,11 @@
 """The toolkit's error tree, all of it, in one place. Every error a user can cause is a ToolkitError: tasks print
 it, no traceback; `exit_code` is 1 unless noted.
 
-* ToolkitError                        message for the operator (+ optional hint)
+* ToolkitError                        message for the operator (+ optional hint); str() masks known secrets
   + ProblemsError                     bad input: every Problem at once (file + field + line + message)   [permanent]
   + ToolNotFound                      an external CLI is missing or too old                               [permanent]
-  + CommandFailed                     an external command exited non-zero (argv, rc, stderr; masked)      [transient]
+  + CommandFailed                     an external command exited non-zero (argv, rc, stderr; masked with every
+  |                                   secret value known to the run, core/secret.py)                     [transient]
   + CommandTimeout                    an external command ran past its timeout                            [transient]
   + OutputError                       a CLI printed something its parser cannot read                      [permanent]
   | + KubectlOutputError              tools/kubectl.py: not the JSON asked for
@@ -21,6 +22,8 @@ it, no traceback; `exit_code` is 1 unless noted.
   |   + SopsFileNotFound                the file does not exist
   |   + SopsNoRuleError                 no creation rule matches the path
   | + SyncRefused                     onepassword/api.py: a push/pull that would lose data
+  + InvalidName                       core/paths.py: a --cluster/--name/--namespace value that is not a name
+  + SettingError                      core/settings.py: a K8S_OPS_* / invoke.yaml `k8s_ops:` value is unusable
   + PatchError                        talos/patch.py: a machine-config patch cannot be applied
   + Aborted                           the operator declined, or confirmation was impossible
   + GateFailed                        a health gate or wait did not pass; names what was awaited
@@ -44,6 +47,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from k8s_ops.core.secret import mask_text
 
 if TYPE_CHECKING:
     from k8s_ops.core.command import Result
@@ -76,7 +81,8 @@ class ToolkitError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+        text = self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+        return mask_text(text)  # every secret value known to the run is `***`, whatever put it in the message
 
 
 @dataclass(frozen=True)
@@ -131,11 +137,11 @@ class CommandFailed(ToolkitError):
     """An external command exited non-zero. `display` is the masked command line."""
 
     def __init__(self, display: str, returncode: int, stderr: str, *, hint: str | None = None) -> None:
-        self.display = display
+        self.display = mask_text(display)
         self.returncode = returncode
-        self.stderr = stderr
-        tail = stderr.strip()
-        msg = f"command failed (exit {returncode}): {display}"
+        self.stderr = mask_text(stderr)  # a tool may echo a secret it was given: never shown, logged or kept
+        tail = self.stderr.strip()
+        msg = f"command failed (exit {returncode}): {self.display}"
         if tail:
             msg += "\n" + "\n".join("  | " + line for line in tail.splitlines()[-20:])
         super().__init__(msg, hint=hint)

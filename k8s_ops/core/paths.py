@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+from k8s_ops.core.errors import ToolkitError
+
 __all__ = [
+    "CLUSTER_NAME_MAX",
+    "InvalidName",
     "backups_dir",
     "build_dir",
     "bundle_file",
+    "check_cluster_name",
+    "check_kube_name",
     "cluster_dir",
     "clusters_dir",
     "config_dir",
@@ -16,11 +23,65 @@ __all__ = [
     "kubeconfig_path",
     "repo_root",
     "secrets_bundle_path",
+    "shown",
     "state_dir",
     "talosconfig_path",
 ]
 
 _REPO = Path(__file__).resolve().parents[2]
+
+CLUSTER_NAME_MAX = 32
+# the inventory's rule (talos/inventory/models.py): a DNS label of at most 32 characters
+_CLUSTER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+class InvalidName(ToolkitError):
+    """A cluster, Kubernetes object or namespace name given on the command line is not a valid name."""
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """`value` quoted for an error message, cut to `limit` characters."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
+def check_cluster_name(name: object) -> str:
+    """`name` if it is a valid cluster name (what every task's `--cluster` must be), else InvalidName.
+
+    A cluster name is a path component under the clusters and build directories: never empty, never a path, at
+    most 32 characters of lowercase letters, digits and '-'."""
+    if not isinstance(name, str) or not name:
+        raise InvalidName("--cluster is empty; give the name of a directory under the clusters directory")
+    if len(name) > CLUSTER_NAME_MAX:
+        raise InvalidName(f"cluster name {shown(name)} is too long: at most {CLUSTER_NAME_MAX} characters")
+    if not _CLUSTER_NAME_RE.match(name):
+        raise InvalidName(
+            f"{shown(name)} is not a valid cluster name: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (a name, not a path)"
+        )
+    return name
+
+
+# Kubernetes names: a namespace is a DNS-1123 label (63), an object name a DNS-1123 subdomain (253)
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def check_kube_name(option: str, value: str, *, namespace: bool = False) -> str:
+    """`value` if it is a valid Kubernetes namespace (`namespace=True`) or object name, else InvalidName naming
+    the command-line `option` — so a value can never be empty or become a kubectl flag (`-n --all`)."""
+    what, limit, rule = (
+        ("namespace", 63, _DNS_LABEL_RE) if namespace else ("Kubernetes object name", 253, _DNS_SUBDOMAIN_RE)
+    )
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidName(f"--{option} is empty; give a {what} or leave the option out")
+    if len(value) > limit:
+        raise InvalidName(f"--{option} {shown(value)} is too long for a {what}: at most {limit} characters")
+    if not rule.match(value):
+        allowed = "lowercase letters, digits and '-'" + ("" if namespace else " (and '.')")
+        raise InvalidName(
+            f"--{option} {shown(value)} is not a valid {what}: {allowed}, starting and ending with a letter or digit"
+        )
+    return value
 
 
 def repo_root() -> Path:
@@ -35,14 +96,14 @@ def clusters_dir() -> Path:
 
 
 def cluster_dir(name: str) -> Path:
-    """The inventory directory of one cluster."""
-    return clusters_dir() / name
+    """The inventory directory of one cluster (InvalidName for a name that is not a cluster name)."""
+    return clusters_dir() / check_cluster_name(name)
 
 
 def build_dir(cluster: str) -> Path:
     """Default output of rendered configs: `build/<cluster>/` (git-ignored), `K8S_OPS_BUILD_DIR` overrides the root."""
     root = os.environ.get("K8S_OPS_BUILD_DIR")
-    return (Path(root).expanduser() if root else _REPO / "build") / cluster
+    return (Path(root).expanduser() if root else _REPO / "build") / check_cluster_name(cluster)
 
 
 def state_dir() -> Path:
@@ -87,4 +148,4 @@ def kubeconfig_path(cluster: str) -> Path:
 
 def backups_dir(cluster: str) -> Path:
     """etcd snapshots and other backups (0700): `<state_dir>/backups/<c>/`."""
-    return state_dir() / "backups" / cluster
+    return state_dir() / "backups" / check_cluster_name(cluster)

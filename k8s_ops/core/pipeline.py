@@ -16,9 +16,11 @@ one JSON shape for every task, pinned by tests/fixtures/plan.schema.json.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json as _json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from k8s_ops.core.errors import ToolkitError, last_error_line
@@ -29,13 +31,17 @@ if TYPE_CHECKING:
     from k8s_ops.core.runner import Runner
 
 __all__ = [
+    "BREAK_LOCK_HELP",
     "CLUSTER_HELP",
     "DRY_RUN_HELP",
     "JSON_HELP",
+    "LOCK_TIMEOUT_HELP",
     "YES_HELP",
     "RecoveryFailed",
     "finish",
     "help_for",
+    "locked",
+    "mutates",
     "plan_json",
     "run",
     "runner_from",
@@ -46,6 +52,12 @@ CLUSTER_HELP = "cluster name (directory under the clusters dir; K8S_OPS_CLUSTERS
 DRY_RUN_HELP = "print the plan (commands, file writes as masked diffs, gates, waits, no-ops) and change nothing"
 JSON_HELP = "with --dry-run: print the plan as JSON"
 YES_HELP = "skip the typed confirmation (non-interactive use)"
+LOCK_TIMEOUT_HELP = "seconds to wait for another run's lock on the cluster (default 0: fail at once, naming it)"
+BREAK_LOCK_HELP = "remove the cluster lock of a run known to be dead (asks you to type the cluster name)"
+
+# clusters whose lock this thread already holds: a task that finishes several plans (or a plan run inside a run)
+# does not wait for itself; other threads start with an empty set, so they contend like other processes
+_HELD: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("k8s_ops_held_locks", default=frozenset())
 
 
 def help_for(**extra: str) -> dict[str, str]:
@@ -123,6 +135,8 @@ def finish(
     echo_plan: bool = False,
     on_step_failed: Callable[[StepFailed], ToolkitError] | None = None,
     summary: bool = True,
+    lock_timeout: float = 0.0,
+    break_lock: bool = False,
 ) -> Report | None:
     """Show the plan (`dry_run`: text, or JSON with `json`; returns None) or execute it and print one summary line.
 
@@ -130,6 +144,11 @@ def finish(
     (`Plan.on_failure` with the steps' undos) runs when a step fails and is shown in the dry run; `echo_plan` prints
     the plan to stderr before running it (long runbooks); `on_step_failed` turns a failed step into the task's own
     error (e.g. a stage-aware resume hint); `summary=False` leaves the closing line to the task.
+
+    A plan that mutates anything runs under the cluster's lock (`k8s_ops.core.lock`), taken right before it runs
+    and released when it ends however it ends: a second run waits up to `lock_timeout` seconds, then fails naming
+    the holder; `break_lock` removes a dead holder's lock after a typed confirmation. Dry runs and read-only plans
+    take no lock.
     """
     if dry_run:
         show(plan, json=json)
@@ -141,7 +160,8 @@ def finish(
     if echo_plan:
         print(plan.to_text(), end="", file=sys.stderr)
     try:
-        report = run(plan, runner, yes=yes, confirm_name=confirm_name, max_concurrency=max_concurrency)
+        with locked(plan, timeout=lock_timeout, break_lock=break_lock):
+            report = run(plan, runner, yes=yes, confirm_name=confirm_name, max_concurrency=max_concurrency)
     except StepFailed as exc:
         if on_step_failed is not None:
             raise on_step_failed(exc) from None
@@ -149,6 +169,28 @@ def finish(
     if summary:
         print(report.summary())
     return report
+
+
+def mutates(plan: Plan) -> bool:
+    """Whether running `plan` may change anything (a step that is not a no-op has a mutating effect)."""
+    return any(step.noop is None and step.mutates for step in plan.steps)
+
+
+@contextlib.contextmanager
+def locked(plan: Plan, *, timeout: float = 0.0, break_lock: bool = False) -> Iterator[None]:
+    """Hold the plan's cluster lock around the body when the plan mutates (and this thread does not hold it yet)."""
+    held = _HELD.get()
+    if not mutates(plan) or plan.cluster in held:
+        yield
+        return
+    from k8s_ops.core.lock import cluster_lock
+
+    with cluster_lock(plan.cluster, plan.title, timeout=timeout, break_lock=break_lock, out=_stderr):
+        token = _HELD.set(held | {plan.cluster})
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
 
 
 def run(

@@ -17,9 +17,9 @@ from k8s_ops.core import settings
 from k8s_ops.core.audit import AuditLog
 from k8s_ops.core.command import Command, Result, TempFile
 from k8s_ops.core.errors import CommandFailed, CommandTimeout, ToolNotFound
-from k8s_ops.core.secret import reveal
+from k8s_ops.core.secret import Secret, register, reveal
 
-__all__ = ["INSTALL_HINTS", "ISOLATED_INHERIT", "Runner", "SubprocessRunner", "check_result"]
+__all__ = ["INSTALL_HINTS", "ISOLATED_INHERIT", "Runner", "SubprocessRunner", "check_result", "register_secrets"]
 
 # What an isolated command (Command.isolated) inherits from the caller: finding binaries and the locale, nothing
 # that could carry credentials or configuration (no HOME, no SOPS_*, no AWS_*, no KUBECONFIG).
@@ -38,6 +38,18 @@ class Runner(Protocol):
     """Runs one command. `check=True` turns a non-zero exit into CommandFailed."""
 
     def run(self, command: Command, *, check: bool = True) -> Result: ...
+
+
+def register_secrets(command: Command) -> None:
+    """Feed the process-wide secret registry with every secret value this command hands to its process (env,
+    stdin, temporary files), so its stderr is masked with them (Secrets register themselves; this also catches
+    values that reach the runner some other way)."""
+    values: list[object] = [v for _, v in command.env]
+    values += [p.content for p in command.argv if isinstance(p, TempFile)]
+    values.append(command.stdin)
+    for value in values:
+        if isinstance(value, Secret):
+            register(value)
 
 
 def check_result(command: Command, result: Result) -> Result:
@@ -98,6 +110,7 @@ class SubprocessRunner:
         self.audit = audit if audit is not None else AuditLog()
 
     def run(self, command: Command, *, check: bool = True) -> Result:
+        register_secrets(command)
         timeout = command.timeout or self.timeout or settings.command_timeout()
         started = time.monotonic()
         with _materialised(command) as (argv, home):

@@ -21,6 +21,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from k8s_ops.core.cli import guarded
+from k8s_ops.core.paths import check_kube_name
 from k8s_ops.core.pipeline import finish, help_for, runner_from
 
 if TYPE_CHECKING:
@@ -56,7 +57,15 @@ _VOLSYNC = help_for(
 
 
 def _names(value: str | None) -> tuple[str, ...]:
-    return tuple(n.strip() for n in (value or "").split(",") if n.strip())
+    """The comma-separated `--name` list, each a valid Kubernetes name (an empty one is refused)."""
+    if value is None:
+        return ()
+    return tuple(check_kube_name("name", n.strip()) for n in value.split(","))
+
+
+def _ns(value: str | None) -> str | None:
+    """`--namespace`, checked: a valid namespace, or None when not given (an empty value is refused)."""
+    return None if value is None else check_kube_name("namespace", value, namespace=True)
 
 
 def _connect(c: Context, cluster: str, *tools: str) -> tuple[Runner, KubeTarget]:
@@ -102,9 +111,10 @@ def sync_secrets(
     from k8s_ops.day2.common import epoch_now
     from k8s_ops.day2.kubernetes import external_secrets_fact, plan_sync_secrets, select_secrets
 
+    namespace, names = _ns(namespace), _names(name)
     runner, target = _connect(c, cluster, "kubectl")
     secrets = external_secrets_fact(runner, target, namespace)
-    selected = select_secrets(secrets, names=_names(name), namespace=namespace)
+    selected = select_secrets(secrets, names=names, namespace=namespace)
     plan = plan_sync_secrets(cluster, target, selected, epoch=epoch_now(), namespace=namespace)
     _finish(plan, runner, f"force-synced {len(selected)} ExternalSecret(s)", dry_run=dry_run, json=json)
 
@@ -126,6 +136,7 @@ def hr_restart(c: Context, cluster: str, name: str, namespace: str, dry_run: boo
     from k8s_ops.tools.flux import HELMRELEASE
     from k8s_ops.tools.kubectl import get_or_none
 
+    name, namespace = check_kube_name("name", name), check_kube_name("namespace", namespace, namespace=True)
     runner, target = _connect(c, cluster, "kubectl", "flux")
     release = get_or_none(runner, target, HELMRELEASE, name, namespace=namespace)
     plan = plan_hr_restart(cluster, target, release, name=name, namespace=namespace)
@@ -160,8 +171,8 @@ def reconcile(
     from k8s_ops.tools.flux import FLUX_NAMESPACE, KUSTOMIZATION, ROOT_KUSTOMIZATION
     from k8s_ops.tools.kubectl import get_or_none
 
-    ks_name = name or ROOT_KUSTOMIZATION
-    ks_ns = namespace or FLUX_NAMESPACE
+    ks_name = ROOT_KUSTOMIZATION if name is None else check_kube_name("name", name)
+    ks_ns = _ns(namespace) or FLUX_NAMESPACE
     runner, target = _connect(c, cluster, "kubectl", "flux")
     current = get_or_none(runner, target, KUSTOMIZATION, ks_name, namespace=ks_ns)
     plan = plan_reconcile(cluster, target, current, name=ks_name, namespace=ks_ns, with_source=with_source)
@@ -191,6 +202,7 @@ def cleanse_pods(
     from k8s_ops.day2.kubernetes import plan_cleanse_pods, select_pods
     from k8s_ops.tools.kubectl import list_or_empty
 
+    namespace = _ns(namespace)
     runner, target = _connect(c, cluster, "kubectl")
     pods = list_or_empty(runner, target, "pods", namespace=namespace, all_namespaces=namespace is None)
     doomed = select_pods(pods, pending=pending)
@@ -229,6 +241,7 @@ def _run_on_source(
     from k8s_ops.day2.common import epoch_now
     from k8s_ops.day2.volsync import find_source, sources_fact
 
+    app, namespace = check_kube_name("app", app), _ns(namespace)
     wait = _timeout(timeout)
     runner, target = _connect(c, cluster, "kubectl")
     source = find_source(sources_fact(runner, target, namespace), app, namespace)
@@ -305,6 +318,7 @@ def restore(
     from k8s_ops.day2.common import epoch_now
     from k8s_ops.day2.volsync import gather_restore_facts, plan_restore
 
+    app, namespace = check_kube_name("app", app), _ns(namespace)
     wait = _timeout(timeout)
     prev: int | None = None
     if previous not in (None, ""):

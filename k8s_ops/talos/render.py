@@ -10,8 +10,10 @@ Pipeline for one node (steps 2 and 3 are strategic merges with `k8s_ops.talos.pa
    TimeSyncConfig, link documents (LinkAliasConfig/BondConfig/LinkConfig/VLANConfig/DHCPv4Config),
    Layer2VIPConfig (control planes), UserVolumeConfig;
 3. patch files, in `Cluster.node_patches` order: cluster-wide, role group, node. Each file is a jinja2 template
-   (StrictUndefined; context `cluster`, `node`, `vars`) rendered per node, then applied as a strategic merge
-   (a JSON6902 patch is refused with Talos' multi-document message).
+   (StrictUndefined; context `cluster`, `node`, `vars`) rendered per node in the sandbox of `k8s_ops.talos.sandbox`
+   (no methods or internals, bounded work, size and time), then applied as a strategic merge (a JSON6902 patch is
+   refused with Talos' multi-document message). A patch that is (or links to) the SOPS secrets bundle, or renders
+   SOPS ciphertext, is refused before anything is merged.
 
 Output is written by `k8s_ops.talos.yamlio.dump_documents` (its narrow emitter writes byte for byte what the PyYAML
 dumper writes, at a fraction of the cost).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
+from jinja2.exceptions import SecurityError
 
 from k8s_ops.core.errors import Problem, ProblemsError
 from k8s_ops.talos.patch import (
@@ -45,6 +49,7 @@ from k8s_ops.talos.patch import (
     load_patch,
     strategic_patch,
 )
+from k8s_ops.talos.sandbox import PatchTemplateError, compile_patch, render_patch
 from k8s_ops.talos.yamlio import dump_documents
 
 if TYPE_CHECKING:
@@ -379,6 +384,10 @@ def _inventory_problems(cluster: Cluster, node: Node) -> list[Problem]:
 # --- patches ---------------------------------------------------------------------------------------------
 
 
+_SOPS_CIPHERTEXT = re.compile(r"ENC\[[A-Z0-9_]+,data:")
+_SOPS_METADATA = re.compile(r"^sops:\s*$", re.M)
+
+
 def _template_line(exc: BaseException, filename: str) -> int | None:
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename == filename:
@@ -410,6 +419,10 @@ class _Renderer:
         if cached is not None:
             return cached
         result: jinja2.Template | Problem
+        refused = self._sops_problem(path, None)
+        if refused is not None:
+            self._templates[path] = refused
+            return refused
         try:
             source = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -426,21 +439,52 @@ class _Renderer:
                     line,
                 )
             else:
-                env = _environment()
                 try:
-                    code = env.compile(source, filename=str(path))
-                    result = env.template_class.from_code(env, code, env.make_globals(None), None)
+                    result = compile_patch(source, str(path))
                 except jinja2.TemplateSyntaxError as exc:
                     result = Problem(str(path), "", f"jinja2 syntax error: {exc.message}", exc.lineno)
         self._templates[path] = result
         return result
+
+    def _sops_problem(self, path: Path, text: str | None) -> Problem | None:
+        """A patch that is (or links to) the SOPS secrets bundle, or renders SOPS ciphertext, is refused."""
+        if text is None:
+            try:
+                same = path.resolve() == self.cluster.secrets_file.resolve()
+            except OSError:
+                same = False
+            if same:
+                return Problem(
+                    str(path),
+                    "",
+                    f"this patch is the SOPS-encrypted secrets bundle ({self.cluster.secrets_file}); it must never "
+                    "be merged into a machine config — remove it from the patches",
+                )
+            return None
+        if _SOPS_CIPHERTEXT.search(text) or _SOPS_METADATA.search(text):
+            return Problem(
+                str(path),
+                "",
+                "this patch is a SOPS-encrypted file (it holds ENC[…] ciphertext or `sops:` metadata); encrypted "
+                "data must never be merged into a machine config — remove it from the patches",
+            )
+        return None
 
     def _patch(self, path: Path, node: Node) -> Patch | Problem:
         template = self._template(path)
         if isinstance(template, Problem):
             return template
         try:
-            text = template.render(cluster=self.cluster, node=node, vars=self.vars)
+            text = render_patch(template, {"cluster": self.cluster, "node": node, "vars": self.vars})
+        except (PatchTemplateError, SecurityError) as exc:
+            return Problem(
+                str(path),
+                "",
+                f"refused by the patch sandbox: {exc} (rendering for node {node.hostname})",
+                _template_line(exc, str(path)),
+            )
+        except RecursionError:
+            return Problem(str(path), "", f"template recursion is too deep (rendering for node {node.hostname})", None)
         except jinja2.UndefinedError as exc:
             return Problem(
                 str(path),
@@ -456,6 +500,9 @@ class _Renderer:
                 f"template error: {type(exc).__name__}: {exc} (rendering for node {node.hostname})",
                 _template_line(exc, str(path)),
             )
+        refused = self._sops_problem(path, text)
+        if refused is not None:
+            return refused
         key = (str(path), text)
         cached = self._patches.get(key)
         if cached is None:

@@ -18,7 +18,16 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from k8s_ops.core.cli import guarded
-from k8s_ops.core.pipeline import CLUSTER_HELP, JSON_HELP, YES_HELP, finish, help_for, runner_from
+from k8s_ops.core.pipeline import (
+    BREAK_LOCK_HELP,
+    CLUSTER_HELP,
+    JSON_HELP,
+    LOCK_TIMEOUT_HELP,
+    YES_HELP,
+    finish,
+    help_for,
+    runner_from,
+)
 
 if TYPE_CHECKING:
     from k8s_ops.core.errors import ToolkitError
@@ -54,6 +63,7 @@ _NODE = "node hostname or address (an unknown name lists the known nodes)"
 _DRY = "show the exact plan (commands, gates, waits) and change nothing"
 _JSON = JSON_HELP
 _YES = YES_HELP
+_LOCK = {"lock-timeout": LOCK_TIMEOUT_HELP, "break-lock": BREAK_LOCK_HELP}
 _HOLD = "seconds a failing health gate may hold the rollout before it stops (default 300)"
 _MODES = ("auto", "no-reboot", "reboot", "staged", "try")
 
@@ -418,7 +428,17 @@ def _mode(mode: str) -> str:
     return mode
 
 
-def _apply(c: Context, cluster_name: str, nodes: list[str] | None, mode: str, *, dry_run: bool, json: bool) -> None:
+def _apply(
+    c: Context,
+    cluster_name: str,
+    nodes: list[str] | None,
+    mode: str,
+    *,
+    dry_run: bool,
+    json: bool,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+) -> None:
     from k8s_ops.core import settings
     from k8s_ops.core.secret import Secret
     from k8s_ops.talos import facts
@@ -444,7 +464,15 @@ def _apply(c: Context, cluster_name: str, nodes: list[str] | None, mode: str, *,
 
         preflight(runner, ["kubectl"])  # the health gates read Kubernetes
     plan = _versions(plan, cluster)
-    finish(plan, runner, dry_run=dry_run, json=json, max_concurrency=max(k, settings.concurrency()))
+    finish(
+        plan,
+        runner,
+        dry_run=dry_run,
+        json=json,
+        max_concurrency=max(k, settings.concurrency()),
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
 
 
 def _missing_talosconfig(cluster: Cluster, bundle: SecretsBundle) -> FileWrite | None:
@@ -465,11 +493,19 @@ def _missing_talosconfig(cluster: Cluster, bundle: SecretsBundle) -> FileWrite |
         "mode": "apply-config mode: auto (default), no-reboot, reboot, staged, try",
         "dry-run": _DRY,
         "json": _JSON,
+        **_LOCK,
     }
 )
 @guarded
 def apply_node(
-    c: Context, cluster: str, node: str, mode: str = "auto", dry_run: bool = False, json: bool = False
+    c: Context,
+    cluster: str,
+    node: str,
+    mode: str = "auto",
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
 ) -> None:
     """Render and apply one node's machine config; wait until it is back if the change reboots it.
 
@@ -479,22 +515,40 @@ def apply_node(
     other nodes Ready) and then for the node to come back (new boot id, running, ready, Kubernetes Ready).
     A missing build/<cluster>/talosconfig is written from the secrets bundle first.
     """
-    _apply(c, cluster, [node], mode, dry_run=dry_run, json=json)
+    _apply(c, cluster, [node], mode, dry_run=dry_run, json=json, lock_timeout=lock_timeout, break_lock=break_lock)
 
 
-@task(help={"cluster": _CLUSTER, "mode": "apply-config mode (default auto)", "dry-run": _DRY, "json": _JSON})
+@task(help={"cluster": _CLUSTER, "mode": "apply-config mode (default auto)", "dry-run": _DRY, "json": _JSON, **_LOCK})
 @guarded
-def apply_cluster(c: Context, cluster: str, mode: str = "auto", dry_run: bool = False, json: bool = False) -> None:
+def apply_cluster(
+    c: Context,
+    cluster: str,
+    mode: str = "auto",
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
     """Render and apply every node's machine config: independent nodes concurrently, reboots rolled safely.
 
     Nodes in maintenance mode are applied together (`--insecure`); live changes are applied together; changes
     that reboot configured nodes roll one controlplane at a time and `upgrade.maxUnavailable` workers at a time,
     each behind the health gate and awaited back.
     """
-    _apply(c, cluster, None, mode, dry_run=dry_run, json=json)
+    _apply(c, cluster, None, mode, dry_run=dry_run, json=json, lock_timeout=lock_timeout, break_lock=break_lock)
 
 
-@task(help={"cluster": _CLUSTER, "node": _NODE, "gate-timeout": _HOLD, "yes": _YES, "dry-run": _DRY, "json": _JSON})
+@task(
+    help={
+        "cluster": _CLUSTER,
+        "node": _NODE,
+        "gate-timeout": _HOLD,
+        "yes": _YES,
+        "dry-run": _DRY,
+        "json": _JSON,
+        **_LOCK,
+    }
+)
 @guarded
 def upgrade_node(
     c: Context,
@@ -502,6 +556,8 @@ def upgrade_node(
     node: str,
     gate_timeout: int = 0,
     yes: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
@@ -524,7 +580,16 @@ def upgrade_node(
     plan = plan_upgrade_node(env, targets[target_node.hostname])
     running = {target_node.hostname: targets[target_node.hostname].version}
     plan = _versions(plan, inventory, nodes=running)
-    finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=target_node.hostname)
+    finish(
+        plan,
+        runner,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        confirm_name=target_node.hostname,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
 
 
 @task(
@@ -535,6 +600,7 @@ def upgrade_node(
         "yes": _YES,
         "dry-run": _DRY + " — shows the exact order",
         "json": _JSON,
+        **_LOCK,
     }
 )
 @guarded
@@ -544,6 +610,8 @@ def upgrade_cluster(
     max_unavailable: int = 0,
     gate_timeout: int = 0,
     yes: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
@@ -579,7 +647,15 @@ def upgrade_cluster(
     running = {t.node.hostname: t.version for t in targets}
     plan = _versions(plan, inventory, nodes=running)
     report = finish(
-        plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=inventory.name, max_concurrency=k
+        plan,
+        runner,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        confirm_name=inventory.name,
+        max_concurrency=k,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
     )
     if report is not None and snapshot.exists():
         print(f"etcd snapshot saved: {snapshot} (0600)")
@@ -592,11 +668,19 @@ def upgrade_cluster(
         "yes": _YES,
         "dry-run": _DRY,
         "json": _JSON,
+        **_LOCK,
     }
 )
 @guarded
 def upgrade_k8s(
-    c: Context, cluster: str, to: str = "", yes: bool = False, dry_run: bool = False, json: bool = False
+    c: Context,
+    cluster: str,
+    to: str = "",
+    yes: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
 ) -> None:
     """Upgrade Kubernetes: `talosctl upgrade-k8s --dry-run` first, then the real run via the first controlplane.
 
@@ -610,7 +694,16 @@ def upgrade_k8s(
     kubelets, server = facts.gather_k8s_versions(runner, env.kube)
     plan = plan_upgrade_k8s(env, version, kubelets=kubelets, apiserver=server)
     plan = _versions(plan, inventory, kubernetes=version, k8s_from=server, kubelets=kubelets, upgrade_k8s=True)
-    finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=inventory.name)
+    finish(
+        plan,
+        runner,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        confirm_name=inventory.name,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
 
 
 @task(
@@ -621,6 +714,7 @@ def upgrade_k8s(
         "yes": _YES,
         "dry-run": _DRY,
         "json": _JSON,
+        **_LOCK,
     }
 )
 @guarded
@@ -630,6 +724,8 @@ def reboot_node(
     node: str,
     mode: str = "default",
     yes: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
@@ -643,13 +739,29 @@ def reboot_node(
     target = inventory.node(node)
     plan = plan_reboot(env, target, mode="powercycle" if mode == "powercycle" else "default")
     plan = _versions(plan, inventory, kubernetes=None)  # installs nothing: the clients only
-    finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=target.hostname)
+    finish(
+        plan,
+        runner,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        confirm_name=target.hostname,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
 
 
-@task(help={"cluster": _CLUSTER, "node": _NODE, "yes": _YES, "dry-run": _DRY, "json": _JSON})
+@task(help={"cluster": _CLUSTER, "node": _NODE, "yes": _YES, "dry-run": _DRY, "json": _JSON, **_LOCK})
 @guarded
 def reset_node(
-    c: Context, cluster: str, node: str, yes: bool = False, dry_run: bool = False, json: bool = False
+    c: Context,
+    cluster: str,
+    node: str,
+    yes: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
 ) -> None:
     """Wipe one node (STATE and EPHEMERAL) back to maintenance mode; type its hostname to confirm.
 
@@ -663,12 +775,29 @@ def reset_node(
     target = inventory.node(node)
     f = facts.gather_reset_facts(runner, env.tctl, inventory, [target], env.kube)
     plan = _versions(plan_reset(env, f, whole_cluster=False), inventory, kubernetes=None)
-    finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=target.hostname)
+    finish(
+        plan,
+        runner,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        confirm_name=target.hostname,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
 
 
-@task(help={"cluster": _CLUSTER, "yes": _YES, "dry-run": _DRY, "json": _JSON})
+@task(help={"cluster": _CLUSTER, "yes": _YES, "dry-run": _DRY, "json": _JSON, **_LOCK})
 @guarded
-def reset_cluster(c: Context, cluster: str, yes: bool = False, dry_run: bool = False, json: bool = False) -> None:
+def reset_cluster(
+    c: Context,
+    cluster: str,
+    yes: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
     """Wipe EVERY node of the cluster back to maintenance mode; type the cluster name to confirm.
 
     Workers first, then controlplanes, each addressed directly (never proxied through a node already wiped),
@@ -681,7 +810,16 @@ def reset_cluster(c: Context, cluster: str, yes: bool = False, dry_run: bool = F
     order = [*inventory.workers, *inventory.controlplanes]
     f = facts.gather_reset_facts(runner, env.tctl, inventory, order, env.kube)
     plan = _versions(plan_reset(env, f, whole_cluster=True), inventory, kubernetes=None)
-    finish(plan, runner, dry_run=dry_run, json=json, yes=yes, confirm_name=inventory.name)
+    finish(
+        plan,
+        runner,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        confirm_name=inventory.name,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
 
 
 @task(help={"cluster": _CLUSTER, "dry-run": _DRY, "json": _JSON})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from pydantic import (
 )
 
 from k8s_ops.core.errors import Problem
+from k8s_ops.core.secret import mask_text
 from k8s_ops.talos.inventory.models import Cluster
 from k8s_ops.talos.inventory.source import ABSENT, Path_, Source, step
 
@@ -43,9 +45,51 @@ def _first_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+_PREFIX = 16  # an inventory error shows at most this much of a value it quotes
+_KEY_MATERIAL = re.compile(r"AGE-SECRET-KEY|-----BEGIN|PRIVATE KEY|[A-Za-z0-9+/=_-]{32,}", re.IGNORECASE)
+
+
+def looks_like_key_material(text: str) -> bool:
+    """An age secret key, a PEM block, a long base64/hex run, or a value the run knows to be secret."""
+    return bool(_KEY_MATERIAL.search(text)) or mask_text(text) != text
+
+
+def type_name(value: Any) -> str:
+    """What a value is, for an error that must not echo it: `a mapping`, `a list`, `a string`, ..."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
 def short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A value quoted in an error: never key material, never more than a short prefix; containers by type."""
+    if isinstance(value, Mapping | list | tuple):
+        return type_name(value)
+    text = value if isinstance(value, str) else repr(value)
+    if looks_like_key_material(text):
+        return f"{type_name(value)} that looks like key material (not shown)"
+    if not isinstance(value, str):
+        return text if len(text) <= _PREFIX else text[:_PREFIX] + "..."
+    return repr(text) if len(text) <= _PREFIX else repr(text[:_PREFIX]) + f"... ({len(text)} characters)"
+
+
+def _unechoed(message: str, value: Any) -> str:
+    """A validator's message with the value it quotes cut to `short(value)` (validators quote the whole value)."""
+    if isinstance(value, str) and value and short(value) != repr(value):
+        message = message.replace(repr(value), short(value)).replace(value, short(value))
+    return message
 
 
 def _message(err: Mapping[str, Any], loc: Sequence[str | int]) -> str:
@@ -72,11 +116,11 @@ def _message(err: Mapping[str, Any], loc: Sequence[str | int]) -> str:
     if kind == "ip_any_interface":
         return f"{short(value)} is not a valid address with prefix (e.g. 10.25.11.11/24)"
     if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
+        return _unechoed(str(ctx.get("error", err["msg"])), value)
     if kind in {"model_type", "dict_type"}:
-        return f"expected a mapping, got {short(value)}"
+        return f"expected a mapping, got {type_name(value)}"
     if kind in {"tuple_type", "list_type"}:
-        return f"expected a list, got {short(value)}"
+        return f"expected a list, got {type_name(value)}"
     msg = str(err["msg"])
     return f"{msg} (got {short(value)})" if not isinstance(value, dict | list) else msg
 

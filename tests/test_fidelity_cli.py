@@ -191,3 +191,16 @@ def test_sim_apply_config_dry_run_summary_is_on_stderr(sim_demo: Sim, tmp_path: 
             "--file", str(configs[CP1]), "--mode", "auto", "--dry-run")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "Dry run summary:" in r.stderr and "Dry run summary:" not in r.stdout
+
+
+def test_apply_preview_skips_talosctl_warnings_on_stderr() -> None:
+    # helpers/mode.go PrintApplyResults: warnings (`WARNING: …`) and the mode details share stderr
+    from k8s_ops.tools.talosctl import parse_apply_preview
+
+    text = (
+        "WARNING: miimon was not specified for 802.3ad bond\n"
+        "Dry run summary:\nApplied configuration with a reboot (skipped in dry-run).\n"
+    )
+    preview = parse_apply_preview(text)
+    assert preview.change == "reboot"
+    assert preview.summary == "Applied configuration with a reboot (skipped in dry-run)."

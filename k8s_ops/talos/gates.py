@@ -436,7 +436,8 @@ def in_maintenance(ctx: GateContext, node: Node, *, timeout: float) -> Check:
 # The etcd service states of a controlplane that booted its config: waiting to be bootstrapped or to join, or
 # running (it joined an existing cluster).
 ETCD_BOOTED = ("Preparing", "Running")
-_NOT_BOOTED = ("maintenance", "installing", "rebooting", "upgrading", "resetting", "shutting down", "unknown")
+# The stages of a node running its installed config; any other is maintenance, installing, a reboot or a reset.
+_BOOTED = ("booting", "running")
 
 
 def _booted_problem(runner: Runner, ctx: GateContext, node: Node) -> str | None:
@@ -445,7 +446,7 @@ def _booted_problem(runner: Runner, ctx: GateContext, node: Node) -> str | None:
     st = statuses.get(addr)
     if st is None:
         return f"no answer on the authenticated API yet ({statuses.error or 'installing or rebooting'})"
-    if st.stage in _NOT_BOOTED:
+    if st.stage not in _BOOTED:
         return st.describe()
     if not node.is_controlplane:
         # A worker's Boot sequence ends without etcd: `running`, and not ready until the CNI runs.

@@ -596,8 +596,10 @@ class ApplyPreview:
 def parse_apply_preview(text: str) -> ApplyPreview:
     """Classify the mode details `apply-config --dry-run` prints on stderr ("Dry run summary:", then what applying
     would do, "(skipped in dry-run)", the config diff or "No changes.")."""
-    lowered = text.lower()
-    first = next((line.strip() for line in text.splitlines() if line.strip() and "dry run" not in line.lower()), "")
+    # stderr also carries talosctl's `WARNING: …` lines (pkg/cli Warning): never the summary
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("WARNING:")]
+    lowered = "\n".join(lines).lower()
+    first = next((ln for ln in lines if "dry run" not in ln.lower()), "")
     if "maintenance mode" in lowered:
         return ApplyPreview("maintenance", "node is in maintenance mode: applying installs Talos and reboots")
     if "no changes" in lowered:

@@ -557,13 +557,9 @@ def _resources(world: World, n: JSON, rtype: str) -> list[tuple[JSON, list[str],
                 ["RUNNING", "HEALTHY"],
                 [str(st == "Running").lower(), str(h == "OK").lower()],
             )
-            for s, st, h in _services(world, n)
+            for s, st, h in machine.services(world, n)
         ]
     return []
-
-
-def _services(world: World, n: JSON) -> list[tuple[str, str, str]]:
-    return machine.services(world, n)
 
 
 def cmd_get(ctx: Ctx, p: Parsed) -> int:
@@ -681,7 +677,7 @@ def cmd_service(ctx: Ctx, p: Parsed) -> int:
         rows: list[list[str]] = []
 
         def one(n: JSON, addr: str) -> None:
-            svcs = _services(world, n)
+            svcs = machine.services(world, n)
             if sid is None:
                 rows.extend(
                     [addr, s, st, h, "1m ago", "Health check successful" if h == "OK" else "Waiting"]

@@ -257,13 +257,14 @@ def test_last_error_line() -> None:
 
 
 def test_the_error_tree_documents_every_toolkit_error() -> None:
-    import k8s_ops.core.execute
-    import k8s_ops.core.pipeline
-    import k8s_ops.onepassword.api
-    import k8s_ops.talos.patch
-    import k8s_ops.tools.helm
-    import k8s_ops.tools.sops
-    import k8s_ops.tools.talosctl  # noqa: F401
+    import importlib
+    import pkgutil
+
+    import k8s_ops
+
+    # every module, so an error class added anywhere is held to the tree
+    for info in pkgutil.walk_packages(k8s_ops.__path__, "k8s_ops."):
+        importlib.import_module(info.name)
 
     def subclasses(cls: type) -> set[type]:
         out: set[type] = set()

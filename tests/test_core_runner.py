@@ -67,19 +67,21 @@ def test_timeout_kills_the_process_group(tmp_path: Path, runner: SubprocessRunne
     assert not marker.exists(), "the child of a timed-out command must be killed too"
 
 
-def test_tempfile_is_private_and_removed(tmp_path: Path, runner: SubprocessRunner) -> None:
+def test_tempfile_is_an_anonymous_private_descriptor_closed_after(tmp_path: Path, runner: SubprocessRunner) -> None:
+    # before: a named 0600 file in a /tmp dir for the length of the call (left behind if the run was killed)
     tool = script(
         tmp_path,
         "reader",
         "import os, sys, stat, json\n"
         "p = sys.argv[1]\n"
-        "print(json.dumps([p, open(p).read(), oct(stat.S_IMODE(os.stat(p).st_mode)),"
-        " oct(stat.S_IMODE(os.stat(os.path.dirname(p)).st_mode))]))\n",
+        "print(json.dumps([p, open(p).read(), oct(stat.S_IMODE(os.stat(p).st_mode)), os.readlink(p)]))\n",
     )
     out = json.loads(runner.run(cmd(str(tool), TempFile("cfg.yaml", Secret("key: v")))).stdout)
-    path, content, mode, dmode = out
-    assert content == "key: v" and mode == "0o600" and dmode == "0o700"
-    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+    path, content, mode, target = out
+    assert content == "key: v" and mode == "0o600" and path.startswith("/dev/fd/")
+    assert target.startswith("/memfd:") or target.endswith("(deleted)")
+    with pytest.raises(OSError):
+        os.fstat(int(path.rsplit("/", 1)[1]))  # closed in this process after the call
 
 
 def test_audit_log_is_redacted_and_private(tmp_path: Path, runner: SubprocessRunner) -> None:
@@ -123,3 +125,77 @@ def test_result_keeps_stdout_bytes(tmp_path: Path, runner: SubprocessRunner) -> 
     result = runner.run(cmd(str(tool)))
     assert result.stdout_bytes() == bytes([0, 255, 10])
     assert Result(0, "text").stdout_bytes() == b"text"
+
+
+def test_audit_log_records_the_start_before_the_process_runs(tmp_path: Path, runner: SubprocessRunner) -> None:
+    log = tmp_path / "audit.log"
+    tool = script(tmp_path, "peek", f"print(open({str(log)!r}).read(), end='')")
+    seen = runner.run(cmd(str(tool), "--flag", mutates=True, node="cp1")).stdout
+    start = json.loads(seen.splitlines()[-1])
+    assert start["event"] == "start" and "--flag" in start["cmd"] and start["node"] == "cp1" and "rc" not in start
+    end = json.loads(log.read_text().splitlines()[-1])
+    assert end["event"] == "end" and end["rc"] == 0 and end["id"] == start["id"]
+
+
+def test_a_symlinked_audit_log_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    from k8s_ops.core.audit import AuditLogError
+
+    target = tmp_path / "elsewhere"
+    target.write_text("precious\n")
+    (tmp_path / "audit.log").symlink_to(target)
+    marker = tmp_path / "ran"
+    tool = script(tmp_path, "toucher", f"open({str(marker)!r}, 'w')")
+    runner = SubprocessRunner(audit=AuditLog(tmp_path / "audit.log"))
+    with pytest.raises(AuditLogError, match=r"is a symlink; refusing to follow it"):
+        runner.run(cmd(str(tool)))
+    assert target.read_text() == "precious\n" and not marker.exists()  # nothing ran without its audit line
+
+
+def test_an_audit_log_that_is_a_fifo_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    from k8s_ops.core.audit import AuditLogError
+
+    os.mkfifo(tmp_path / "audit.log")
+    with pytest.raises(AuditLogError):
+        AuditLog(tmp_path / "audit.log").begin(cmd("x"))
+
+
+def test_a_wide_audit_log_is_made_private(tmp_path: Path, runner: SubprocessRunner) -> None:
+    log = tmp_path / "audit.log"
+    log.write_text("")
+    log.chmod(0o644)
+    runner.run(cmd(str(script(tmp_path, "ok", "pass"))))
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_a_stopping_run_launches_nothing_and_terminates_the_child_in_flight(
+    tmp_path: Path, runner: SubprocessRunner
+) -> None:
+    import signal
+    import threading
+
+    from k8s_ops.core.runner import Terminated, resume_launching, stop_launching
+
+    started = tmp_path / "started"
+    tool = script(tmp_path, "sleeper", f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(60)\n")
+    caught: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            runner.run(cmd(str(tool)))
+        except BaseException as exc:  # the test inspects what the worker thread saw
+            caught.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    while not started.exists():
+        thread.join(0.05)
+    try:
+        stop_launching(signal.SIGTERM)
+        thread.join()
+        assert len(caught) == 1 and isinstance(caught[0], Terminated) and caught[0].exit_code == 143
+        with pytest.raises(Terminated):
+            runner.run(cmd(str(tool)))  # nothing new starts while stopping
+    finally:
+        resume_launching()
+    end = json.loads((tmp_path / "audit.log").read_text().splitlines()[-1])
+    assert end["event"] == "end" and end["rc"] is None and end["note"] == "stopped"

@@ -167,19 +167,11 @@ def _populate(kube: Kube) -> None:
                 },
             },
         )
-    plex = workload(
-        "Deployment",
-        "plex",
-        "media",
-        labels={"app.kubernetes.io/name": "plex"},
-        extra={
-            "spec": {
-                "template": {
-                    "spec": {"volumes": [{"name": "config", "persistentVolumeClaim": {"claimName": "plex-config"}}]}
-                }
-            }
-        },
-    )
+    plex = workload("Deployment", "plex", "media", labels={"app.kubernetes.io/name": "plex"})
+    plex["spec"]["template"]["spec"]["volumes"] = [
+        {"name": "config", "persistentVolumeClaim": {"claimName": "plex-config"}}
+    ]
+    plex["spec"]["template"]["spec"]["securityContext"] = {"runAsUser": 568, "runAsGroup": 568, "fsGroup": 568}
     plex["metadata"]["labels"].update(
         {"helm.toolkit.fluxcd.io/name": "plex", "helm.toolkit.fluxcd.io/namespace": "media"}
     )
@@ -195,6 +187,11 @@ def _populate(kube: Kube) -> None:
 
 @pytest.fixture
 def world(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    yield build_world(sim, tmp_path, monkeypatch)
+
+
+def build_world(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The world of this module (other day-2 simulator modules build theirs from it)."""
     sim.create(name=CLUSTER)
     build = tmp_path / "build"
     kc = build / CLUSTER / "kubeconfig"
@@ -218,7 +215,7 @@ def world(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     tools.reset_cache()
     built = World(sim, kc)
     assert built.obj("Deployment", "plex", "media")["status"]["readyReplicas"] == 1
-    yield built
+    return built
 
 
 def run_task(task: Any, capsys: pytest.CaptureFixture[str], **kwargs: Any) -> tuple[str, str]:
@@ -354,7 +351,10 @@ def test_restore_end_to_end(world: World, capsys: pytest.CaptureFixture[str]) ->
         ["resume", "helmrelease"],
         ["reconcile", "helmrelease"],
     ]
-    applied = [a for a in world.calls("kubectl") if "apply" in a]
+    # one ReplicationDestination applied once the source is paused (earlier applies are the cluster lock's Lease)
+    calls = world.calls("kubectl")
+    paused_at = next(i for i, a in enumerate(calls) if a[4:6] == ["patch", "replicationsources.volsync.backube"])
+    applied = [a for a in calls[paused_at:] if "apply" in a]
     assert len(applied) == 1
     assert world.maybe("ReplicationDestination", "plex-manual", "media") is None
     assert not world.obj("Kustomization", "plex", "flux-system")["spec"].get("suspend")

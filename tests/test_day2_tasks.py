@@ -48,6 +48,17 @@ def test_missing_kubeconfig_says_how_to_get_it(dirs: Path) -> None:
         (day2_tasks.snapshot, {"app": "plex"}),
         (day2_tasks.restore, {"app": "plex", "yes": True}),
         (day2_tasks.unlock, {"app": "plex"}),
+        (day2_tasks.sync_all, {}),
+        (day2_tasks.hr_restart, {"failed": True}),
+        (day2_tasks.pause, {"flux": True}),
+        (day2_tasks.resume, {}),
+        (day2_tasks.node_shell, {"node": "k8s-1", "command": "true"}),
+        (day2_tasks.browse_pvc, {"namespace": "media", "claim": "data", "command": "ls"}),
+        (day2_tasks.apply_ks, {"path": "kubernetes/apps"}),
+        (day2_tasks.snapshot, {"all_": True}),
+        (day2_tasks.unlock, {"all_": True, "selector": "tier=media"}),
+        (day2_tasks.list_, {"app": "plex"}),
+        (day2_tasks.status, {}),
     ],
 )
 def test_tasks_fail_cleanly_without_a_kubeconfig(

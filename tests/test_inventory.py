@@ -593,12 +593,12 @@ def test_upgrade_settings(tmp_path: Path) -> None:
     assert up is not None and up.max_unavailable == 1 and up.health_checks[0].api_version == "apps/v1"
 
     def mutate(d: dict[str, Any]) -> None:
-        broken = {k: v for k, v in check.items() if k != "name"}
+        broken = {k: v for k, v in check.items() if k != "expr"}  # without `name` a check selects every object
         d["upgrade"] = {"healthChecks": [dict(check, expr="object.status.("), broken], "maxUnavailable": 0}
 
     _, problems = bad(tmp_path, mutate)
     assert "not a valid CEL expression" in only(problems, "upgrade.healthChecks[0].expr").message
-    assert only(problems, "upgrade.healthChecks[1].name").message == "required key is missing"
+    assert "a `kind` health check needs expr" in only(problems, "upgrade.healthChecks[1]").message
     assert "greater than or equal to 1" in only(problems, "upgrade.maxUnavailable").message
 
 

@@ -162,14 +162,19 @@ def test_upgrade_cluster_order_snapshot_first_cps_one_at_a_time_workers_in_batch
     # The full gate before each controlplane, then the node's own return is awaited.
     cp2 = steps[2]
     (gate,) = (c.description for c in cp2.before)
-    assert gate.startswith("health gate before demo-cp-2 goes down: etcd 3/3 healthy")
+    assert gate.startswith("health gate before demo-cp-2 goes down: etcd 3/3 healthy, no alarm")
     assert "every other node Ready (except demo-cp-2)" in gate and "no other node mid-upgrade" in gate
     assert "every Cilium agent is ready" in gate
-    (back, extensions) = (c.description for c in cp2.after)
-    assert back == f"demo-cp-2 back: new boot id, stage running, ready, Talos {TARGET}, Kubernetes node Ready"
+    assert "no PodDisruptionBudget blocks draining demo-cp-2" in gate  # Talos' upgrade drains the node
+    (back, extensions, _) = (c.description for c in cp2.after)
+    assert back == (
+        f"demo-cp-2 back: new boot id, stage running, ready, Talos {TARGET}, Kubernetes node Ready, "
+        "its VolumeAttachments attached"
+    )
     assert extensions == "demo-cp-2 runs the schematic's system extensions (intel-ucode, iscsi-tools)"
     batch_gate = steps[4].before[0].description
     assert "every other node Ready (except demo-wk-1, demo-wk-2)" in batch_gate
+    assert "no PodDisruptionBudget blocks draining demo-wk-1, demo-wk-2" in batch_gate
     assert steps[5].before == () and steps[5].guard is not None  # the guard re-reads version, stage, boot id
     assert steps[-1].before[0].description.startswith("health gate after the last node returned: etcd 3/3")
 
@@ -374,7 +379,7 @@ def test_unhealthy_etcd_refuses_a_controlplane_upgrade_naming_the_gate(tmp_path:
         execute(plan, world.runner, yes=True, out=quiet)
     msg = str(info.value)
     assert "on demo-cp-1 failed" in msg and "health gate before demo-cp-1 goes down" in msg
-    assert "last seen: etcd 3/3 healthy: demo-cp-3: etcdserver: no leader" in msg
+    assert "last seen: etcd 3/3 healthy, no alarm: demo-cp-3: etcdserver: no leader" in msg
     assert "re-run `invoke talos.upgrade-cluster --cluster demo`" in msg
     assert world.upgrades() == []
 

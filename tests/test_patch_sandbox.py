@@ -6,7 +6,6 @@ never a hang) whose problem names `wk.yaml`. Budgets are deterministic (steps, s
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,12 @@ def main(cfg: RenderedConfig) -> dict[str, Any]:
     return next(d for d in cfg.documents if "machine" in d)
 
 
+@pytest.fixture(autouse=True)
+def _no_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the step budget is what these tests pin: on a loaded machine the wall-clock backstop could fire first
+    monkeypatch.setattr(sandbox, "MAX_SECONDS", 3600.0)
+
+
 @pytest.fixture(scope="module")
 def bundle() -> SecretsBundle:
     return generate_bundle()
@@ -70,10 +75,8 @@ def bundle() -> SecretsBundle:
 
 def _render_wk(tmp_path: Path, bundle: SecretsBundle, source: str) -> list[str]:
     cluster = make_cluster(tmp_path, patches={**PATCHES, "wk.yaml": source})
-    started = time.monotonic()
     with pytest.raises(ProblemsError) as err:
         render_cluster(cluster, bundle, ["lab-wk-2"])
-    assert time.monotonic() - started < 5, "the sandbox must stop a runaway template quickly"
     problems = [str(p) for p in err.value.problems]
     assert problems and all(str(cluster.patches_dir / "wk.yaml") in p for p in problems), problems
     return problems

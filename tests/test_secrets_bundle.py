@@ -392,18 +392,18 @@ def test_load_bundle_missing_file_says_how_to_create_it(tmp_path: Path, monkeypa
         load_bundle(cluster())
 
 
-def test_clusters_dir_without_its_own_sops_yaml_falls_back_to_the_repo_rules(
+def test_clusters_dir_without_its_own_sops_yaml_refuses_instead_of_using_the_repo_rules(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # issue 16 §5: the repo's rules would encrypt another owner's CAs to this repo owner's key
     site, _ = make_site(tmp_path, monkeypatch, name="apps")
     (site / ".sops.yaml").unlink()
-    assert find_sops_config() == paths.repo_root() / ".sops.yaml"
-    target = new_bundle_target("apps")
-    # named as it would be next to the repo's .sops.yaml, so the repo's rules apply
-    assert target.filename == "clusters/apps/talos/secrets.sops.yaml"
-    assert target.recipients == (OWNER_RECIPIENT,)
-    gen_secrets(Context(), cluster="apps", dry_run=True)
-    assert OWNER_RECIPIENT in capsys.readouterr().out
+    with pytest.raises(SecretError, match=r"no \.sops\.yaml in"):
+        find_sops_config()
+    with pytest.raises(Exit):
+        gen_secrets(Context(), cluster="apps", dry_run=True)
+    assert OWNER_RECIPIENT not in capsys.readouterr().out
+    assert not (site / "clusters" / "apps" / "talos").exists()
 
 
 def test_write_bundle_never_replaces_an_existing_file(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The secrets the bootstrap hands to the cluster: the SOPS age key and the git credentials.
+"""The secrets the bootstrap hands to the cluster: the SOPS age key, the git credentials, and the extra Secrets of
+`onepassword.connect` and `bootstrap.secrets` (`extra_secrets`, values from 1Password items or SOPS files).
 
 Git credentials live SOPS-encrypted next to the inventory, in `clusters/<c>/bootstrap/git-credentials.sops.yaml`
 (a flat mapping, decrypted once and kept in memory as `Secret`s). The keys are the ones Flux's source-controller
@@ -25,25 +26,33 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import urlsplit
 
 import yaml
 
-from k8s_ops.core.errors import Problem, ProblemsError
+from k8s_ops.core.errors import Problem, ProblemsError, SecretError
 from k8s_ops.core.secret import Secret
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Cluster
+    from k8s_ops.talos.inventory.models import ItemField
     from k8s_ops.tools.sops import AgeKey
 
 __all__ = [
     "GIT_CREDENTIALS_FILE",
+    "ExtraSecret",
+    "FieldReader",
     "GitCredentials",
+    "connect_credentials_value",
+    "connect_secrets",
+    "extra_secrets",
     "git_credentials_path",
     "git_host",
     "load_git_credentials",
@@ -293,3 +302,143 @@ def load_git_credentials(cluster: Cluster, key: AgeKey) -> GitCredentials | None
     if problems:
         raise ProblemsError(problems)
     return GitCredentials(data, path)
+
+
+# --------------------------------------------------------------------------- secrets from 1Password and SOPS files
+
+
+class FieldReader(Protocol):
+    """What the bootstrap needs from 1Password: one field of any item (k8s_ops.onepassword.sdk.SdkStore fits)."""
+
+    def field(self, title: str, field: str) -> Secret: ...
+
+
+@dataclass(frozen=True)
+class ExtraSecret:
+    """One Secret the bootstrap creates besides sops-age and the git credentials: its namespace, name, data
+    (masked) and where the values came from (shown in plans; never the values)."""
+
+    namespace: str
+    name: str
+    data: Mapping[str, Secret] = field(repr=False)
+    source: str
+    purpose: str  # "onepassword.connect" or "bootstrap.secrets"
+
+
+def connect_credentials_value(raw: Secret, where: str) -> Secret:
+    """The value the Connect server reads (`OP_SESSION`): the credentials file base64-encoded, as the connect chart's
+    own Secret template stores it. The 1Password field may hold the JSON file or already its base64; anything that
+    is neither is an error naming the item field (never the value)."""
+    text = raw.reveal().strip()
+    candidates = [text]
+    with contextlib.suppress(binascii.Error, ValueError):
+        candidates.append(base64.b64decode(text, validate=True))
+    for i, candidate in enumerate(candidates):
+        try:
+            doc = json.loads(candidate)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(doc, dict):
+            return Secret(text) if i == 1 else Secret(base64.b64encode(text))
+    raise SecretError(
+        f"{where} is not a 1Password Connect credentials file (neither a JSON object nor its base64)",
+        hint="store the content of 1password-credentials.json (or its base64) in that field",
+    )
+
+
+def _read(reader: FieldReader, ref: ItemField) -> Secret:
+    return reader.field(ref.item, ref.field)
+
+
+def connect_secrets(cluster: Cluster, reader: FieldReader) -> list[ExtraSecret]:
+    """`onepassword.connect` as Secrets: the credentials and the token (one Secret when both name the same one)."""
+    conn = cluster.onepassword.connect
+    if conn is None:
+        return []
+    vault = cluster.onepassword.vault
+    where = f"1Password item {conn.credentials.item!r} field {conn.credentials.field!r} (vault {vault!r})"
+    creds = connect_credentials_value(_read(reader, conn.credentials), where)
+    token = _read(reader, conn.token)
+    token = Secret(token.reveal().strip())
+    pairs = [
+        (
+            conn.credentials_secret.name,
+            conn.credentials_secret.key,
+            creds,
+            f"{conn.credentials.item}/{conn.credentials.field}",
+        ),
+        (conn.token_secret.name, conn.token_secret.key, token, f"{conn.token.item}/{conn.token.field}"),
+    ]
+    by_name: dict[str, tuple[dict[str, Secret], list[str]]] = {}
+    for name, key, value, src in pairs:
+        data, srcs = by_name.setdefault(name, ({}, []))
+        data[key] = value
+        srcs.append(src)
+    return [
+        ExtraSecret(conn.namespace, name, data, f"1Password {', '.join(srcs)} (vault {vault})", "onepassword.connect")
+        for name, (data, srcs) in by_name.items()
+    ]
+
+
+def _sops_mapping(path: Path, key: AgeKey) -> dict[str, Secret]:
+    from k8s_ops.tools.sops import Sops
+
+    if not path.is_file():
+        raise ProblemsError([Problem(str(path), "", "missing: bootstrap.secrets names this SOPS file")])
+    plaintext = Sops(key=key).decrypt(path)
+    try:
+        raw = yaml.safe_load(plaintext.reveal())
+    except yaml.YAMLError:
+        raise ProblemsError([Problem(str(path), "", "decrypted content is not YAML")]) from None
+    if not isinstance(raw, dict):
+        raise ProblemsError([Problem(str(path), "", "expected a flat mapping of Secret keys")])
+    data: dict[str, Secret] = {}
+    for k, v in raw.items():
+        if not isinstance(k, str):
+            raise ProblemsError([Problem(str(path), str(k)[:32], "keys must be strings")])
+        if k.endswith("_unencrypted") or k == "sops":
+            continue
+        if not isinstance(v, str | int):
+            raise ProblemsError([Problem(str(path), k, "values must be strings")])
+        data[k] = Secret(str(v))
+    if not data:
+        raise ProblemsError([Problem(str(path), "", "no keys to put in the Secret")])
+    return data
+
+
+def extra_secrets(cluster: Cluster, key: AgeKey | None, reader: FieldReader | None) -> list[ExtraSecret]:
+    """Every Secret of `onepassword.connect` and `bootstrap.secrets`, values read now (1Password through `reader`,
+    SOPS files with `key`). A source that is missing or unreadable is an error naming it."""
+    needs_op = cluster.onepassword.connect is not None or any(
+        s.onepassword for s in (cluster.bootstrap.secrets if cluster.bootstrap else ())
+    )
+    if needs_op and reader is None:
+        raise SecretError(
+            "onepassword.connect / bootstrap.secrets read 1Password items, but 1Password is not configured",
+            hint="export OP_SERVICE_ACCOUNT_TOKEN (a service account with read access to the vault "
+            f"{cluster.onepassword.vault!r})",
+        )
+    out: list[ExtraSecret] = []
+    if reader is not None:
+        out += connect_secrets(cluster, reader)
+    vault = cluster.onepassword.vault
+    for s in cluster.bootstrap.secrets if cluster.bootstrap else ():
+        if s.onepassword:
+            assert reader is not None
+            data = {k: _read(reader, ref) for k, ref in s.onepassword.items()}
+            refs = ", ".join(f"{r.item}/{r.field}" for r in s.onepassword.values())
+            out.append(ExtraSecret(s.namespace, s.name, data, f"1Password {refs} (vault {vault})", "bootstrap.secrets"))
+        elif s.sops:
+            if key is None:
+                raise SecretError(f"bootstrap.secrets {s.namespace}/{s.name}: no age key to decrypt {s.sops}")
+            path = cluster.path / s.sops
+            out.append(ExtraSecret(s.namespace, s.name, _sops_mapping(path, key), str(path), "bootstrap.secrets"))
+    seen: set[tuple[str, str]] = set()
+    for e in out:
+        if (e.namespace, e.name) in seen:
+            raise ProblemsError(
+                [Problem(str(cluster.file), "bootstrap.secrets", f"Secret {e.namespace}/{e.name} is also created "
+                         "by onepassword.connect")]
+            )  # fmt: skip
+        seen.add((e.namespace, e.name))
+    return out

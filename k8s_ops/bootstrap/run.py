@@ -3,7 +3,10 @@
 `build_plan` is what every bootstrap task calls. Preflight gathers everything the later stages decide from:
 tool versions, the one age key (never sops' default keys file), the decrypted secrets bundle and git
 credentials, the rendered values and machine configs, and how each node answers on the Talos API
-(maintenance or configured). Any problem there stops the run before anything changes.
+(maintenance or configured), and — for the secrets stage — the Secrets of `onepassword.connect` and
+`bootstrap.secrets` (1Password items read once through one store, SOPS files decrypted; values stay masked). Any
+problem there stops the run before anything changes. A rebuild's `--recover-from` snapshot is fetched and verified
+even earlier (`fetch_recovery_snapshot`, called by the task before any plan is built).
 
 No-ops are decided twice: `settle` evaluates the guards of the leading steps at plan time (so `--dry-run` on a
 healthy cluster shows every step unchanged) until the first step that would change something; from there on
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,11 +24,12 @@ from typing import TYPE_CHECKING, Final
 
 from k8s_ops.bootstrap import stages, talos_stage
 from k8s_ops.bootstrap.charts import load_charts, render_all_values
-from k8s_ops.bootstrap.credentials import load_git_credentials, repository_problems
+from k8s_ops.bootstrap.credentials import ExtraSecret, extra_secrets, load_git_credentials, repository_problems
 from k8s_ops.bootstrap.stages import STAGES, Context, Timeouts
 from k8s_ops.core import paths
 from k8s_ops.core.command import Command, Result
 from k8s_ops.core.errors import ProblemsError, SecretError, ToolkitError
+from k8s_ops.core.files import spooled
 from k8s_ops.core.plan import Plan, Step
 from k8s_ops.core.runner import Runner, check_result
 from k8s_ops.core.secret import Secret
@@ -34,6 +37,7 @@ from k8s_ops.tools.kubectl import KubeTarget
 from k8s_ops.tools.talosctl import Talosctl
 
 if TYPE_CHECKING:
+    from k8s_ops.backups.etcd import RecoverySnapshot
     from k8s_ops.bootstrap.charts import Charts
     from k8s_ops.onepassword.effects import Pull
     from k8s_ops.talos.inventory import Cluster
@@ -48,7 +52,10 @@ __all__ = [
     "TOOLS",
     "Options",
     "build_plan",
+    "fetch_recovery_snapshot",
     "material_plan",
+    "recovery_dir",
+    "recovery_note",
     "resume_hint",
     "select_stages",
     "settle",
@@ -201,11 +208,9 @@ def _probe_talosctl(real: Talosctl, content: Secret, existing: bytes | None) -> 
     if existing == content.reveal():
         yield real
         return
-    with tempfile.TemporaryDirectory(prefix="k8s-ops-talosconfig-") as tmp:
-        path = Path(tmp) / "talosconfig"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content.reveal())
+    # a real path talosctl reads on every probe: this run's private spool (memory-backed where /dev/shm exists),
+    # removed after planning, and by the next run's start-up if this one is killed (core/files.py)
+    with spooled("talosconfig", content.reveal()) as path:
         yield Talosctl(path, real.endpoints, real.binary)
 
 
@@ -291,6 +296,44 @@ def material_plan(cluster: Cluster, *, task: str = "bootstrap.rebuild") -> Plan 
     )
 
 
+# --------------------------------------------------------------------------- rebuild: the etcd snapshot
+
+
+def recovery_dir(cluster: str) -> Path:
+    """Where `--recover-from latest|<key>` downloads to (0700): `<state>/backups/<c>/recovery/`, out of the
+    snapshot listing, so a downloaded copy never counts as a backup of its own."""
+    return paths.backups_dir(cluster) / "recovery"
+
+
+def fetch_recovery_snapshot(cluster: Cluster, spec: str) -> RecoverySnapshot:
+    """`--recover-from latest|<s3 key or name>|<file>`: resolved, downloaded (0600) and verified — etcd's SHA-256
+    trailer and the sidecar's sha256 — before anything else of the rebuild happens, `--dry-run` included. A
+    missing or corrupt snapshot is a clean error here; a corrupt download is deleted (k8s_ops/backups/etcd.py)."""
+    from k8s_ops.backups.etcd import Remote, fetch_for_recovery
+
+    if not spec.strip():
+        raise ToolkitError("--recover-from is empty: give latest, an object key, or a snapshot file")
+    dest = recovery_dir(cluster.name)
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return fetch_for_recovery(spec, cluster.name, remote=Remote.for_cluster(cluster), dest_dir=dest)
+
+
+def recovery_note(snap: RecoverySnapshot) -> str:
+    side = snap.sidecar
+    facts = ""
+    if side is not None:
+        bits = [f"taken {side.taken.strftime('%Y-%m-%dT%H:%M:%SZ')}"]
+        bits += [f"revision {side.revision}"] if side.revision is not None else []
+        bits += [f"Talos {side.talos_version}"] if side.talos_version else []
+        bits += [f"Kubernetes {side.kubernetes_version}"] if side.kubernetes_version else []
+        facts = "; " + ", ".join(bits)
+    return (
+        f"recover from: {snap.origin} -> {snap.path} (verified: SHA-256 trailer"
+        + (" and sidecar" if side is not None else "")
+        + f", sha256 {snap.check.sha256[:16]}…, {snap.check.size} bytes{facts})"
+    )
+
+
 # --------------------------------------------------------------------------- build
 
 
@@ -339,6 +382,7 @@ def build_plan(options: Options, runner: Runner) -> Plan:
         f"secrets: Talos bundle decrypted (fingerprint {bundle.fingerprint()[:12]}); git credentials: "
         + (f"{', '.join(git.keys)} from {git.source}" if git else "none (public repository)")
     )
+    extras = _extras(cluster, pf) if "secrets" in chosen else []
     env = Env.for_cluster(cluster)
     kube = KubeTarget(paths.kubeconfig_path(cluster.name), cluster.name)
     tc_path = env.tctl.talosconfig
@@ -369,6 +413,7 @@ def build_plan(options: Options, runner: Runner) -> Plan:
         age_key=pf.age_key,
         age_source=pf.age_source,
         git=git,
+        extras=tuple(extras),
         timeouts=options.timeouts,
         task=options.task,
     )
@@ -388,6 +433,26 @@ def build_plan(options: Options, runner: Runner) -> Plan:
         "[preflight] tools, age key, inventory, secrets, Talos API of every node", noop="passed (see notes)"
     )
     return Plan(title, cluster.name, (preflight, *settle(steps, runner)), notes=tuple(pf.notes), resume_hint=hint)
+
+
+def _extras(cluster: Cluster, pf: _Preflight) -> list[ExtraSecret]:
+    """The Secrets of `onepassword.connect` and `bootstrap.secrets`, read now (values stay masked `Secret`s)."""
+    from k8s_ops import onepassword as op
+
+    wants_op = cluster.onepassword.connect is not None or any(
+        s.onepassword for s in (cluster.bootstrap.secrets if cluster.bootstrap else ())
+    )
+    if wants_op and op.is_configured(cluster):
+        with op.open_cluster_store(cluster) as store:
+            found = extra_secrets(cluster, pf.key, store)
+    else:
+        found = extra_secrets(cluster, pf.key, None)  # 1Password needed but not configured: an error naming the fix
+    for e in found:
+        pf.notes.append(
+            f"{e.purpose}: Secret {e.namespace}/{e.name} (keys {', '.join(sorted(e.data))}; values masked) "
+            f"from {e.source}"
+        )
+    return found
 
 
 def _talos(

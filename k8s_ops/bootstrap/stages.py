@@ -11,7 +11,9 @@ Order (each stage needs the one before; `STAGES` names them for `--from`):
 
 3 kubeconfig   fetch (0600, context = cluster), server = first controlplane until the VIP answers, /readyz,
                nodes registered — never Ready: without a CNI they stay NotReady;
-4 secrets      namespaces (prune disabled), sops-age, git credentials, cluster-vars;
+4 secrets      namespaces (prune disabled), sops-age, git credentials, cluster-vars, then the 1Password Connect
+               Secrets (`onepassword.connect`) and `bootstrap.secrets` — so External Secrets sync as soon as
+               Flux installs the operator;
 5 cni          CRD bundles (Established), Cilium, rollout + every node Ready, CoreDNS, then (k8s_ops.bootstrap.run)
                every node running and ready in Talos — the first point where Talos can say so;
 6 flux         flux-operator, flux-instance, FluxInstance Ready (Flux CRDs exist), GitRepository, root
@@ -39,7 +41,7 @@ from k8s_ops.bootstrap.charts import (
     crd_bundles,
     crd_verdict,
 )
-from k8s_ops.bootstrap.credentials import GitCredentials, git_credentials_path
+from k8s_ops.bootstrap.credentials import ExtraSecret, GitCredentials, git_credentials_path
 from k8s_ops.bootstrap.manifests import KubeObject, SecretObject
 from k8s_ops.core.errors import GateFailed, ToolkitError, last_error_line
 from k8s_ops.core.plan import Check, Step
@@ -104,6 +106,7 @@ class Context:
     age_key: Secret | None = field(default=None, repr=False)  # the keys file text for sops-age
     age_source: str = ""
     git: GitCredentials | None = None
+    extras: tuple[ExtraSecret, ...] = field(default=(), repr=False)  # onepassword.connect + bootstrap.secrets
     timeouts: Timeouts = Timeouts()
     task: str = "bootstrap.cluster"
 
@@ -317,8 +320,9 @@ def apply_secret_step(ctx: Context, secret: SecretObject, description: str) -> S
 
 
 def secrets_steps(ctx: Context) -> list[Step]:
-    """Stage 4: namespaces (prune disabled), then sops-age, the git credentials and cluster-vars in flux-system."""
-    release_namespaces = tuple(r.namespace for r in ctx.charts.releases)
+    """Stage 4: namespaces (prune disabled), then sops-age, the git credentials and cluster-vars in flux-system,
+    then every extra Secret (1Password Connect credentials and token, `bootstrap.secrets`), values on stdin."""
+    release_namespaces = (*(r.namespace for r in ctx.charts.releases), *(e.namespace for e in ctx.extras))
     steps: list[Step] = []
     for ns in manifests.bootstrap_namespaces(release_namespaces):
         steps.append(
@@ -347,6 +351,9 @@ def secrets_steps(ctx: Context) -> list[Step]:
     steps.append(
         apply_object_step(ctx, cm, f"ConfigMap {FLUX_NAMESPACE}/{manifests.CLUSTER_VARS} ({keys})", _same_data)
     )
+    for extra in ctx.extras:
+        obj = manifests.SecretObject(extra.name, extra.namespace, extra.data, source=extra.source)
+        steps.append(apply_secret_step(ctx, obj, f"{obj.describe()} [{extra.purpose}]"))
     return steps
 
 

@@ -8,13 +8,14 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
 
 from k8s_ops.core.cli import guarded
-from k8s_ops.core.pipeline import CLUSTER_HELP, JSON_HELP, finish, runner_from
+from k8s_ops.core.pipeline import CLUSTER_HELP, JSON_HELP, LOCK_HELP, finish, runner_from
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,14 +23,16 @@ if TYPE_CHECKING:
     from k8s_ops.core.errors import ToolkitError
     from k8s_ops.core.execute import StepFailed
 
-__all__ = ["apps", "cluster", "rebuild", "stage_failed", "talos"]
+__all__ = ["apps", "cluster", "dr_check", "rebuild", "stage_failed", "talos"]
 
 _HELP = {
     "cluster": CLUSTER_HELP,
     "dry-run": "print the whole plan (every command, gate and wait; secrets masked) and change nothing",
     "json": JSON_HELP,
-    "yes": "confirm destructive steps without asking (only a rebuild's etcd bootstrap asks)",
+    "yes": "confirm without asking: a rebuild's etcd bootstrap, and bootstrap.cluster's closing push of the age key "
+    "and secrets bundle to 1Password when it lacks them",
     "from": "resume at this stage: talos, kubeconfig, secrets, cni, flux, onepassword (or 2–7); preflight always runs",
+    **LOCK_HELP,
 }
 
 
@@ -44,19 +47,32 @@ def _run(
     json: bool,
     yes: bool,
     rebuild: bool = False,
-    recover_from: Path | None = None,
+    recover_from: str | None = None,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
 ) -> None:
-    from k8s_ops.bootstrap.run import Options, build_plan, material_plan
+    from dataclasses import replace
+
+    from k8s_ops.bootstrap.run import Options, build_plan, fetch_recovery_snapshot, material_plan, recovery_note
     from k8s_ops.core import paths
+    from k8s_ops.talos.inventory import load_cluster
 
     runner = runner_from(c)
+    snapshot: Path | None = None
+    note: str | None = None
+    if recover_from is not None:
+        # Resolved, downloaded and verified before anything else — dry run included: a missing or corrupt
+        # snapshot stops the rebuild here, before any node is touched.
+        snap = fetch_recovery_snapshot(load_cluster(cluster), recover_from)
+        snapshot, note = snap.path, recovery_note(snap)
+        print(note, file=sys.stderr if json else sys.stdout)
     options = Options(
         cluster=cluster,
         stages=stages,
         start=start,
         task=task_name,
         rebuild=rebuild,
-        recover_from=recover_from,
+        recover_from=snapshot,
         dry_run=dry_run,
     )
 
@@ -65,16 +81,33 @@ def _run(
 
     if rebuild:
         # Phase 1: the material phase 2 decrypts (age key, Talos secrets bundle), pulled by a plan of its own.
-        from k8s_ops.talos.inventory import load_cluster
         from k8s_ops.talos.secrets import clear_cache
 
         pulls = material_plan(load_cluster(cluster), task=task_name)
         if pulls is not None:
-            pulled = finish(pulls, runner, dry_run=dry_run, json=json, yes=yes, echo_plan=True, on_step_failed=failed)
+            pulled = finish(
+                pulls,
+                runner,
+                dry_run=dry_run,
+                json=json,
+                yes=yes,
+                echo_plan=True,
+                on_step_failed=failed,
+                lock_timeout=lock_timeout,
+                break_lock=break_lock,
+            )
             if pulled is None:  # dry run: phase 2 is planned once the material exists
                 return
             clear_cache()
     plan = build_plan(options, runner)
+    if note is not None:
+        plan = replace(plan, notes=(*plan.notes, note))
+    if task_name == "bootstrap.cluster" and dry_run:
+        from k8s_ops.bootstrap.drcheck import material_push_note
+
+        push_note = material_push_note(load_cluster(cluster))
+        if push_note is not None:
+            plan = replace(plan, notes=(*plan.notes, push_note))
     report = finish(
         plan,
         runner,
@@ -83,10 +116,16 @@ def _run(
         yes=yes,
         echo_plan=True,
         on_step_failed=failed,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
     )
     if report is not None:
         print(f"kubeconfig:  {paths.kubeconfig_path(plan.cluster)} (context {plan.cluster})")
         print(f"talosconfig: {paths.talosconfig_path(plan.cluster)}")
+        if task_name == "bootstrap.cluster":
+            from k8s_ops.bootstrap.drcheck import offer_material_push
+
+            offer_material_push(load_cluster(cluster), runner, yes=yes)
 
 
 def stage_failed(exc: StepFailed, *, task_name: str, cluster: str) -> ToolkitError:
@@ -106,7 +145,14 @@ def stage_failed(exc: StepFailed, *, task_name: str, cluster: str) -> ToolkitErr
 @task(help=_HELP)
 @guarded
 def cluster(
-    c: Context, cluster: str, dry_run: bool = False, json: bool = False, yes: bool = False, from_: str | None = None
+    c: Context,
+    cluster: str,
+    dry_run: bool = False,
+    json: bool = False,
+    yes: bool = False,
+    from_: str | None = None,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
 ) -> None:
     """Bootstrap a cluster end to end: bare Talos nodes in maintenance mode to a cluster Flux reconciles from git.
 
@@ -114,18 +160,37 @@ def cluster(
     the controlplanes — --insecure only for maintenance nodes —, etcd bootstrapped once on the first
     controlplane, etcd healthy, workers) → kubeconfig (0600, /readyz, nodes registered) → secrets (namespaces,
     sops-age, git credentials, cluster-vars) → cni (CRDs, Cilium, nodes Ready, CoreDNS) → flux (flux-operator,
-    FluxInstance, GitRepository, root Kustomization Ready) → onepassword (push kubeconfig and talosconfig).
+    FluxInstance, GitRepository, root Kustomization Ready) → onepassword (push kubeconfig and talosconfig);
+    then, when 1Password lacks the age key or the Talos secrets bundle, it asks and pushes them too.
     Re-running changes nothing on a healthy cluster; after a failure, re-run or resume with --from STAGE.
     """
     from k8s_ops.bootstrap.stages import STAGES
 
-    _run(c, cluster, task_name="bootstrap.cluster", stages=STAGES, start=from_, dry_run=dry_run, json=json, yes=yes)
+    _run(
+        c,
+        cluster,
+        task_name="bootstrap.cluster",
+        stages=STAGES,
+        start=from_,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
 
 
 @task(help=_HELP)
 @guarded
 def talos(
-    c: Context, cluster: str, dry_run: bool = False, json: bool = False, yes: bool = False, from_: str | None = None
+    c: Context,
+    cluster: str,
+    dry_run: bool = False,
+    json: bool = False,
+    yes: bool = False,
+    from_: str | None = None,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
 ) -> None:
     """Bootstrap Talos only (stages preflight, talos, kubeconfig): configs applied, etcd up, kubeconfig written.
 
@@ -133,13 +198,31 @@ def talos(
     """
     from k8s_ops.bootstrap.run import TALOS_STAGES
 
-    _run(c, cluster, task_name="bootstrap.talos", stages=TALOS_STAGES, start=from_, dry_run=dry_run, json=json, yes=yes)
+    _run(
+        c,
+        cluster,
+        task_name="bootstrap.talos",
+        stages=TALOS_STAGES,
+        start=from_,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
 
 
 @task(help=_HELP)
 @guarded
 def apps(
-    c: Context, cluster: str, dry_run: bool = False, json: bool = False, yes: bool = False, from_: str | None = None
+    c: Context,
+    cluster: str,
+    dry_run: bool = False,
+    json: bool = False,
+    yes: bool = False,
+    from_: str | None = None,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
 ) -> None:
     """Bootstrap the apps on a running Talos cluster (stages preflight, secrets, cni, flux, onepassword).
 
@@ -148,13 +231,25 @@ def apps(
     """
     from k8s_ops.bootstrap.run import APPS_STAGES
 
-    _run(c, cluster, task_name="bootstrap.apps", stages=APPS_STAGES, start=from_, dry_run=dry_run, json=json, yes=yes)
+    _run(
+        c,
+        cluster,
+        task_name="bootstrap.apps",
+        stages=APPS_STAGES,
+        start=from_,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
 
 
 @task(
     help={
         **_HELP,
-        "recover-from": "etcd snapshot to restore when bootstrapping etcd (talosctl bootstrap --recover-from)",
+        "recover-from": "etcd snapshot to restore: latest (newest verified off-box snapshot), an object key or name "
+        "under <prefix>/<cluster>/, or a file; downloaded and verified before any node is touched (also --dry-run)",
         "yes": "skip the typed confirmation before the new etcd is bootstrapped",
     }
 )
@@ -167,20 +262,23 @@ def rebuild(
     json: bool = False,
     yes: bool = False,
     from_: str | None = None,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
 ) -> None:
-    """Disaster recovery: rebuild a cluster on wiped nodes from git + 1Password alone.
+    """Disaster recovery: rebuild a cluster on wiped nodes from git, 1Password and the etcd object store alone.
 
-    Phase 1 pulls the SOPS age key and the Talos secrets bundle from 1Password when they are missing locally
-    (a plan of its own, one `op pull` step per item, 0600; needs OP_SERVICE_ACCOUNT_TOKEN; --dry-run shows it and
-    stops there). Phase 2, planned from that material, renders the configs, installs every node in maintenance
-    mode, bootstraps etcd once — from --recover-from <snapshot> if given — then runs kubeconfig, secrets, cni,
-    flux and onepassword like bootstrap.cluster. Asks to type the cluster name before bootstrapping etcd (--yes skips).
+    First, with --recover-from latest|<key>|<file>: the snapshot is resolved (latest = the newest verified one
+    under backups.etcd), downloaded (0600) and verified (SHA-256 trailer, sidecar) — also with --dry-run; a
+    missing or corrupt snapshot stops here, before any node is touched. Phase 1 pulls the SOPS age key and the
+    Talos secrets bundle from 1Password when they are missing locally (a plan of its own, one `op pull` step per
+    item, 0600; needs OP_SERVICE_ACCOUNT_TOKEN; --dry-run shows it and stops there). Phase 2, planned from that
+    material, renders the configs, installs every node in maintenance mode, bootstraps etcd once — from the
+    verified snapshot if given — then runs kubeconfig, secrets (with the 1Password Connect credentials and
+    bootstrap.secrets), cni, flux and onepassword like bootstrap.cluster. Asks to type the cluster name before
+    bootstrapping etcd (--yes skips).
     """
-    from pathlib import Path
-
     from k8s_ops.bootstrap.stages import STAGES
 
-    snapshot = Path(recover_from).expanduser().resolve() if recover_from else None
     _run(
         c,
         cluster,
@@ -191,5 +289,50 @@ def rebuild(
         json=json,
         yes=yes,
         rebuild=True,
-        recover_from=snapshot,
+        recover_from=recover_from,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
     )
+
+
+@task(
+    help={
+        "cluster": CLUSTER_HELP,
+        "json": "print the findings as JSON ({cluster, recoverable, findings: [{check, status, detail}]})",
+        "max-age-hours": "warn when the newest verified off-box etcd snapshot is older than this (default 26)",
+    },
+)
+@guarded
+def dr_check(c: Context, cluster: str, json: bool = False, max_age_hours: float = 26.0) -> None:
+    """Can this cluster be rebuilt right now from git, 1Password and the object store alone? Reads only.
+
+    One table, a row per item, green/yellow/red: the age key in 1Password and equal to the local one; the Talos
+    secrets bundle in 1Password and byte-equal to git; kubeconfig and talosconfig pushed; the deploy key present
+    and decryptable; the 1Password Connect items (onepassword.connect) and bootstrap.secrets sources readable;
+    the newest verified off-box etcd snapshot and its age (yellow past --max-age-hours); inventory and charts
+    valid. Exits non-zero when anything a rebuild needs is missing (red).
+    """
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    from k8s_ops.bootstrap import drcheck
+    from k8s_ops.core.errors import ToolkitError
+    from k8s_ops.talos.inventory import load_cluster
+
+    if not (0 < max_age_hours < 24 * 3650):
+        raise ToolkitError(f"--max-age-hours {max_age_hours}: give a positive number of hours")
+    try:
+        inventory = load_cluster(cluster)
+    except ToolkitError as exc:
+        findings = [drcheck.Finding("inventory", "fail", exc.message.splitlines()[0])]
+        print(drcheck.report_json(cluster, findings) if json else drcheck.report_table(cluster, findings), end="\n")
+        drcheck.verdict(cluster, findings)
+        return
+    findings = drcheck.gather(inventory, now=datetime.now(UTC), max_age=timedelta(hours=max_age_hours))
+    if json:
+        print(drcheck.report_json(cluster, findings))
+    else:
+        tty = sys.stdout.isatty()
+        width = shutil.get_terminal_size((160, 24)).columns if tty else 160
+        print(drcheck.report_table(cluster, findings, color=tty, width=width), end="")
+    drcheck.verdict(cluster, findings)

@@ -27,10 +27,23 @@ it, no traceback; `exit_code` is 1 unless noted.
   + PatchError                        talos/patch.py: a machine-config patch cannot be applied
   + Aborted                           the operator declined, or confirmation was impossible
   + GateFailed                        a health gate or wait did not pass; names what was awaited
+  + ClusterLocked                     core/lock.py, core/lease.py: another run holds the cluster's lock (local
+  |                                   flock or cluster-side Lease); names holder and since when (exit code 75,
+  |                                   EX_TEMPFAIL: try again later)
   + StepFailed                        core/execute.py: a plan step failed; names step, node, how to resume
-  + Interrupted                       core/execute.py: Ctrl-C during a plan (exit code 130)
+  + Interrupted                       core/execute.py: Ctrl-C/SIGTERM/SIGHUP during a plan (exit 130/143/129)
+  + AuditLogError                     core/audit.py: the audit log is a symlink or not a regular file
   + ReadOnlyViolation                 core/execute.py: a gate, wait or guard ran a `mutates` command (a bug)
   + RecoveryFailed                    core/pipeline.py: the plan failed and its recovery ran (what is left)
+  + BuildError                        gitops/build.py: kustomize cannot build a path (reported as a finding)
+  + GitOpsInvalid                     gitops/tasks.py: gitops.validate found errors (already printed)
+  + LintFailed                        gitops/tasks.py: gitops.lint found error-severity findings (already printed)
+  + PromotionRefused                  fleet/promote.py: soak not reached, not Ready, diverged; nothing changed
+  + BackupStoreError                  backups/s3.py: the object store refused or could not be reached
+  + NoSnapshot                        backups/etcd.py: no snapshot matches what was asked for
+  + SidecarError                      backups/catalog.py: a snapshot's metadata sidecar is not what we wrote
+  + SnapshotCorrupt                   backups/snapshot.py: no SHA-256 trailer or content that does not match it
+  + NotRecoverable                    bootstrap/drcheck.py: something a rebuild needs is missing or wrong
 
 Not ToolkitErrors: `core.wait.NotYet` / `core.wait.StopWaiting` (a probe's "not yet" / "stop now", turned into
 GateFailed by `wait_for`), and `talos.yamlio.YAMLError` (a ValueError, reported as a Problem).
@@ -56,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TRANSIENT",
     "Aborted",
+    "ClusterLocked",
     "CommandFailed",
     "CommandTimeout",
     "GateFailed",
@@ -175,6 +189,21 @@ class GateFailed(ToolkitError):
         self.gate = gate
         self.detail = detail
         super().__init__(f"{gate}: {detail}", hint=hint)
+
+
+class ClusterLocked(ToolkitError):
+    """Another run holds the cluster's lock: `what` (which lock, which cluster) and `holder` (who, since when).
+
+    Exit code 75 (sysexits EX_TEMPFAIL: "try again later"), so a wrapper script can tell "someone else is
+    operating this cluster" from a failed operation.
+    """
+
+    exit_code = 75
+
+    def __init__(self, what: str, holder: str, *, hint: str | None = None) -> None:
+        self.what = what
+        self.holder = holder
+        super().__init__(f"{what}: {holder}", hint=hint)
 
 
 TRANSIENT: tuple[type[ToolkitError], ...] = (CommandFailed, CommandTimeout)

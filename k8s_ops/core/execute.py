@@ -8,6 +8,7 @@ so the pipeline runs their `undo`s (`Recovery.after`), latest first: recovery is
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ from k8s_ops.core.command import Command, Result
 from k8s_ops.core.errors import ToolkitError
 from k8s_ops.core.plan import FileWrite, Plan, Step
 from k8s_ops.core.prompt import Confirm, confirm
-from k8s_ops.core.runner import Runner
+from k8s_ops.core.runner import Runner, resume_launching, signal_name, signum_of, stop_launching
 
 __all__ = ["Interrupted", "Outcome", "ReadOnlyViolation", "Report", "StepFailed", "execute"]
 
@@ -70,13 +71,15 @@ class StepFailed(ToolkitError):
 
 
 class Interrupted(ToolkitError):
-    """Ctrl-C between or during commands."""
+    """Ctrl-C, SIGTERM or SIGHUP between or during commands; exit code 128 + the signal (130, 143, 129)."""
 
-    exit_code = 130
-
-    def __init__(self, message: str, *, hint: str | None = None, started: Sequence[Step] = ()) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, started: Sequence[Step] = (), signum: int = signal.SIGINT
+    ) -> None:
         super().__init__(message, hint=hint)
         self.started: tuple[Step, ...] = tuple(started)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
 
 
 def _stderr(line: str) -> None:
@@ -121,17 +124,32 @@ def execute(
                     report.outcomes.append(_run_step(bidx, bstep, runner, plan, out, started))
             else:
                 report.outcomes.extend(_run_batch(batch, runner, plan, out, limit, started))
-    except KeyboardInterrupt:
-        done = report.outcomes[-1].description if report.outcomes else "nothing"
+    except KeyboardInterrupt as exc:
+        signum = signum_of(exc)
         raise Interrupted(
-            f"interrupted; last completed step: {done}",
+            _where_stopped(signum, report, started.in_flight()),
             hint=plan.resume_hint or "re-run the same task: completed steps are detected and skipped",
             started=started.in_order(plan),
+            signum=signum,
         ) from None
     except StepFailed as exc:
         exc.started = started.in_order(plan)
         raise
     return report
+
+
+def _where_stopped(signum: int, report: Report, in_flight: Sequence[tuple[int, Step]]) -> str:
+    """`stopped by SIGTERM during step 4 (…) on n1; last completed step: 3 (…)` — which steps were cut short (in
+    their gates, effects or waits) and the last that completed."""
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal_name(signum)}"
+    if in_flight:
+        where = "; ".join(f"step {i} ({s.description})" + (f" on {s.node}" if s.node else "") for i, s in in_flight)
+        line = f"{what} during {where}"
+    else:
+        line = f"{what} between steps"
+    done = [o for o in report.outcomes if o.status == "done"]
+    line += f"; last completed step: {done[-1].index} ({done[-1].description})" if done else "; no step completed"
+    return line
 
 
 class _Started:
@@ -140,10 +158,23 @@ class _Started:
     def __init__(self) -> None:
         self._ids: set[int] = set()
         self._lock = threading.Lock()
+        self._running: dict[int, Step] = {}  # steps between their guard and their last wait, by number
 
     def add(self, step: Step) -> None:
         with self._lock:
             self._ids.add(id(step))
+
+    def enter(self, index: int, step: Step) -> None:
+        with self._lock:
+            self._running[index] = step
+
+    def leave(self, index: int) -> None:
+        with self._lock:
+            self._running.pop(index, None)
+
+    def in_flight(self) -> tuple[tuple[int, Step], ...]:
+        with self._lock:
+            return tuple(sorted(self._running.items(), key=lambda item: item[0]))
 
     def in_order(self, plan: Plan) -> tuple[Step, ...]:
         with self._lock:
@@ -160,7 +191,19 @@ def _run_batch(
 ) -> list[Outcome]:
     with ThreadPoolExecutor(max_workers=min(limit, len(batch))) as pool:
         futures = {pool.submit(_run_step, idx, step, runner, plan, out, started): idx for idx, step in batch}
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        except KeyboardInterrupt as exc:
+            # the signal reached this (main) thread: stop the workers' children and refuse new launches, let every
+            # worker return, then report the stop (the recovery runs once nothing else is running)
+            stop_launching(signum_of(exc))
+            for f in futures:
+                f.cancel()
+            try:
+                wait(futures)
+            finally:
+                resume_launching()
+            raise
         failed = [f for f in done if f.exception() is not None]
         if failed:
             for f in futures:
@@ -199,12 +242,14 @@ def _run_step(
         out(f"[-] {step.description}{where}: unchanged — {step.noop}")
         return Outcome(index, step.description, "skipped", step.noop)
     t0 = time.monotonic()
+    started.enter(index, step)
     try:
         reads = _ReadOnly(runner, f"a guard, gate or wait of step {index} ({step.description})")
         if step.guard is not None:
             reason = step.guard(reads)
             if reason is not None:
                 out(f"[-] {step.description}{where}: unchanged — {reason}")
+                started.leave(index)
                 return Outcome(index, step.description, "skipped", reason)
         out(f"[{index}] {step.description}{where}")
         for check in step.before:
@@ -228,7 +273,10 @@ def _run_step(
             out(f"    wait: {check.description}")
             check.run(reads)
     except ToolkitError as exc:
+        started.leave(index)
         raise StepFailed(index, step, exc, plan.resume_hint) from exc
+    # a KeyboardInterrupt leaves the step in flight: that is where the run stopped
+    started.leave(index)
     seconds = time.monotonic() - t0
     out(f"    done ({seconds:.1f}s)")
     return Outcome(index, step.description, "done", seconds=seconds, results=tuple(results))

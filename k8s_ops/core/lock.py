@@ -24,16 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from k8s_ops.core import paths
-from k8s_ops.core.errors import Aborted, GateFailed
+from k8s_ops.core.errors import Aborted, ClusterLocked
 from k8s_ops.core.prompt import Confirm, confirm
 
 __all__ = ["ClusterLocked", "Holder", "cluster_lock", "lock_path"]
 
 _POLL = 0.1
-
-
-ClusterLocked = GateFailed
-"""Another run holds the cluster's lock (the lock is a gate that did not open in time; core/errors.py)."""
 
 
 @dataclass(frozen=True)

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from k8s_ops.core.errors import ToolkitError
 
 __all__ = [
     "CLUSTER_NAME_MAX",
+    "KEY_MATERIAL",
     "InvalidName",
     "backups_dir",
     "build_dir",
     "bundle_file",
     "check_cluster_name",
     "check_kube_name",
+    "check_node_name",
+    "check_options",
     "cluster_dir",
     "clusters_dir",
     "config_dir",
     "default_age_key_file",
     "kubeconfig_path",
+    "looks_like_key_material",
+    "redact",
     "repo_root",
     "secrets_bundle_path",
     "shown",
@@ -39,8 +45,30 @@ class InvalidName(ToolkitError):
     """A cluster, Kubernetes object or namespace name given on the command line is not a valid name."""
 
 
+# An age secret key, a PEM block, or a long base64/hex/token run: never quoted in an error, not even in part.
+KEY_MATERIAL = re.compile(
+    r"AGE-SECRET-KEY-?[0-9A-Z]*|-----BEGIN[^\n]*|PRIVATE KEY|[A-Za-z0-9+/=_-]{32,}", re.IGNORECASE
+)
+
+
+def looks_like_key_material(text: str) -> bool:
+    """An age secret key, a PEM block, a long base64/hex run, or a value the run knows to be secret."""
+    from k8s_ops.core.secret import mask_text
+
+    return bool(KEY_MATERIAL.search(text)) or mask_text(text) != text
+
+
+def redact(text: str) -> str:
+    """`text` (a parser's message that may quote its input) with anything that looks like key material replaced."""
+    from k8s_ops.core.secret import mask_text
+
+    return KEY_MATERIAL.sub("<not shown>", mask_text(text))
+
+
 def shown(value: str, limit: int = 40) -> str:
-    """`value` quoted for an error message, cut to `limit` characters."""
+    """`value` quoted for an error message, cut to `limit` characters; nothing of it if it looks like key material."""
+    if looks_like_key_material(value):
+        return f"a value that looks like key material ({len(value)} characters, not shown)"
     return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
 
 
@@ -82,6 +110,60 @@ def check_kube_name(option: str, value: str, *, namespace: bool = False) -> str:
             f"--{option} {shown(value)} is not a valid {what}: {allowed}, starting and ending with a letter or digit"
         )
     return value
+
+
+_HOSTNAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # the inventory's hostname: a DNS label
+
+
+def check_node_name(option: str, value: object) -> str:
+    """`value` if it names a node as the inventory does (a hostname: DNS label of at most 63 characters, or an IP
+    address), else InvalidName naming `--option`; never empty, never something talosctl would read as a flag."""
+    import ipaddress
+
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidName(f"--{option} is empty; give a node's hostname or address from the inventory")
+    if len(value) > 63:
+        raise InvalidName(f"--{option} {shown(value)} is too long for a hostname: at most 63 characters")
+    if _HOSTNAME_RE.match(value):
+        return value
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidName(
+            f"--{option} {shown(value)} is not a valid node: a hostname (lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit) or an IP address"
+        ) from None
+    return value
+
+
+def _names(option: str, value: object, *, namespace: bool = False) -> object:
+    """A comma-separated list (`--name a,b`, `--exclude-namespace x,y`): every item a Kubernetes name."""
+    if not isinstance(value, str) or not value.strip():
+        return check_kube_name(option, "", namespace=namespace)
+    for item in value.split(","):
+        check_kube_name(option, item.strip(), namespace=namespace)
+    return value
+
+
+#: Task option (keyword argument) -> its check. `None` means "not given"; any given value is checked, so an empty
+#: value (`--node ''`) is an error rather than "all". A task may check more narrowly itself (one name, not a list).
+OPTION_CHECKS: dict[str, Callable[[object], object]] = {
+    "cluster": lambda v: check_cluster_name(v),
+    "node": lambda v: check_node_name("node", v),
+    "name": lambda v: _names("name", v),
+    "app": lambda v: check_kube_name("app", v if isinstance(v, str) else ""),
+    "namespace": lambda v: _names("namespace", v, namespace=True),
+    "exclude_namespace": lambda v: _names("exclude-namespace", v, namespace=True),
+}
+
+
+def check_options(kwargs: Mapping[str, object]) -> None:
+    """Check every option of `OPTION_CHECKS` a task was given (InvalidName naming the option)."""
+    for option, check in OPTION_CHECKS.items():
+        if option == "cluster" and option in kwargs:
+            check(kwargs[option])  # required: None is an error too
+        elif kwargs.get(option) is not None:
+            check(kwargs[option])
 
 
 def repo_root() -> Path:

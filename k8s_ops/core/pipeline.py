@@ -27,7 +27,9 @@ from k8s_ops.core.errors import ToolkitError, last_error_line
 
 if TYPE_CHECKING:
     from k8s_ops.core.execute import Report, StepFailed
+    from k8s_ops.core.lease import Clock
     from k8s_ops.core.plan import Plan, Recovery
+    from k8s_ops.core.prompt import Confirm
     from k8s_ops.core.runner import Runner
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "CLUSTER_HELP",
     "DRY_RUN_HELP",
     "JSON_HELP",
+    "LOCK_HELP",
     "LOCK_TIMEOUT_HELP",
     "YES_HELP",
     "RecoveryFailed",
@@ -52,8 +55,16 @@ CLUSTER_HELP = "cluster name (directory under the clusters dir; K8S_OPS_CLUSTERS
 DRY_RUN_HELP = "print the plan (commands, file writes as masked diffs, gates, waits, no-ops) and change nothing"
 JSON_HELP = "with --dry-run: print the plan as JSON"
 YES_HELP = "skip the typed confirmation (non-interactive use)"
-LOCK_TIMEOUT_HELP = "seconds to wait for another run's lock on the cluster (default 0: fail at once, naming it)"
-BREAK_LOCK_HELP = "remove the cluster lock of a run known to be dead (asks you to type the cluster name)"
+LOCK_TIMEOUT_HELP = (
+    "seconds to wait for another run's lock on the cluster, local or its cluster-side Lease "
+    "(default 0: fail at once, naming the holder and since when; exit code 75)"
+)
+BREAK_LOCK_HELP = (
+    "take the cluster lock of a run known to be dead: the local lock file and/or the Lease k8s-ops/<cluster> "
+    "(asks you to type the cluster name)"
+)
+LOCK_HELP = {"lock-timeout": LOCK_TIMEOUT_HELP, "break-lock": BREAK_LOCK_HELP}
+"""`help=` entries of the two lock options, for `help_for(**LOCK_HELP, …)` on every mutating task."""
 
 # clusters whose lock this thread already holds: a task that finishes several plans (or a plan run inside a run)
 # does not wait for itself; other threads start with an empty set, so they contend like other processes
@@ -145,13 +156,19 @@ def finish(
     the plan to stderr before running it (long runbooks); `on_step_failed` turns a failed step into the task's own
     error (e.g. a stage-aware resume hint); `summary=False` leaves the closing line to the task.
 
-    A plan that mutates anything runs under the cluster's lock (`k8s_ops.core.lock`), taken right before it runs
-    and released when it ends however it ends: a second run waits up to `lock_timeout` seconds, then fails naming
-    the holder; `break_lock` removes a dead holder's lock after a typed confirmation. Dry runs and read-only plans
-    take no lock.
+    A plan that mutates anything runs under the cluster's lock, taken right before it runs and released when it
+    ends however it ends: the local flock (`k8s_ops.core.lock`) and, when the Kubernetes API answers, the Lease
+    `k8s-ops/<cluster>` (`k8s_ops.core.lease`). A second run waits up to `lock_timeout` seconds, then fails
+    (ClusterLocked, exit 75) naming the holder; `break_lock` takes a dead holder's lock after a typed
+    confirmation. Read-only plans take no lock; a dry run of a mutating plan says in one line which lock the run
+    would take (stdout after the plan; stderr with `--json`, so the JSON stays the plan) and takes none.
     """
     if dry_run:
         show(plan, json=json)
+        if mutates(plan) and plan.cluster not in _HELD.get():
+            from k8s_ops.core.lease import describe
+
+            print(describe(plan.cluster), file=sys.stderr if json else sys.stdout, flush=True)
         return None
     if json:
         print("note: --json only changes --dry-run output", file=sys.stderr)
@@ -160,7 +177,7 @@ def finish(
     if echo_plan:
         print(plan.to_text(), end="", file=sys.stderr)
     try:
-        with locked(plan, timeout=lock_timeout, break_lock=break_lock):
+        with locked(plan, runner, timeout=lock_timeout, break_lock=break_lock):
             report = run(plan, runner, yes=yes, confirm_name=confirm_name, max_concurrency=max_concurrency)
     except StepFailed as exc:
         if on_step_failed is not None:
@@ -177,20 +194,49 @@ def mutates(plan: Plan) -> bool:
 
 
 @contextlib.contextmanager
-def locked(plan: Plan, *, timeout: float = 0.0, break_lock: bool = False) -> Iterator[None]:
-    """Hold the plan's cluster lock around the body when the plan mutates (and this thread does not hold it yet)."""
+def locked(
+    plan: Plan,
+    runner: Runner | None = None,
+    *,
+    timeout: float = 0.0,
+    break_lock: bool = False,
+    prompt: Confirm | None = None,
+    clock: Clock | None = None,
+) -> Iterator[None]:
+    """Hold the plan's cluster lock around the body when the plan mutates (and this thread does not hold it yet):
+    the local lock, then — with a `runner` and an API that answers — the cluster's Lease, both within `timeout`
+    seconds in all. `prompt`/`clock` are for tests (the typed confirmation, the lease's time)."""
     held = _HELD.get()
     if not mutates(plan) or plan.cluster in held:
         yield
         return
-    from k8s_ops.core.lock import cluster_lock
+    import time
 
-    with cluster_lock(plan.cluster, plan.title, timeout=timeout, break_lock=break_lock, out=_stderr):
-        token = _HELD.set(held | {plan.cluster})
-        try:
-            yield
-        finally:
-            _HELD.reset(token)
+    from k8s_ops.core.lease import cluster_lease, identity
+    from k8s_ops.core.lock import cluster_lock
+    from k8s_ops.core.prompt import confirm
+
+    ask = prompt or confirm
+    started = time.monotonic()
+    with cluster_lock(plan.cluster, plan.title, timeout=timeout, break_lock=break_lock, prompt=ask, out=_stderr) as me:
+        lease: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        if runner is not None:
+            lease = cluster_lease(
+                runner,
+                plan.cluster,
+                identity(me.task, me.user, me.host, me.pid),
+                timeout=max(timeout - (time.monotonic() - started), 0.0),
+                break_lock=break_lock,
+                prompt=ask,
+                out=_stderr,
+                clock=clock,
+            )
+        with lease:
+            token = _HELD.set(held | {plan.cluster})
+            try:
+                yield
+            finally:
+                _HELD.reset(token)
 
 
 def run(
@@ -219,18 +265,42 @@ def run(
 
 
 def _recover(exc: ToolkitError, recovery: Recovery, runner: Runner, out: Callable[[str], None]) -> None:
-    """Run `recovery` after a failure and raise RecoveryFailed saying what state is left."""
-    out("recovering: the operation failed, undoing what would leave the app stopped")
+    """Run `recovery` after a failure or a stop signal and raise RecoveryFailed saying what state is left.
+
+    A second Ctrl-C/SIGTERM/SIGHUP during the recovery stops it (the command in flight is terminated), but never
+    silently: the error lists every undo not yet done and the exact commands that finish it.
+    """
+    from k8s_ops.core.execute import Interrupted
+    from k8s_ops.core.runner import signal_name, signum_of
+
+    if isinstance(exc, Interrupted):
+        out(f"recovering: {exc.message.split(';')[0]}; undoing what would leave the app stopped")
+    else:
+        out("recovering: the operation failed, undoing what would leave the app stopped")
     failed: list[str] = []
-    for command in recovery.commands:
-        out(f"    $ {command.display()}")
-        try:
-            result = runner.run(command, check=False)
-        except ToolkitError as rexc:
-            failed.append(f"{command.display()}: {rexc}")
-            continue
-        if not result.ok:
-            failed.append(f"{command.display()}: {last_error_line(result)}")
+    undos = recovery.undos
+    for u, undo in enumerate(undos):
+        for c, command in enumerate(undo.commands):
+            out(f"    $ {command.display()}")
+            try:
+                result = runner.run(command, check=False)
+            except ToolkitError as rexc:
+                failed.append(f"{command.display()}: {rexc}")
+                continue
+            except KeyboardInterrupt as again:
+                left = [undo.commands[c:], *(later.commands for later in undos[u + 1 :])]
+                phrases = [undo.done, *(later.done for later in undos[u + 1 :])]
+                raise RecoveryFailed(
+                    f"{exc.message}\nrecovery INTERRUPTED by {signal_name(signum_of(again))} — not done:\n"
+                    + "".join(f"  - {p}\n" for p in phrases)
+                    + "finish it by running:\n"
+                    + "".join(f"  $ {cmd.display()}\n" for cmds in left for cmd in cmds)
+                    + "".join(f"  (failed before the stop: {f})\n" for f in failed),
+                    hint=exc.hint,
+                    exit_code=exc.exit_code,
+                ) from exc
+            if not result.ok:
+                failed.append(f"{command.display()}: {last_error_line(result)}")
     if failed:
         raise RecoveryFailed(
             f"{exc.message}\nrecovery INCOMPLETE — these commands failed, run them by hand:\n"

@@ -79,6 +79,10 @@ def preflight(runner: Runner, names: Iterable[str]) -> list[ToolVersion]:
             found.append(_seen[name])
             continue
         spec = TOOLS[name]
+        if name == "kubectl":  # the wheel's kubectl when none is on PATH (tools/kubectl.executable)
+            from k8s_ops.tools.kubectl import executable
+
+            spec = ToolSpec(name, cmd(executable(), *spec.version_command.argv[1:]), spec.minimum, spec.extract)
         try:
             result = runner.run(spec.version_command, check=False)
         except ToolNotFound:

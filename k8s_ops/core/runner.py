@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +16,22 @@ from k8s_ops.core import settings
 from k8s_ops.core.audit import AuditLog
 from k8s_ops.core.command import Command, Result, TempFile
 from k8s_ops.core.errors import CommandFailed, CommandTimeout, ToolNotFound
+from k8s_ops.core.files import anonymous_file, scratch_dir
 from k8s_ops.core.secret import Secret, register, reveal
 
-__all__ = ["INSTALL_HINTS", "ISOLATED_INHERIT", "Runner", "SubprocessRunner", "check_result", "register_secrets"]
+__all__ = [
+    "INSTALL_HINTS",
+    "ISOLATED_INHERIT",
+    "Runner",
+    "SubprocessRunner",
+    "Terminated",
+    "check_result",
+    "register_secrets",
+    "resume_launching",
+    "signal_name",
+    "signum_of",
+    "stop_launching",
+]
 
 # What an isolated command (Command.isolated) inherits from the caller: finding binaries and the locale, nothing
 # that could carry credentials or configuration (no HOME, no SOPS_*, no AWS_*, no KUBECONFIG).
@@ -74,32 +86,95 @@ def environment(command: Command, home: str | None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _materialised(command: Command) -> Iterator[tuple[list[str], str | None]]:
-    """Write TempFiles 0600 into a private 0700 dir, yield the real argv (and the isolated HOME, if any),
-    remove everything afterwards."""
-    files = [p for p in command.argv if isinstance(p, TempFile)]
-    if not files and not command.isolated:
-        yield [p for p in command.argv if isinstance(p, str)], None
-        return
-    tmp = tempfile.mkdtemp(prefix="k8s-ops-")  # mkdtemp is 0700
-    home: str | None = None
-    if command.isolated:
-        home = str(Path(tmp) / "home")
-        os.mkdir(home, 0o700)
+def _materialised(command: Command) -> Iterator[tuple[list[str], str | None, tuple[int, ...]]]:
+    """The real argv, the isolated HOME (if any) and the descriptors to pass: each TempFile becomes
+    `/dev/fd/<n>` of an anonymous file (files.anonymous_file: no name on disk, freed by the kernel even if this
+    process is killed); the tools that take these paths read them with a plain open (tests/sim/FIDELITY.md,
+    "Secret files"). Descriptors are closed and the HOME removed afterwards."""
+    fds: list[int] = []
     try:
         argv: list[str] = []
         for part in command.argv:
             if isinstance(part, TempFile):
-                path = Path(tmp) / part.label.replace("/", "_")
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(reveal(part.content))
-                argv.append(str(path))
+                fd = anonymous_file(reveal(part.content))
+                fds.append(fd)
+                argv.append(f"/dev/fd/{fd}")
             else:
                 argv.append(part)
-        yield argv, home
+        if command.isolated:
+            with scratch_dir() as home:  # in this run's spool: cleaned by the next run if this one is killed
+                yield argv, str(home), tuple(fds)
+        else:
+            yield argv, None, tuple(fds)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for fd in fds:
+            os.close(fd)
+
+
+class Terminated(KeyboardInterrupt):
+    """A stop signal: SIGINT, SIGTERM or SIGHUP (core/cli.py turns the last two into this), or a launch refused
+    while the run is stopping. A KeyboardInterrupt, so every Ctrl-C path handles all three alike; `exit_code` is
+    the shell's convention, 128 + the signal number (130 INT, 143 TERM, 129 HUP)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        self.signum = int(signum)
+        super().__init__(signal_name(self.signum))
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def signal_name(signum: int) -> str:
+    """`SIGTERM` for 15."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def signum_of(exc: BaseException) -> int:
+    """The signal behind a KeyboardInterrupt (a plain one is Ctrl-C: SIGINT)."""
+    return exc.signum if isinstance(exc, Terminated) else int(signal.SIGINT)
+
+
+# Children in flight (every thread's), so a stop reaches them all; and the stop flag that refuses new launches.
+_live: set[subprocess.Popen[bytes]] = set()
+_live_lock = threading.Lock()
+_stopping: list[int] = []  # the signal number while stopping, else empty
+GRACE_SECONDS = 10.0  # how long a terminated child may take to exit before it is killed
+
+
+def stop_launching(signum: int) -> None:
+    """Stop the run: refuse to start any further command (`Terminated`) and terminate every child in flight (its
+    own process group gets SIGTERM; a worker thread waiting on it then sees it end)."""
+    with _live_lock:
+        if not _stopping:
+            _stopping.append(int(signum))
+        live = list(_live)
+    for proc in live:
+        _terminate(proc, wait=False)
+
+
+def resume_launching() -> None:
+    """Allow launches again (the recovery runs once every worker of the interrupted run has returned)."""
+    with _live_lock:
+        _stopping.clear()
+
+
+def _terminate(proc: subprocess.Popen[bytes], *, wait: bool = True) -> None:
+    """SIGTERM the child's process group (it was started in its own session, so the terminal's Ctrl-C never
+    reached it); with `wait`, give it GRACE_SECONDS to exit, then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    if not wait:
+        return
+    try:
+        proc.wait(timeout=GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 class SubprocessRunner:
@@ -110,10 +185,14 @@ class SubprocessRunner:
         self.audit = audit if audit is not None else AuditLog()
 
     def run(self, command: Command, *, check: bool = True) -> Result:
+        with _live_lock:
+            if _stopping:
+                raise Terminated(_stopping[0])  # the run is stopping: nothing new starts
         register_secrets(command)
         timeout = command.timeout or self.timeout or settings.command_timeout()
+        entry = self.audit.begin(command)  # before the spawn: a killed run still shows what was in flight
         started = time.monotonic()
-        with _materialised(command) as (argv, home):
+        with _materialised(command) as (argv, home, fds):
             env = environment(command, home)
             try:
                 proc = subprocess.Popen(
@@ -124,28 +203,40 @@ class SubprocessRunner:
                     env=env,
                     cwd=command.cwd or home,
                     start_new_session=True,  # own process group, so a timeout kills its children too
+                    pass_fds=fds,
                 )
             except FileNotFoundError:
+                self.audit.record(command, None, time.monotonic() - started, note="not found", entry_id=entry)
                 tool = command.tool
                 hint = INSTALL_HINTS.get(tool, "install it and make sure it is on PATH")
                 raise ToolNotFound(f"{tool} not found on PATH — install it: {hint}") from None
             except PermissionError as exc:
+                self.audit.record(command, None, time.monotonic() - started, note="not executable", entry_id=entry)
                 raise ToolNotFound(f"{command.tool} is not executable: {exc}") from None
-            stdin = reveal(command.stdin) if command.stdin is not None else None
+            with _live_lock:
+                _live.add(proc)
             try:
-                out, err = proc.communicate(stdin, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                self.audit.record(command, None, time.monotonic() - started, note="timeout")
-                raise CommandTimeout(command.display(), timeout) from None
-            except KeyboardInterrupt:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait()
-                self.audit.record(command, None, time.monotonic() - started, note="interrupted")
-                raise
+                stdin = reveal(command.stdin) if command.stdin is not None else None
+                try:
+                    out, err = proc.communicate(stdin, timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+                    self.audit.record(command, None, time.monotonic() - started, note="timeout", entry_id=entry)
+                    raise CommandTimeout(command.display(), timeout) from None
+                except KeyboardInterrupt as exc:
+                    _terminate(proc)
+                    note = f"interrupted ({signal_name(signum_of(exc))})"
+                    self.audit.record(command, None, time.monotonic() - started, note=note, entry_id=entry)
+                    raise
+            finally:
+                with _live_lock:
+                    _live.discard(proc)
+                    stopping = list(_stopping)
+        if stopping:  # terminated by stop_launching while another thread took the signal
+            self.audit.record(command, None, time.monotonic() - started, note="stopped", entry_id=entry)
+            raise Terminated(stopping[0])
         result = Result(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), data=out)
-        self.audit.record(command, result.returncode, time.monotonic() - started)
+        self.audit.record(command, result.returncode, time.monotonic() - started, entry_id=entry)
         return check_result(command, result) if check else result

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from k8s_ops.core.errors import ToolkitError
+from k8s_ops.core.paths import looks_like_key_material, shown
 
 __all__ = [
     "SettingError",
@@ -43,15 +44,15 @@ def _parse(name: str, raw: str, default: float, *, integer: bool) -> float:
     text = raw.strip()
     if not text:
         raise SettingError(f"{name} is empty; expected {what} greater than 0 (unset it for the default {default:g})")
-    shown = text if len(text) <= 20 else text[:17] + "..."
+    value_shown = "<not shown>" if looks_like_key_material(text) else text if len(text) <= 20 else text[:17] + "..."
     try:
         value = int(text) if integer else float(text)
     except ValueError:
-        raise SettingError(f"{name}={shown!r} is not {what} greater than 0") from None
+        raise SettingError(f"{name}={value_shown!r} is not {what} greater than 0") from None
     if not math.isfinite(value):
-        raise SettingError(f"{name}={shown!r} is not a finite number")
+        raise SettingError(f"{name}={value_shown!r} is not a finite number")
     if value <= 0:
-        raise SettingError(f"{name}={shown!r} must be greater than 0")
+        raise SettingError(f"{name}={value_shown!r} must be greater than 0")
     return value
 
 
@@ -103,9 +104,12 @@ def apply_invoke_config(config: _ConfigLike) -> None:
         raise SettingError(f"invoke.yaml k8s_ops: expected a mapping of settings, got {type(section).__name__}")
     for key in section:
         if key not in _KEYS and key not in _OTHER_KEYS:
-            raise SettingError(
-                f"invoke.yaml: unknown setting k8s_ops.{key}", hint=f"known settings: {', '.join(_KEYS)}"
+            name = (
+                f"k8s_ops.{key}"
+                if isinstance(key, str) and shown(key, 40) == repr(key)
+                else f"k8s_ops key {shown(str(key))}"
             )
+            raise SettingError(f"invoke.yaml: unknown setting {name}", hint=f"known settings: {', '.join(_KEYS)}")
     for key, env in _KEYS.items():
         if key not in section or env in os.environ:
             continue

@@ -12,17 +12,20 @@ VolSync facts this module relies on (backube/volsync api/v1alpha1):
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
 from k8s_ops.core.command import Command
-from k8s_ops.core.errors import ToolkitError
-from k8s_ops.core.plan import Check, Plan, Step, Undo
+from k8s_ops.core.errors import GateFailed, ToolkitError
+from k8s_ops.core.plan import Action, Check, Plan, Step, Undo
 from k8s_ops.core.runner import Runner
+from k8s_ops.core.units import size_text
 from k8s_ops.core.wait import StopWaiting, wait_check
 from k8s_ops.day2.common import shell
 from k8s_ops.day2.kubernetes import flux_ready_check
@@ -35,6 +38,7 @@ from k8s_ops.tools.kubectl import (
     delete,
     dig,
     get_or_none,
+    kubectl,
     list_or_empty,
     merge_patch,
     scale,
@@ -42,19 +46,32 @@ from k8s_ops.tools.kubectl import (
 
 __all__ = [
     "JOB",
+    "LOCKED_MARKERS",
     "REPLICATIONDESTINATION",
     "REPLICATIONSOURCE",
     "RestoreFacts",
+    "Snapshot",
+    "SourceStatus",
     "Workload",
     "destination_manifest",
     "find_source",
     "gather_restore_facts",
+    "list_job_manifest",
+    "parse_as_of",
+    "parse_snapshots",
+    "plan_list",
+    "plan_manual_sync_all",
     "plan_restore",
     "plan_snapshot",
     "plan_unlock",
     "restore_name",
+    "select_sources",
+    "snapshot_label",
+    "snapshots_table",
     "source_job",
+    "source_status",
     "sources_fact",
+    "status_table",
 ]
 
 REPLICATIONSOURCE = "replicationsources.volsync.backube"
@@ -429,8 +446,11 @@ _SECURITY_AND_MOVER_FIELDS = (
 )
 
 
-def destination_manifest(source: Mapping[str, Any], app: str, *, tag: str, previous: int | None) -> dict[str, Any]:
-    """The ReplicationDestination that restores the source's latest (or `previous`-th older) restic snapshot
+def destination_manifest(
+    source: Mapping[str, Any], app: str, *, tag: str, previous: int | None, as_of: str | None = None
+) -> dict[str, Any]:
+    """The ReplicationDestination that restores the source's latest (or `previous`-th older) restic snapshot —
+    with `as_of` (RFC 3339), counted from the newest one taken at or before that time (`restoreAsOf`) —
     straight into the source PVC (`copyMethod: Direct`), with the source's repository and mover settings."""
     restic = _restic(source)
     spec: dict[str, Any] = {
@@ -446,6 +466,8 @@ def destination_manifest(source: Mapping[str, Any], app: str, *, tag: str, previ
             spec[key] = restic[key]
     if previous is not None:
         spec["previous"] = previous
+    if as_of is not None:
+        spec["restoreAsOf"] = as_of
     return {
         "apiVersion": "volsync.backube/v1alpha1",
         "kind": "ReplicationDestination",
@@ -522,6 +544,7 @@ def plan_restore(
     epoch: int,
     previous: int | None,
     timeout: float,
+    as_of: str | None = None,
 ) -> Plan:
     """Stop the app (Flux suspended, source paused, workloads at zero), restore the PVC from restic, start it.
 
@@ -544,7 +567,7 @@ def plan_restore(
         raise ToolkitError(f"--previous must be 0 or more (0 = latest snapshot), got {previous}")
     tag = f"restore-{epoch}"
     rd_name = restore_name(app)
-    rd = destination_manifest(source, app, tag=tag, previous=previous)
+    rd = destination_manifest(source, app, tag=tag, previous=previous, as_of=as_of)
 
     ks = facts.kustomization
     hr = facts.helmrelease
@@ -554,8 +577,10 @@ def plan_restore(
     notes: list[str] = [
         f"restore into PVC {ns}/{pvc} from restic repository secret {rd['spec']['restic']['repository']}"
     ]
+    if as_of:
+        notes.append(f"restoring the newest snapshot taken at or before {as_of} (restoreAsOf)")
     if previous:
-        notes.append(f"restoring the snapshot {previous} before the latest one")
+        notes.append(f"restoring the snapshot {previous} before the {'selected' if as_of else 'latest'} one")
     for ref, kind, obj in (("Kustomization", "ks", ks), ("HelmRelease", "hr", hr)):
         if obj is None:
             notes.append(f"no Flux {ref} found for app {app}: nothing to suspend ({kind})")
@@ -626,7 +651,7 @@ def plan_restore(
             else None,
         ),
         Step(
-            f"restore PVC {ns}/{pvc} from restic ({'latest' if not previous else f'previous={previous}'} snapshot)",
+            f"restore PVC {ns}/{pvc} from restic ({snapshot_label(previous, as_of)} snapshot)",
             commands=(apply_manifest(target, rd, description=f"create ReplicationDestination {rd_name}"),),
             after=(restore_wait,),
             destructive=True,
@@ -664,6 +689,34 @@ def plan_restore(
     )
 
 
+def snapshot_label(previous: int | None, as_of: str | None) -> str:
+    """Which snapshot a restore takes, in words: "latest", "previous=2", "as of <t>", "as of <t>, previous=1"."""
+    parts = [f"as of {as_of}"] if as_of else []
+    if previous:
+        parts.append(f"previous={previous}")
+    return ", ".join(parts) or "latest"
+
+
+def parse_as_of(value: str) -> str:
+    """`--as-of`: an ISO 8601 / RFC 3339 time with a zone (`2026-01-02T03:04:05Z`, `…+01:00`, or a date
+    `2026-01-02`, meaning its start in UTC), as the RFC 3339 UTC string VolSync's `restoreAsOf` takes."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ToolkitError(
+            f"--as-of must be a time like 2026-01-02T03:04:05Z (RFC 3339) or a date 2026-01-02, got {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise ToolkitError(
+            f"--as-of {value!r} has no time zone: add Z (UTC) or an offset such as +01:00",
+        )
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _resume_step(target: KubeTarget, kind: flux.FluxKind, label: str, ref: tuple[str, str], **reconcile: bool) -> Step:
     """Resume a suspended Flux object (`ref` = namespace, name), reconcile it (`reconcile`: flux.reconcile's
     options) and wait until it is Ready."""
@@ -673,3 +726,388 @@ def _resume_step(target: KubeTarget, kind: flux.FluxKind, label: str, ref: tuple
         commands=(flux.resume(target, kind, name, ns), flux.reconcile(target, kind, name, ns, **reconcile)),
         after=(flux_ready_check(target, kind, name, ns),),
     )
+
+
+# --------------------------------------------------------------------------- snapshot --all / unlock --all
+
+LOCKED_MARKERS = ("repository is already locked", "unable to create lock", "failure locking repository")
+"""What restic (and VolSync's mover script) print when the repository lock is held: "failure locking repository"
+is the mover's message for restic's exit code 11."""
+
+
+def select_sources(
+    sources: Sequence[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """The restic sources that can run a manual sync now, and why each other one is skipped (paused, not restic)."""
+    ok: list[Mapping[str, Any]] = []
+    skipped: list[str] = []
+    for source in sorted(sources, key=lambda s: (_namespace(s), _name(s))):
+        ref = f"{_namespace(source)}/{_name(source)}"
+        if not isinstance(dig(source, "spec", "restic"), Mapping):
+            skipped.append(f"{ref} (not restic)")
+        elif dig(source, "spec", "paused"):
+            skipped.append(f"{ref} (paused)")
+        else:
+            ok.append(source)
+    return ok, skipped
+
+
+def _all_done_probe(
+    target: KubeTarget,
+    wanted: Mapping[tuple[str, str], Mapping[str, Any] | None],
+    done: Callable[[Mapping[str, Any]], bool],
+) -> Callable[[Runner], str | None]:
+    """Wait until every source finished the manual sync: done, or a new Failed mover status (VolSync retries a
+    failed mover for ever, so a failure is an end here; the closing check names it)."""
+
+    def probe(runner: Runner) -> str | None:
+        items = {
+            (_namespace(o), _name(o)): o for o in list_or_empty(runner, target, REPLICATIONSOURCE, all_namespaces=True)
+        }
+        waiting = []
+        for key, baseline in wanted.items():
+            obj = items.get(key)
+            if obj is None or done(obj) or _mover_failure(obj, baseline) is not None:
+                continue
+            waiting.append("/".join(key))
+        if waiting:
+            return f"{len(wanted) - len(waiting)} of {len(wanted)} finished; waiting for {', '.join(waiting[:5])}"
+        return None
+
+    return probe
+
+
+def _all_result_check(
+    target: KubeTarget, keys: Sequence[tuple[str, str]], done: Callable[[Mapping[str, Any]], bool], what: str
+) -> Check:
+    def run(runner: Runner) -> None:
+        failed = []
+        for ns, name in keys:
+            obj = get_or_none(runner, target, REPLICATIONSOURCE, name, namespace=ns)
+            if obj is None or done(obj):
+                continue
+            mover = _mover_status(obj) or {}
+            logs = str(mover.get("logs") or "").strip().splitlines()
+            failed.append(f"{ns}/{name}: {logs[-1] if logs else 'mover result ' + str(mover.get('result', '?'))}")
+        if failed:
+            raise GateFailed(
+                f"{what} failed for {len(failed)} of {len(keys)} ReplicationSource(s)",
+                "\n  - " + "\n  - ".join(failed),
+                hint=shell(target, "kubectl", "get", "replicationsources", "-A"),
+            )
+
+    return Check(f"every {what} succeeded", run)
+
+
+def plan_manual_sync_all(
+    cluster: str,
+    target: KubeTarget,
+    sources: Sequence[Mapping[str, Any]],
+    *,
+    epoch: int,
+    timeout: float,
+    unlock: bool = False,
+) -> Plan:
+    """`volsync.snapshot --all` / `volsync.unlock --all`: trigger a manual sync (with `unlock`: and a restic
+    unlock) of every selected source at once, wait until each finished or failed, put each schedule back, then
+    name every source that failed. Paused and non-restic sources are skipped (noted)."""
+    tag = str(epoch)
+    what = "unlock" if unlock else "backup"
+    title = f"{'unlock the restic repositories of' if unlock else 'back up'} every selected ReplicationSource"
+    ready, skipped = select_sources(sources)
+    notes = [f"skipped: {', '.join(skipped)}"] if skipped else []
+    if not ready:
+        return Plan(title, cluster, (Step(title, noop="no ReplicationSource selected"),), notes=tuple(notes))
+
+    def done(o: Mapping[str, Any]) -> bool:
+        if unlock:
+            return bool(dig(o, "status", "restic", "lastUnlocked") == tag)
+        return bool(dig(o, "status", "lastManualSync") == tag)
+
+    patch: dict[str, Any] = {"spec": {"trigger": {"manual": tag}}}
+    if unlock:
+        patch["spec"]["restic"] = {"unlock": tag}
+    triggers, clears = [], []
+    for source in ready:
+        ns, name = _namespace(source), _name(source)
+        triggers.append(
+            merge_patch(target, REPLICATIONSOURCE, name, patch, namespace=ns, description=f"{what} {ns}/{name}")
+        )
+        if _schedule(source):
+            clears.append(
+                merge_patch(
+                    target,
+                    REPLICATIONSOURCE,
+                    name,
+                    {"spec": {"trigger": {"manual": None}}},
+                    namespace=ns,
+                    description=f"restore the schedule of {ns}/{name}",
+                )
+            )
+    wanted = {(_namespace(s), _name(s)): _mover_status(s) for s in ready}
+    wait = wait_check(
+        f"{len(ready)} ReplicationSource(s) finished the manual sync {tag}",
+        _all_done_probe(target, wanted, done),
+        timeout=timeout,
+        hint=shell(target, "kubectl", "get", "replicationsources", "-A"),
+        show_timeout=True,
+    )
+    undo = Undo(tuple(clears), "dropped the manual triggers: schedules restored") if clears else None
+    steps = [
+        Step(
+            f"trigger a manual {what} of {len(ready)} ReplicationSource(s)",
+            commands=tuple(triggers),
+            after=(wait,),
+            undo=undo,
+        )
+    ]
+    if clears:
+        steps.append(Step(f"restore the schedule of {len(clears)} scheduled source(s)", commands=tuple(clears)))
+    steps.append(Step(f"check every {what}", after=(_all_result_check(target, list(wanted), done, what),)))
+    notes.append(f"{len(ready)} source(s): {', '.join('/'.join(k) for k in wanted)}; tag {tag}")
+    return Plan(title, cluster, tuple(steps), notes=tuple(notes), on_failure="" if clears else None)
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """One row of `volsync.status`."""
+
+    namespace: str
+    name: str
+    last_sync: str
+    duration: str
+    next_sync: str
+    result: str
+    locked: bool
+    paused: bool
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "lastSync": self.last_sync or None,
+            "duration": self.duration or None,
+            "nextSync": self.next_sync or None,
+            "result": self.result or None,
+            "locked": self.locked,
+            "paused": self.paused,
+            "message": self.message or None,
+        }
+
+
+def source_status(source: Mapping[str, Any]) -> SourceStatus:
+    """What a ReplicationSource's status says: last sync, its duration, the next one, the last mover result, and
+    whether the last failure was a locked restic repository (its logs say so)."""
+    mover = _mover_status(source) or {}
+    logs = str(mover.get("logs") or "")
+    result = str(mover.get("result") or "")
+    locked = result == "Failed" and any(m in logs.lower() for m in LOCKED_MARKERS)
+    message = ""
+    if result == "Failed":
+        lines = logs.strip().splitlines()
+        message = lines[-1] if lines else ""
+    return SourceStatus(
+        namespace=_namespace(source),
+        name=_name(source),
+        last_sync=str(dig(source, "status", "lastSyncTime") or ""),
+        duration=str(dig(source, "status", "lastSyncDuration") or ""),
+        next_sync=str(dig(source, "status", "nextSyncTime") or ""),
+        result=result,
+        locked=locked,
+        paused=bool(dig(source, "spec", "paused")),
+        message=message,
+    )
+
+
+def status_table(rows: Sequence[SourceStatus]) -> str:
+    """The rows as one aligned text table (a locked repository says `LOCKED`, a paused source `paused`)."""
+    header = ("NAMESPACE", "NAME", "LAST SYNC", "DURATION", "NEXT SYNC", "RESULT", "LOCKED")
+    body = [
+        (
+            r.namespace,
+            r.name + (" (paused)" if r.paused else ""),
+            r.last_sync or "-",
+            r.duration or "-",
+            r.next_sync or "-",
+            r.result or "-",
+            "LOCKED" if r.locked else "no",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *body)]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- list
+
+LIST_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One restic snapshot of a repository (`restic snapshots --json`)."""
+
+    time: str
+    id: str
+    short_id: str
+    size: int | None  # summary.total_bytes_processed (restic 0.17+), None when restic did not record it
+    hostname: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time, "id": self.id, "short_id": self.short_id, "size": self.size, "host": self.hostname}
+
+
+def _restic_time(value: str) -> str:
+    """restic's time (RFC 3339 with nanoseconds, any offset) as `YYYY-MM-DDTHH:MM:SSZ` in UTC; unparsable: as is."""
+    text = value.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        text = head + "." + digits[:6] + rest[len(digits) :]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_snapshots(text: str) -> list[Snapshot]:
+    """`restic snapshots --json` output, oldest first (restic's order)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ToolkitError(f"restic did not print its snapshot list as JSON: {exc}: {text[:200]!r}") from None
+    if not isinstance(data, list):
+        raise ToolkitError(f"restic printed {type(data).__name__}, expected a list of snapshots")
+    out = []
+    for item in data:
+        if not isinstance(item, Mapping):
+            continue
+        size = dig(item, "summary", "total_bytes_processed")
+        out.append(
+            Snapshot(
+                time=_restic_time(str(item.get("time", ""))),
+                id=str(item.get("id", "")),
+                short_id=str(item.get("short_id") or str(item.get("id", ""))[:8]),
+                size=int(size) if isinstance(size, int) else None,
+                hostname=str(item.get("hostname", "")),
+            )
+        )
+    return out
+
+
+def snapshots_table(snapshots: Sequence[Snapshot]) -> str:
+    """TIME, ID, SIZE — newest first."""
+    rows = [("TIME", "ID", "SIZE")] + [(s.time, s.short_id, size_text(s.size, digits=3)) for s in reversed(snapshots)]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows) + "\n"
+
+
+def list_job_manifest(source: Mapping[str, Any], *, name: str, image: str) -> dict[str, Any]:
+    """A Job running `restic snapshots --json` against the source's repository: the repository Secret is the
+    container's environment (RESTIC_REPOSITORY, RESTIC_PASSWORD and the backend's credentials, as VolSync's own
+    mover reads them), so no secret value passes through the toolkit. Read-only: `--no-lock`, `--no-cache`."""
+    restic = _restic(source)
+    repository = str(restic.get("repository") or "")
+    if not repository:
+        raise ToolkitError(f"ReplicationSource {_namespace(source)}/{_name(source)} has no spec.restic.repository")
+    security = restic.get("moverSecurityContext")
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [
+            {
+                "name": "restic",
+                "image": image,
+                "command": ["restic", "snapshots", "--json", "--no-lock", "--no-cache"],
+                "envFrom": [{"secretRef": {"name": repository}}],
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+            }
+        ],
+    }
+    # the mover's own user (it can read the repository, e.g. on NFS); else nobody: the restricted Pod Security
+    # level admits the Job either way, and restic needs no root to read a repository
+    pod_security = dict(security) if isinstance(security, Mapping) and security else {}
+    pod_security.setdefault("runAsUser", 65534)
+    pod_security.setdefault("runAsGroup", 65534)
+    pod_security.setdefault("runAsNonRoot", pod_security["runAsUser"] != 0)
+    pod_spec["securityContext"] = pod_security
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": _namespace(source),
+            "labels": {"app.kubernetes.io/managed-by": "k8s-ops", "app.kubernetes.io/name": "volsync-list"},
+            "annotations": {"monosense.dev/replicationsource": _name(source)},
+        },
+        "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 3600, "template": {"spec": pod_spec}},
+    }
+
+
+def _job_done_check(target: KubeTarget, name: str, namespace: str, timeout: float) -> Check:
+    def probe(runner: Runner) -> str | None:
+        job = get_or_none(runner, target, JOB, name, namespace=namespace)
+        if job is None:
+            raise StopWaiting(f"job {namespace}/{name} is gone")
+        o = Obj(job)
+        if o.is_true("Complete"):
+            return None
+        failed = _job_failure(job) or (f"{o.status('failed')} failed pod(s)" if o.status("failed") else None)
+        if failed is not None:
+            raise StopWaiting(f"job {namespace}/{name} failed: {failed}")
+        return "running" if o.status("active") else "not started yet"
+
+    return wait_check(
+        f"job {namespace}/{name} complete",
+        probe,
+        timeout=timeout,
+        hint=shell(target, "kubectl", "logs", f"job/{name}", "-n", namespace),
+        show_timeout=True,
+    )
+
+
+def plan_list(
+    cluster: str,
+    target: KubeTarget,
+    source: Mapping[str, Any],
+    *,
+    epoch: int,
+    image: str,
+    timeout: float = LIST_TIMEOUT,
+) -> Plan:
+    """Run a restic Job listing the source's repository, read its output (the step's result: the parsed
+    snapshots), delete the Job — also when anything fails."""
+    ns, rs = _namespace(source), _name(source)
+    name = f"volsync-list-{rs}"[:52].rstrip("-") + f"-{epoch % 100000:05d}"
+    manifest = list_job_manifest(source, name=name, image=image)
+    remove = delete(target, JOB, [name], namespace=ns, wait=False, description=f"delete job {name}")
+    logs = Command(argv=kubectl(target, "logs", f"job/{name}", "--namespace", ns), description=f"read {name}'s output")
+
+    def read(runner: Runner) -> list[Snapshot]:
+        return parse_snapshots(runner.run(logs).stdout)
+
+    steps = (
+        Step(
+            f"run restic snapshots in job {ns}/{name} (repository Secret {_restic(source).get('repository')})",
+            commands=(apply_manifest(target, manifest, description=f"create job {name}"),),
+            after=(_job_done_check(target, name, ns, timeout),),
+            undo=Undo((remove,), f"deleted job {ns}/{name}"),
+        ),
+        Step(
+            f"read the snapshot list from job {name}",
+            finish=(Action("read", f"kubectl logs job/{name}", read, mutates=False),),
+        ),
+        Step(f"delete job {ns}/{name}", commands=(remove,)),
+    )
+    return Plan(f"list the restic snapshots of {ns}/{rs}", cluster, steps, notes=(f"image {image}",), on_failure="")

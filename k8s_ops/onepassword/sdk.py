@@ -176,6 +176,15 @@ class SdkStore:
             ref = f"op://{self._vault_id}/{title}/{field}"
         return ref
 
+    def field(self, title: str, field: str) -> Secret:
+        """One field of any item in the vault (not only k8s-ops items), as a registered `Secret`; resolved through
+        its op:// reference, so a missing item or field is a SecretError naming the reference, never the value."""
+        ref = self.reference(title, field)
+        value = self._call(f"resolving {ref}", self._client.secrets.resolve(ref))
+        if not isinstance(value, str) or not value:
+            raise SecretError(f"1Password: {ref} is empty", hint=f"fill the field {field!r} of item {title!r}")
+        return Secret(value)
+
     # ---- writes
 
     def put(self, title: str, content: Secret, *, base: RemoteItem | None, meta: Mapping[str, str]) -> RemoteItem:

@@ -20,7 +20,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from k8s_ops.core.cli import guarded
-from k8s_ops.core.pipeline import CLUSTER_HELP
+from k8s_ops.core.pipeline import CLUSTER_HELP, LOCK_HELP
 
 if TYPE_CHECKING:
     from k8s_ops.core.errors import ToolkitError
@@ -34,6 +34,7 @@ _COMMON = {
     "what": _WHAT,
     "dry-run": "show the plan (titles and sha256 digests, never content); change nothing",
     "json": "with --dry-run: the plan as JSON; otherwise print the item results as JSON",
+    **LOCK_HELP,
 }
 
 
@@ -83,6 +84,8 @@ def _finish_sync(
     *,
     dry_run: bool,
     json: bool,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
 ) -> None:
     """Dry run: the plan (non-zero exit if it would be refused). Run: the plan, then every item's result."""
     from k8s_ops.core.errors import SecretError
@@ -95,7 +98,14 @@ def _finish_sync(
         return exc.cause if isinstance(exc.cause, SecretError) else exc
 
     done: Report | None = finish(
-        plan, runner_from(c), dry_run=dry_run, json=json and dry_run, on_step_failed=refused, summary=False
+        plan,
+        runner_from(c),
+        dry_run=dry_run,
+        json=json and dry_run,
+        on_step_failed=refused,
+        summary=False,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
     )
     if done is None:
         bad = [r.title for r in _blocked(preview)]
@@ -124,7 +134,14 @@ def _finish_sync(
 )
 @guarded
 def push(
-    c: Context, cluster: str, what: str = "all", force: bool = False, dry_run: bool = False, json: bool = False
+    c: Context,
+    cluster: str,
+    what: str = "all",
+    force: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
 ) -> None:
     """Store kubeconfig, talosconfig, SOPS age key and the encrypted Talos secrets bundle in 1Password.
 
@@ -143,7 +160,18 @@ def push(
     with api.open_cluster_store(cl) as store:
         preview = api.push(cl, kinds, store=store, force=force, dry_run=True)
         plan = _sync_plan("op.push", cl.name, store.vault, preview, lambda k: Push(cl, k, force=force, store=store))
-        _finish_sync(c, "op.push", cl.name, store.vault, preview, plan, dry_run=dry_run, json=json)
+        _finish_sync(
+            c,
+            "op.push",
+            cl.name,
+            store.vault,
+            preview,
+            plan,
+            dry_run=dry_run,
+            json=json,
+            lock_timeout=lock_timeout,
+            break_lock=break_lock,
+        )
 
 
 @task(
@@ -162,6 +190,8 @@ def pull(
     only_missing: bool = False,
     dry_run: bool = False,
     json: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
 ) -> None:
     """Restore kubeconfig, talosconfig, SOPS age key and the encrypted Talos secrets from 1Password.
 
@@ -186,7 +216,18 @@ def pull(
             preview,
             lambda k: Pull(cl, k, force=force, only_missing=only_missing, store=store),
         )
-        _finish_sync(c, "op.pull", cl.name, store.vault, preview, plan, dry_run=dry_run, json=json)
+        _finish_sync(
+            c,
+            "op.pull",
+            cl.name,
+            store.vault,
+            preview,
+            plan,
+            dry_run=dry_run,
+            json=json,
+            lock_timeout=lock_timeout,
+            break_lock=break_lock,
+        )
 
 
 @task(help={"cluster": _COMMON["cluster"], "what": _WHAT, "json": "print the comparison as JSON"})

@@ -24,6 +24,7 @@ from k8s_ops.tools.kubectl import KubeTarget
 from k8s_ops.tools.talosctl import (
     ApplyMode,
     ApplyPreview,
+    EtcdAlarm,
     EtcdMember,
     EtcdStatus,
     Extension,
@@ -33,9 +34,11 @@ from k8s_ops.tools.talosctl import (
     installed_schematic,
     parse_apply_preview,
     parse_boot_id,
+    parse_etcd_alarms,
     parse_etcd_members,
     parse_etcd_status,
     parse_extensions,
+    parse_failing_services,
     parse_machinestatus,
     parse_service_states,
     parse_versions,
@@ -51,9 +54,11 @@ __all__ = [
     "ResetTarget",
     "UpgradeTarget",
     "boot_id",
+    "etcd_alarms",
     "etcd_members",
     "etcd_services",
     "etcd_status",
+    "failing_services",
     "first_healthy_etcd",
     "gather_apply_targets",
     "gather_k8s_versions",
@@ -152,6 +157,16 @@ def etcd_members(tctl: Talosctl, address: str) -> Fact[list[EtcdMember]]:
     return Fact(tctl.etcd_members(address), lambda r: parse_etcd_members(r.stdout))
 
 
+def failing_services(tctl: Talosctl, address: str) -> Fact[list[str]]:
+    """The node's services that are not Running/Finished or fail their health check."""
+    return Fact(tctl.services(address), lambda r: parse_failing_services(r.stdout))
+
+
+def etcd_alarms(tctl: Talosctl, address: str) -> Fact[list[EtcdAlarm]]:
+    """etcd's active alarms (cluster-wide), read through one controlplane."""
+    return Fact(tctl.etcd_alarms(address), lambda r: parse_etcd_alarms(r.stdout))
+
+
 def etcd_status(tctl: Talosctl, addresses: Sequence[str]) -> Fact[Partial[EtcdStatus]]:
     """Each controlplane's etcd member status (missing = that member did not answer)."""
     return Fact(tctl.etcd_status(addresses), _partial(parse_etcd_status, addresses), partial=True)
@@ -218,7 +233,7 @@ class ApplyTarget:
     preview: ApplyPreview | None = None
 
     def tempfile(self) -> TempFile:
-        """The config as a 0600 temp file for talosctl (`$TMP/<host>.yaml`), never inline on argv."""
+        """The config as a file for talosctl (`$TMP/<host>.yaml`: an anonymous /dev/fd/N at run time), never on argv."""
         return TempFile(f"{self.node.hostname}.yaml", self.config)
 
 

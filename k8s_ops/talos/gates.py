@@ -15,28 +15,41 @@ work. It must evaluate to true; a missing field counts as "not yet" (with the CE
 
 from __future__ import annotations
 
+import re
+import shlex
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from k8s_ops.core import settings
+from k8s_ops.core.command import Command
 from k8s_ops.core.errors import CommandFailed, GateFailed, Problem, ProblemsError, ToolkitError, last_error_line
+from k8s_ops.core.facts import dig
 from k8s_ops.core.plan import Check
 from k8s_ops.core.runner import Runner
-from k8s_ops.core.wait import NotYet, wait_check, wait_for, wait_until
+from k8s_ops.core.wait import NotYet, StopWaiting, wait_check, wait_for, wait_until
 from k8s_ops.talos import cel, facts
 from k8s_ops.tools import kubectl
 from k8s_ops.tools.kubectl import KubeTarget
-from k8s_ops.tools.talosctl import Talosctl
+from k8s_ops.tools.talosctl import Talosctl, parse_machinestatus
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Cluster, HealthCheck, Node
+    from k8s_ops.talos.inventory.models import UpgradeWindow
 
 __all__ = [
     "BootMemo",
     "CelGate",
+    "CommandGate",
     "GateContext",
+    "attachment_problem",
+    "blocking_pdbs",
     "booted_config",
+    "command_checks",
+    "command_problem",
     "compile_health_checks",
     "etcd_healthy",
     "etcd_problem",
@@ -44,15 +57,27 @@ __all__ = [
     "first_problems",
     "health_gate",
     "in_maintenance",
+    "in_window",
     "kube_node_ready",
     "kube_resource",
     "mid_upgrade_problem",
+    "node_diagnostics",
+    "node_down",
     "node_returned",
     "nodes_ready",
+    "object_diagnostics",
+    "pdb_problem",
+    "pdbs_allow_drain",
     "ready_problem",
+    "recent_events",
     "record_boot_id",
+    "selected_objects",
+    "soak",
     "talos_ready",
     "talos_ready_problem",
+    "volumes_attached",
+    "volumes_detached",
+    "window_problem",
 ]
 
 DEFAULT_HOLD = 300.0
@@ -60,7 +85,7 @@ DEFAULT_HOLD = 300.0
 
 @dataclass(frozen=True)
 class CelGate:
-    """One compiled inventory health check."""
+    """One compiled inventory health check over one object (`name`) or every object a selector matches."""
 
     index: int
     check: HealthCheck
@@ -68,13 +93,51 @@ class CelGate:
 
     @property
     def target(self) -> str:
-        where = f"{self.check.namespace}/" if self.check.namespace else ""
-        return f"{self.check.kind} {where}{self.check.name}"
+        hc = self.check
+        where = f"{hc.namespace}/" if hc.namespace else ""
+        if hc.name:
+            return f"{hc.kind} {where}{hc.name}"
+        sel = [f"labels {hc.label_selector}"] if hc.label_selector else []
+        sel += [f"fields {hc.field_selector}"] if hc.field_selector else []
+        scope = f" in {hc.namespace}" if hc.namespace else ""
+        return f"{'every' if hc.match == 'all' else 'any'} {hc.kind}{scope}" + (f" ({', '.join(sel)})" if sel else "")
 
     @property
     def description(self) -> str:
         label = f"{self.check.description}: " if self.check.description else ""
-        return f"health check {label}{self.target} satisfies `{self.check.expr}`"
+        empty = ", none is fine" if self.check.allow_empty and not self.check.name else ""
+        return f"health check {label}{self.target} satisfies `{self.check.expr}`{empty}"
+
+    @property
+    def timeout(self) -> float | None:
+        return self.check.timeout
+
+
+@dataclass(frozen=True)
+class CommandGate:
+    """An inventory `command` health check: an argv run on the operator machine (no shell), exit 0 = healthy."""
+
+    index: int
+    check: HealthCheck
+    cwd: str
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        assert self.check.command is not None
+        return self.check.command
+
+    @property
+    def description(self) -> str:
+        label = f"{self.check.description}: " if self.check.description else ""
+        return f"health check {label}`{shlex.join(self.argv)}` exits 0"
+
+    @property
+    def timeout(self) -> float | None:
+        return self.check.timeout
+
+    def command(self, hold: float) -> Command:
+        # a check only reads: the operator vouches for that by listing it as a health check
+        return Command(argv=self.argv, description=self.description, cwd=self.cwd, timeout=self.timeout or hold)
 
 
 @dataclass(frozen=True)
@@ -86,6 +149,7 @@ class GateContext:
     kube: KubeTarget
     hold: float = DEFAULT_HOLD
     cel: tuple[CelGate, ...] = ()
+    commands: tuple[CommandGate, ...] = ()
 
 
 def _addr(node: Node) -> str:
@@ -95,9 +159,13 @@ def _addr(node: Node) -> str:
 # --------------------------------------------------------------------------- etcd
 
 
+_ALARM = re.compile(r"memberID:(\d+) alarm:([A-Z]+)")
+
+
 def etcd_problem(runner: Runner, ctx: GateContext) -> str | None:
-    """Why etcd is not fully healthy, or None: every controlplane's member answers without errors, none is a
-    learner, and the member list has exactly one member per controlplane."""
+    """Why etcd is not fully healthy, or None: no alarm is raised (NOSPACE, CORRUPT), every
+    controlplane's member answers without errors, none is a learner, and the member list has exactly one member per
+    controlplane."""
     cps = ctx.cluster.controlplanes
     # Both reads at once; members from the first controlplane, or from a healthy one if that one fails.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -105,17 +173,26 @@ def etcd_problem(runner: Runner, ctx: GateContext) -> str | None:
         members_f = pool.submit(facts.etcd_members(ctx.tctl, _addr(cps[0])).try_gather, runner)
         statuses, members = status_f.result(), members_f.result()
     problems: list[str] = []
+    # An alarm (NOSPACE: the backend quota is full and etcd refuses writes; CORRUPT) is cluster-wide and stays
+    # until disarmed: no node may go down while one is raised. etcd's Status appends every alarm of the cluster to
+    # each member's errors (`memberID:<decimal> alarm:<type>`), so the status read already names them.
+    alarms: dict[str, None] = {}
     healthy: list[Node] = []
     for cp in cps:
         st = statuses.get(_addr(cp))
         if st is None:
             problems.append(f"{cp.hostname}: etcd did not answer ({statuses.error or 'no status row'})")
-        elif st.learner:
+            continue
+        for member, alarm in _ALARM.findall(st.errors):
+            alarms[f"etcd alarm {alarm} on member {int(member):016x}"] = None
+        errors = _ALARM.sub("", st.errors).strip(" ,")
+        if st.learner:
             problems.append(f"{cp.hostname}: still a learner")
-        elif st.errors:
-            problems.append(f"{cp.hostname}: {st.errors}")
+        elif errors:
+            problems.append(f"{cp.hostname}: {errors}")
         else:
             healthy.append(cp)
+    problems = [*alarms, *problems]
     if not healthy:
         return "; ".join(problems) or "no controlplane answered"
     if members is None:
@@ -191,12 +268,14 @@ def kube_resource(api_version: str, kind: str) -> str:
 
 
 def compile_health_checks(cluster: Cluster) -> tuple[CelGate, ...]:
-    """Compile every `upgrade.healthChecks[].expr`; all syntax errors at once, field named."""
+    """Compile every `kind` check's `upgrade.healthChecks[].expr`; all syntax errors at once, field named."""
     if cluster.upgrade is None or not cluster.upgrade.health_checks:
         return ()
     out: list[CelGate] = []
     problems: list[Problem] = []
     for i, hc in enumerate(cluster.upgrade.health_checks):
+        if hc.kind is None or hc.expr is None:
+            continue
         try:
             program = cel.compile_expression(hc.expr)
         except Exception as exc:  # celpy raises its own parse errors (CELParseError and friends)
@@ -209,22 +288,34 @@ def compile_health_checks(cluster: Cluster) -> tuple[CelGate, ...]:
     return tuple(out)
 
 
-def evaluate_cel(gate: CelGate, obj: Mapping[str, Any]) -> str | None:
-    """None when the expression is true over `obj`, else why not."""
+def command_checks(cluster: Cluster) -> tuple[CommandGate, ...]:
+    """The inventory's `command` health checks (run from the cluster directory)."""
+    if cluster.upgrade is None:
+        return ()
+    return tuple(
+        CommandGate(i, hc, str(cluster.path))
+        for i, hc in enumerate(cluster.upgrade.health_checks)
+        if hc.command is not None
+    )
+
+
+def evaluate_cel(gate: CelGate, obj: Mapping[str, Any], label: str | None = None) -> str | None:
+    """None when the expression is true over `obj`, else why not (named `label`, default the gate's target)."""
     from celpy import celtypes
     from celpy.adapter import json_to_cel
 
+    who = label or gate.target
     activation: dict[str, Any] = {k: json_to_cel(v) for k, v in obj.items() if k.isidentifier()}
     activation["object"] = json_to_cel(dict(obj))
     try:
         value = gate.program.evaluate(activation)
     except Exception as exc:  # CELEvalError and type errors surface as exceptions or values
-        return f"{gate.target}: {_cel_error(exc)}"
+        return f"{who}: {_cel_error(exc)}"
     if isinstance(value, Exception):
-        return f"{gate.target}: {_cel_error(value)}"
+        return f"{who}: {_cel_error(value)}"
     if isinstance(value, celtypes.BoolType | bool):
-        return None if bool(value) else f"{gate.target}: `{gate.check.expr}` is false"
-    return f"{gate.target}: `{gate.check.expr}` is {value!s}, not a boolean"
+        return None if bool(value) else f"{who}: `{gate.check.expr}` is false"
+    return f"{who}: `{gate.check.expr}` is {value!s}, not a boolean"
 
 
 def _cel_error(exc: BaseException) -> str:
@@ -232,18 +323,141 @@ def _cel_error(exc: BaseException) -> str:
     return str(args[0]) if args else type(exc).__name__
 
 
-def cel_problem(runner: Runner, ctx: GateContext, gate: CelGate) -> str | None:
+def _object_label(obj: Mapping[str, Any]) -> str:
+    o = kubectl.Obj(obj)
+    return f"{o.namespace}/{o.name}" if o.namespace else o.name
+
+
+def selected_objects(runner: Runner, ctx: GateContext, gate: CelGate) -> list[dict[str, Any]]:
+    """The objects a check looks at: its one named object (or none), or every object its selectors match."""
     hc = gate.check
+    assert hc.api_version is not None and hc.kind is not None
     resource = kube_resource(hc.api_version, hc.kind)
-    try:
+    if hc.name:
         obj = kubectl.get_or_none(runner, ctx.kube, resource, hc.name, namespace=hc.namespace)
+        return [] if obj is None else [obj]
+    return kubectl.list_or_empty(
+        runner,
+        ctx.kube,
+        resource,
+        namespace=hc.namespace,
+        all_namespaces=hc.namespace is None,
+        selector=hc.label_selector,
+        field_selector=hc.field_selector,
+        description=f"read {gate.target}",
+    )
+
+
+def _judge(gate: CelGate, objects: Sequence[Mapping[str, Any]]) -> str | None:
+    """`all`: every object passes; `any`: at least one does; none selected fails unless allowed."""
+    hc = gate.check
+    if not objects:
+        if hc.name:
+            return f"{gate.target}: not found"
+        return None if hc.allow_empty else f"{gate.target}: no object matches (set allowEmpty: true if none is fine)"
+    failing = [p for o in objects if (p := evaluate_cel(gate, o, _object_label(o))) is not None]
+    if hc.name:
+        return failing[0] if failing else None
+    if hc.match == "any":
+        if len(failing) < len(objects):
+            return None
+        return f"none of {len(objects)} passes: " + "; ".join(failing[:5])
+    if not failing:
+        return None
+    more = f" (+{len(failing) - 5} more)" if len(failing) > 5 else ""
+    return f"{len(failing)}/{len(objects)} not passing: " + "; ".join(failing[:5]) + more
+
+
+def cel_problem(runner: Runner, ctx: GateContext, gate: CelGate) -> str | None:
+    try:
+        objects = selected_objects(runner, ctx, gate)
     except CommandFailed as exc:
         return f"{gate.target}: {last_error_line(exc.stderr)}"
     except ToolkitError as exc:
         return str(exc)
-    if obj is None:
-        return f"{gate.target}: not found"
-    return evaluate_cel(gate, obj)
+    return _judge(gate, objects)
+
+
+def command_problem(runner: Runner, ctx: GateContext, gate: CommandGate) -> str | None:
+    """None when the command exits 0; else its exit code and the last lines of its output."""
+    result = runner.run(gate.command(ctx.hold), check=False)
+    if result.ok:
+        return None
+    tail = [ln for ln in (result.stdout + "\n" + result.stderr).splitlines() if ln.strip()][-5:]
+    return f"exit {result.returncode}" + (": " + " | ".join(tail) if tail else "")
+
+
+# --------------------------------------------------------------------------- what a timed-out wait waited on
+
+
+def object_diagnostics(runner: Runner, ctx: GateContext, gate: CelGate, *, events: int = 5) -> list[str]:
+    """For a failing object check: each failing object's conditions and its most recent events (best effort:
+    a read that fails is left out — this only explains a failure that is already certain)."""
+    try:
+        objects = selected_objects(runner, ctx, gate)
+    except ToolkitError:
+        return []
+    lines: list[str] = []
+    for obj in objects[:5]:
+        if evaluate_cel(gate, obj) is None:
+            continue
+        o = kubectl.Obj(obj)
+        label = f"{gate.check.kind} {_object_label(obj)}"
+        conds = [
+            f"{c.get('type')}={c.get('status')}"
+            + (f" ({c.get('reason')}: {c.get('message')})" if c.get("message") else "")
+            for c in o.status("conditions", default=[]) or []
+            if isinstance(c, dict)
+        ]
+        lines.append(f"{label} conditions: " + ("; ".join(conds) if conds else "none reported"))
+        lines += [f"{label} event: {e}" for e in recent_events(runner, ctx, obj, limit=events)]
+    return lines
+
+
+def recent_events(runner: Runner, ctx: GateContext, obj: Mapping[str, Any], *, limit: int = 5) -> list[str]:
+    """The object's latest events (`kubectl get events --field-selector involvedObject.name=…`), newest last."""
+    o = kubectl.Obj(obj)
+    selector = f"involvedObject.name={o.name}"
+    kind = o.path("kind")
+    if kind:
+        selector += f",involvedObject.kind={kind}"
+    try:
+        items = kubectl.list_or_empty(
+            runner,
+            ctx.kube,
+            "events",
+            namespace=o.namespace or None,
+            all_namespaces=not o.namespace,
+            field_selector=selector,
+            description=f"read the events of {kind} {o.name}",
+        )
+    except ToolkitError:
+        return []
+
+    def when(e: Mapping[str, Any]) -> str:
+        return str(e.get("lastTimestamp") or e.get("eventTime") or dig(e, "metadata", "creationTimestamp") or "")
+
+    items.sort(key=when)
+    return [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '')}".strip() for e in items[-limit:]]
+
+
+def node_diagnostics(runner: Runner, ctx: GateContext, node: Node) -> list[str]:
+    """For a node that did not come back in time: Talos' unmet conditions and the services not running healthy."""
+    addr = _addr(node)
+    lines: list[str] = []
+    try:
+        st = facts.machine_statuses(ctx.tctl, [addr]).gather(runner).get(addr)
+        if st is not None:
+            lines.append(f"{node.hostname} Talos: {st.describe()}")
+    except ToolkitError:
+        pass
+    try:
+        bad = facts.failing_services(ctx.tctl, addr).gather(runner)
+        if bad:
+            lines.append(f"{node.hostname} services not running healthy: {', '.join(bad)}")
+    except ToolkitError:
+        pass
+    return lines
 
 
 Probe = Callable[[], "str | None"]
@@ -267,29 +481,69 @@ def first_problems(probes: Sequence[tuple[str, Probe]]) -> str | None:
     return "; ".join(bad) if bad else None
 
 
-def health_gate(ctx: GateContext, exclude: Collection[str], *, when: str) -> Check:
+def health_gate(ctx: GateContext, exclude: Collection[str], *, when: str, drain: bool = False) -> Check:
     """The full gate before taking `exclude` down (or after the rollout, with nothing excluded): etcd has one
-    healthy member per controlplane, every other node is Ready and running (none mid-upgrade), and every CEL
-    health check holds. The parts are read concurrently; the gate holds while any fails and names it."""
+    healthy member per controlplane and no alarm, every other node is Ready and running (none mid-upgrade), every
+    object check holds (on one object or on every selected one) and every command check exits 0. The parts are
+    read concurrently; the gate holds while any fails and names it. A check with its own `timeout` stops the gate
+    once that ran out; when the gate gives up, the failing objects' conditions and recent events are shown.
+    `drain`: also no PodDisruptionBudget may block draining `exclude` (read in the same round)."""
     n = len(ctx.cluster.controlplanes)
     others = [x.hostname for x in _others(ctx, exclude)]
     scope = "other " if exclude else ""
-    parts: list[tuple[str, Callable[[Runner], str | None]]] = [
-        (f"etcd {n}/{n} healthy", lambda r: etcd_problem(r, ctx)),
-        (f"every {scope}node Ready{_except(exclude)}", lambda r: ready_problem(r, ctx, others)),
-        (f"no {scope}node mid-upgrade", lambda r: mid_upgrade_problem(r, ctx, exclude)),
+    parts: list[tuple[str, Callable[[Runner], str | None], float | None]] = [
+        (f"etcd {n}/{n} healthy, no alarm", lambda r: etcd_problem(r, ctx), None),
+        (f"every {scope}node Ready{_except(exclude)}", lambda r: ready_problem(r, ctx, others), None),
+        (f"no {scope}node mid-upgrade", lambda r: mid_upgrade_problem(r, ctx, exclude), None),
     ]
+    if drain and exclude:
+        draining = sorted(exclude)
+        parts.append(
+            (
+                f"no PodDisruptionBudget blocks draining {', '.join(draining)}",
+                lambda r: pdb_problem(r, ctx, draining),
+                None,
+            )
+        )
     for gate in ctx.cel:
 
         def cel_part(r: Runner, gate: CelGate = gate) -> str | None:
             return cel_problem(r, ctx, gate)
 
-        parts.append((gate.description, cel_part))
-    desc = f"health gate {when}: " + " · ".join(name for name, _ in parts)
+        parts.append((gate.description, cel_part, gate.timeout))
+    for cmd_gate in ctx.commands:
+
+        def cmd_part(r: Runner, gate: CommandGate = cmd_gate) -> str | None:
+            return command_problem(r, ctx, gate)
+
+        parts.append((cmd_gate.description, cmd_part, cmd_gate.timeout))
+    desc = f"health gate {when}: " + " · ".join(name for name, _, _ in parts)
+    hold = max([ctx.hold, *(t for _, _, t in parts if t is not None)])
 
     def run(runner: Runner) -> None:
-        bound: list[tuple[str, Probe]] = [(name, _bind(fn, runner)) for name, fn in parts]
-        wait_until(desc, lambda: first_problems(bound), timeout=ctx.hold)
+        started = time.monotonic()
+        scale = settings.timeout_scale()
+
+        def bound(name: str, fn: Callable[[Runner], str | None], timeout: float | None) -> Probe:
+            def probe() -> str | None:
+                problem = fn(runner)
+                if problem is not None and timeout is not None and time.monotonic() - started >= timeout * scale:
+                    raise StopWaiting(f"{name}: {problem} (its timeout of {timeout:g}s ran out)")
+                return problem
+
+            return probe
+
+        probes = [(name, bound(name, fn, t)) for name, fn, t in parts]
+        try:
+            wait_until(desc, lambda: first_problems(probes), timeout=hold)
+        except GateFailed as exc:
+            extra = [line for gate in ctx.cel if gate.description in exc.detail
+                     for line in object_diagnostics(runner, ctx, gate)]  # fmt: skip
+            if not extra:
+                raise
+            raise GateFailed(
+                exc.gate, exc.detail + "\n" + "\n".join(f"  {ln}" for ln in extra), hint=exc.hint
+            ) from None
 
     return Check(desc, run)
 
@@ -319,22 +573,39 @@ def record_boot_id(ctx: GateContext, node: Node, memo: BootMemo) -> Check:
 
 
 def node_returned(
-    ctx: GateContext, node: Node, memo: BootMemo | None, *, timeout: float, version: str | None = None
+    ctx: GateContext,
+    node: Node,
+    memo: BootMemo | None,
+    *,
+    timeout: float,
+    version: str | None = None,
+    volumes: bool = False,
 ) -> Check:
     """Wait: the node rebooted (boot id changed), Talos reports stage running and ready (and `version`), and its
-    Kubernetes node is Ready. The reads run concurrently on every poll."""
+    Kubernetes node is Ready (and, with `volumes`, every VolumeAttachment naming it is attached without error). The
+    reads run concurrently on every poll."""
     addr = _addr(node)
     parts = (["new boot id"] if memo is not None else []) + ["stage running, ready"]
     parts += [f"Talos {version}"] if version else []
     parts.append("Kubernetes node Ready")
+    parts += ["its VolumeAttachments attached"] if volumes else []
     desc = f"{node.hostname} back: " + ", ".join(parts)
+
+    rebooted_seen: list[bool] = []  # whether any poll saw a new boot id (or no answer: the node went down)
 
     def rebooted(runner: Runner) -> str | None:
         assert memo is not None
         if memo.value is None:
             raise ToolkitError(f"the boot id of {node.hostname} was not read before acting")
-        current = facts.boot_id(ctx.tctl, addr, node.hostname).gather(runner)
-        return f"same boot id {current}: not rebooted yet" if current == memo.value else None
+        try:
+            current = facts.boot_id(ctx.tctl, addr, node.hostname).gather(runner)
+        except ToolkitError:
+            rebooted_seen.append(True)
+            raise
+        if current == memo.value:
+            return f"same boot id {current}: not rebooted yet"
+        rebooted_seen.append(True)
+        return None
 
     def running(runner: Runner) -> str | None:
         statuses = facts.machine_statuses(ctx.tctl, [addr]).gather(runner)
@@ -358,9 +629,34 @@ def node_returned(
         if version:
             probes.append(("version", _bind(at_version, runner)))
         probes.append(("Kubernetes", lambda: ready_problem(runner, ctx, [node.hostname])))
-        wait_until(desc, lambda: first_problems(probes), timeout=timeout)
+        if volumes:
+            probes.append(("volumes", lambda: attachment_problem(runner, ctx, node.hostname)))
+        try:
+            wait_until(desc, lambda: first_problems(probes), timeout=timeout)
+        except GateFailed as exc:
+            raise _not_back(runner, ctx, node, exc, staged=memo is not None and not rebooted_seen) from None
 
     return Check(desc, run)
+
+
+def _not_back(runner: Runner, ctx: GateContext, node: Node, exc: GateFailed, *, staged: bool) -> GateFailed:
+    """The timeout of a node-back wait, explained: Talos' unmet conditions and failing services, and — when the
+    boot id never changed — that the upgrade (or reboot) was accepted but never booted."""
+    lines = node_diagnostics(runner, ctx, node)
+    hint = exc.hint
+    detail = exc.detail
+    if staged:
+        detail = (
+            f"{node.hostname} never rebooted: its boot id is unchanged, so the new image is installed (staged) but "
+            f"not booted. {detail}"
+        )
+        hint = (
+            f"reboot it to boot the staged upgrade (`talosctl reboot -n {_addr(node)}`, or `invoke talos.reboot-node "
+            f"--node {node.hostname}`), then re-run the rollout"
+        )
+    if lines:
+        detail += "\n" + "\n".join(f"  {ln}" for ln in lines)
+    return GateFailed(exc.gate, detail, hint=hint)
 
 
 def extensions_installed(ctx: GateContext, node: Node, wanted: Sequence[str], *, timeout: float) -> Check:
@@ -487,3 +783,234 @@ def talos_ready(ctx: GateContext, nodes: Sequence[Node], *, timeout: float) -> C
     CNI runs; while waiting, the failure names Talos' unmet conditions per node."""
     desc = f"Talos: {'all ' + str(len(nodes)) + ' nodes' if len(nodes) > 1 else nodes[0].hostname} running and ready"
     return wait_check(desc, lambda r: talos_ready_problem(r, ctx, nodes), timeout=timeout)
+
+
+# --------------------------------------------------------------------------- drains: PodDisruptionBudgets, volumes
+
+
+def _selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """A policy/v1 LabelSelector against pod labels: a null selector matches nothing, an empty one everything."""
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _evictable_without_pdb(pod: Mapping[str, Any]) -> bool:
+    """Pods whose eviction no PDB can block or that a drain leaves alone: terminal or pending pods, pods already
+    being deleted (the eviction API skips the budget for them), DaemonSet pods and mirror pods (not evicted)."""
+    o = kubectl.Obj(pod)
+    if o.status("phase") in ("Succeeded", "Failed", "Pending") or o.path("metadata", "deletionTimestamp"):
+        return True
+    owners = o.path("metadata", "ownerReferences", default=[]) or []
+    if any(isinstance(r, dict) and r.get("kind") == "DaemonSet" for r in owners):
+        return True
+    return "kubernetes.io/config.mirror" in o.annotations
+
+
+def blocking_pdbs(pods: Sequence[Mapping[str, Any]], pdbs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The PodDisruptionBudgets that would refuse evicting one of `pods` now: disruptionsAllowed 0, or a status
+    the disruption controller has not computed for the budget's current generation. Each named with the pods."""
+    out: list[str] = []
+    for pdb in pdbs:
+        p = kubectl.Obj(pdb)
+        hit = [
+            kubectl.Obj(pod).name
+            for pod in pods
+            if kubectl.Obj(pod).namespace == p.namespace
+            and not _evictable_without_pdb(pod)
+            and _selector_matches(p.path("spec", "selector"), kubectl.Obj(pod).labels)
+        ]
+        if not hit:
+            continue
+        allowed = p.status("disruptionsAllowed")
+        if p.observed_generation < p.generation or allowed is None:
+            why = "status not computed yet"
+        elif int(allowed) <= 0:
+            healthy, desired = p.status("currentHealthy", default="?"), p.status("desiredHealthy", default="?")
+            why = f"disruptionsAllowed 0 ({healthy} healthy, {desired} required)"
+        else:
+            continue
+        out.append(f"PodDisruptionBudget {p.namespace}/{p.name} ({why}) blocks evicting {', '.join(sorted(hit))}")
+    return out
+
+
+def pdb_problem(runner: Runner, ctx: GateContext, hostnames: Sequence[str]) -> str | None:
+    """Which PDBs would block draining these nodes right now (one read of each kind), or None."""
+    if not hostnames:
+        return None
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            # one node: only its pods (a field selector the API server evaluates), not every pod of the cluster
+            one = f"spec.nodeName={hostnames[0]}" if len(hostnames) == 1 else None
+            pods_f = pool.submit(
+                kubectl.list_or_empty,
+                runner,
+                ctx.kube,
+                "pods",
+                all_namespaces=True,
+                description=f"read the pods on {', '.join(hostnames)}",
+                field_selector=one,
+            )
+            pdbs_f = pool.submit(
+                kubectl.list_or_empty,
+                runner,
+                ctx.kube,
+                "poddisruptionbudgets.v1.policy",
+                all_namespaces=True,
+                description="read PodDisruptionBudgets",
+            )
+            pods, pdbs = pods_f.result(), pdbs_f.result()
+    except ToolkitError as exc:
+        return f"Kubernetes API: {last_error_line(exc)}"
+    on_nodes = [p for p in pods if dig(p, "spec", "nodeName") in hostnames]
+    found = blocking_pdbs(on_nodes, pdbs)
+    return "; ".join(found) if found else None
+
+
+def pdbs_allow_drain(ctx: GateContext, hostnames: Sequence[str]) -> Check:
+    """Gate: no PodDisruptionBudget would block draining these nodes (held until they allow it, then named)."""
+    desc = f"no PodDisruptionBudget blocks draining {', '.join(hostnames)}"
+    hint = "the drain would stall on these budgets: scale the workload up, fix its unhealthy pods, or wait"
+    return wait_check(desc, lambda r: pdb_problem(r, ctx, hostnames), timeout=ctx.hold, hint=hint)
+
+
+def _attachments(runner: Runner, ctx: GateContext, hostname: str) -> list[kubectl.Obj]:
+    items = kubectl.list_or_empty(
+        runner, ctx.kube, "volumeattachments.v1.storage.k8s.io", description=f"read the VolumeAttachments of {hostname}"
+    )
+    return [kubectl.Obj(v) for v in items if dig(v, "spec", "nodeName") == hostname]
+
+
+def volumes_detached(ctx: GateContext, node: Node, *, timeout: float) -> Check:
+    """Wait: no VolumeAttachment names the node any more (its RWO volumes were released after the drain)."""
+    desc = f"every VolumeAttachment of {node.hostname} gone (volumes released after the drain)"
+
+    def probe(runner: Runner) -> str | None:
+        left = _attachments(runner, ctx, node.hostname)
+        if not left:
+            return None
+        return "still attached: " + ", ".join(
+            f"{v.name} ({v.path('spec', 'source', 'persistentVolumeName')})" for v in left
+        )
+
+    return wait_check(desc, probe, timeout=timeout)
+
+
+def attachment_problem(runner: Runner, ctx: GateContext, hostname: str) -> str | None:
+    """Which VolumeAttachments naming the node are not attached or report an attach error, or None."""
+    bad = []
+    for v in _attachments(runner, ctx, hostname):
+        err = v.status("attachError", "message")
+        if err or v.status("attached") is not True:
+            bad.append(f"{v.name}: {err or 'not attached yet'}")
+    return "; ".join(bad) if bad else None
+
+
+def volumes_attached(ctx: GateContext, node: Node, *, timeout: float) -> Check:
+    """Wait: every VolumeAttachment naming the node is attached, none reports an attach error."""
+    desc = f"every VolumeAttachment of {node.hostname} attached, none with an attach error"
+    return wait_check(desc, lambda r: attachment_problem(r, ctx, node.hostname), timeout=timeout)
+
+
+def soak(ctx: GateContext, seconds: float, *, after: str) -> Check:
+    """The canary soak: the full gate must stay healthy for `seconds` (scaled); the first failure stops the
+    rollout, naming what broke and when."""
+    desc = f"canary soak: the health gate stays healthy for {seconds:g}s after {after}"
+    full = health_gate(ctx, (), when=f"during the soak after {after}")
+
+    def run(runner: Runner) -> None:
+        full.run(runner)  # healthy at the start (held up to the gate hold)
+        started = time.monotonic()
+        end = started + seconds * settings.timeout_scale()
+        probes = [(name, _bind(fn, runner)) for name, fn in _soak_parts(ctx)]
+        while time.monotonic() < end:
+            time.sleep(min(settings.poll_interval(), max(0.0, end - time.monotonic())))
+            problem = first_problems(probes)
+            if problem is not None:
+                raise GateFailed(desc, f"broke after {time.monotonic() - started:.0f}s: {problem}")
+
+    return Check(desc, run)
+
+
+def _soak_parts(ctx: GateContext) -> list[tuple[str, Callable[[Runner], str | None]]]:
+    parts: list[tuple[str, Callable[[Runner], str | None]]] = [
+        ("etcd", lambda r: etcd_problem(r, ctx)),
+        ("nodes Ready", lambda r: ready_problem(r, ctx, [n.hostname for n in ctx.cluster.nodes])),
+    ]
+    for gate in ctx.cel:
+        parts.append((gate.description, lambda r, g=gate: cel_problem(r, ctx, g)))  # type: ignore[misc]
+    for cmd_gate in ctx.commands:
+        parts.append((cmd_gate.description, lambda r, g=cmd_gate: command_problem(r, ctx, g)))  # type: ignore[misc]
+    return parts
+
+
+# --------------------------------------------------------------------------- maintenance window
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def window_problem(window: UpgradeWindow, now: datetime | None = None) -> str | None:
+    """None inside the window (its days, from `start` to `end` in its timezone; an `end` before `start` runs past
+    midnight into the next day), else when it opens next."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(window.timezone)
+    local = (now or datetime.now(UTC)).astimezone(tz)
+    start_h, start_m = map(int, window.start.split(":"))
+    end_h, end_m = map(int, window.end.split(":"))
+    minute = local.hour * 60 + local.minute
+    start, end = start_h * 60 + start_m, end_h * 60 + end_m
+    day = _DAYS[local.weekday()]
+    yesterday = _DAYS[(local.weekday() - 1) % 7]
+    if start < end:
+        inside = day in window.days and start <= minute < end
+    else:  # past midnight
+        inside = (day in window.days and minute >= start) or (yesterday in window.days and minute < end)
+    if inside:
+        return None
+    days = ",".join(window.days)
+    return (
+        f"outside the maintenance window ({days} {window.start}-{window.end} {window.timezone}; "
+        f"now {day} {local:%H:%M})"
+    )
+
+
+def in_window(window: UpgradeWindow, *, rerun: str) -> Check:
+    """Gate (checked once, never held): the clock is inside `upgrade.window`. A rollout stops before the next node
+    once the window closed; resuming later skips what is done."""
+    desc = f"inside the maintenance window ({','.join(window.days)} {window.start}-{window.end} {window.timezone})"
+
+    def run(_: Runner) -> None:
+        problem = window_problem(window)
+        if problem is not None:
+            raise GateFailed(desc, problem, hint=f"re-run `{rerun}` inside the window, or add --ignore-window")
+
+    return Check(desc, run)
+
+
+def node_down(ctx: GateContext, node: Node, *, timeout: float) -> Check:
+    """Wait: the node no longer answers the Talos API (shut down)."""
+    addr = _addr(node)
+    desc = f"{node.hostname} powered off (the Talos API no longer answers)"
+
+    def probe(runner: Runner) -> str | None:
+        result = runner.run(ctx.tctl.machinestatus([addr], host=node.hostname), check=False)
+        if not result.ok:
+            return None
+        statuses = list(parse_machinestatus(result.stdout).values())
+        return f"still answering ({statuses[0].describe() if statuses else 'no status'})"
+
+    return wait_check(desc, probe, timeout=timeout)

@@ -19,6 +19,12 @@ Decisions worth knowing:
 * **apply** asks `apply-config --dry-run` what applying would do: no change is a no-op; live changes on
   configured nodes run concurrently; a change that reboots a configured node is rolled like an upgrade
   (controlplanes one at a time, gated). Maintenance-mode nodes get `--insecure` (and only they do).
+* **around each node** of a rollout (upgrade-cluster, apply-cluster's reboots, reboot-cluster; `around_node`,
+  `around_rollout`): the window, the gate (with the PodDisruptionBudgets that would block the drain when the node
+  is drained), `job` checks, an Alertmanager silence and preNode hooks, the action, the node back with its
+  VolumeAttachments attached, then postNode hooks; hooks marked `always` are step undos, so the recovery runs them
+  on failure and Ctrl-C, as it resumes what `--pause` suspended (`k8s_ops.day2.pause`). Canaries (a node's own
+  `talosVersion`) go first, then the soak.
 * **reset** always targets the node itself (`-e N -n N`) and wipes STATE and EPHEMERAL, then waits for the node
   to come back in maintenance mode. `--graceful`: reset-node is graceful (cordon, drain, leave etcd) while the
   cluster can take it — a worker when the Kubernetes API answers, a controlplane when etcd is healthy and it is
@@ -33,42 +39,65 @@ from __future__ import annotations
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from k8s_ops.core import settings
+from k8s_ops.core.command import Command
 from k8s_ops.core.errors import GateFailed, Problem, ProblemsError, ToolkitError
 from k8s_ops.core.facts import dig
-from k8s_ops.core.plan import Check, EnsureDir, EnsureMode, FileWrite, Plan, Step
+from k8s_ops.core.plan import Action, Check, Effect, EnsureDir, EnsureMode, FileWrite, Plan, Step, Undo
 from k8s_ops.core.runner import Runner
 from k8s_ops.core.wait import NotYet, wait_for
-from k8s_ops.talos import facts, gates
+from k8s_ops.talos import facts, gates, hooks
 from k8s_ops.talos.facts import ApplyTarget, ResetFacts, ResetTarget, UpgradeTarget
-from k8s_ops.talos.gates import BootMemo, CelGate, GateContext
-from k8s_ops.talos.schematic import extensions_mismatch, installer_image, schematic_id
+from k8s_ops.talos.gates import BootMemo, CelGate, CommandGate, GateContext
+from k8s_ops.talos.schematic import (
+    extensions_mismatch,
+    installer_image,
+    installer_image_for,
+    schematic_for,
+    schematic_id,
+)
 from k8s_ops.tools import kubectl
 from k8s_ops.tools.kubectl import KubeTarget
 from k8s_ops.tools.talosctl import MAINTENANCE_MODES, ApplyMode, Talosctl, installed_schematic
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Cluster, Node
+    from k8s_ops.talos.inventory.models import Upgrade
+    from k8s_ops.talos.progress import Progress
 
 __all__ = [
     "Env",
+    "Rollout",
     "Timeouts",
     "apply_reboots",
+    "around_node",
+    "around_rollout",
     "default_max_unavailable",
     "graceful_for",
+    "job_checks",
+    "node_image",
+    "node_version",
     "plan_apply",
     "plan_etcd_snapshot",
     "plan_health",
     "plan_kubeconfig",
     "plan_reboot",
+    "plan_reboot_cluster",
     "plan_reset",
+    "plan_shutdown_cluster",
     "plan_upgrade_cluster",
     "plan_upgrade_k8s",
     "plan_upgrade_node",
+    "refuse_outside_window",
+    "rollout_env",
+    "select_nodes",
+    "selected",
+    "with_pauses",
+    "with_posts",
     "worker_batches",
 ]
 
@@ -87,6 +116,38 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """How a rolling operation runs (task flags): which nodes, the canary soak, talosctl upgrade's reboot mode and
+    `--stage`, the pauses, the maintenance window."""
+
+    canary_soak: float = 0.0
+    reboot_mode: Literal["default", "powercycle"] | None = None
+    stage: bool = False
+    pause: tuple[str, ...] = ()
+    ignore_window: bool = False
+    selected: tuple[str, ...] | None = None  # hostnames --only/--exclude/--role left (None: every node)
+    flags: tuple[str, ...] = ()  # the selection and mode flags, repeated in resume hints
+    windowed: bool = False  # a rollout task (upgrade/apply/reboot-cluster) honours upgrade.window; one-node tasks don't
+
+
+def select_nodes(
+    cluster: Cluster, *, only: Sequence[str] = (), exclude: Sequence[str] = (), role: str | None = None
+) -> list[Node]:
+    """The nodes a rollout touches: `only` (hostnames or addresses; default every node) minus `exclude`, of `role`.
+    Unknown names fail listing the known ones (`Cluster.node`)."""
+    from k8s_ops.core.errors import ToolkitError
+
+    if role not in (None, "", "controlplane", "worker"):
+        raise ToolkitError(f"--role {role!r} is not one of: controlplane, worker")
+    chosen = [cluster.node(n) for n in only] if only else list(cluster.nodes)
+    dropped = {cluster.node(n).hostname for n in exclude}
+    out = [n for n in cluster.nodes if n in chosen and n.hostname not in dropped and (not role or n.role == role)]
+    if not out:
+        raise ToolkitError("the node selection (--only/--exclude/--role) leaves no node")
+    return out
+
+
+@dataclass(frozen=True)
 class Env:
     """Everything a plan builder needs besides facts: inventory, clients, compiled CEL gates, timeouts."""
 
@@ -96,20 +157,33 @@ class Env:
     cel: tuple[CelGate, ...] = ()
     timeouts: Timeouts = Timeouts()
     task_prefix: str = "invoke"
+    commands: tuple[CommandGate, ...] = ()
+    rollout: Rollout = field(default_factory=lambda: Rollout())
+    progress: Progress | None = field(default=None, compare=False)  # per-node states while the plan runs
 
     @classmethod
-    def for_cluster(cls, cluster: Cluster, *, timeouts: Timeouts | None = None) -> Env:
+    def for_cluster(cls, cluster: Cluster, *, timeouts: Timeouts | None = None, rollout: Rollout | None = None) -> Env:
         return cls(
             cluster=cluster,
             tctl=Talosctl.for_cluster(cluster),
             kube=KubeTarget.for_cluster(cluster.name),
             cel=gates.compile_health_checks(cluster),
             timeouts=timeouts or Timeouts(),
+            commands=gates.command_checks(cluster),
+            rollout=rollout or Rollout(),
         )
 
     @property
     def gate(self) -> GateContext:
-        return GateContext(self.cluster, self.tctl, self.kube, hold=self.timeouts.hold, cel=self.cel)
+        return GateContext(
+            self.cluster, self.tctl, self.kube, hold=self.timeouts.hold, cel=self.cel, commands=self.commands
+        )
+
+    @property
+    def upgrade(self) -> Upgrade:
+        from k8s_ops.talos.inventory.models import Upgrade
+
+        return self.cluster.upgrade if self.cluster.upgrade is not None else Upgrade()
 
     def rerun(self, task: str, *extra: str) -> str:
         return " ".join([self.task_prefix, task, "--cluster", self.cluster.name, *extra])
@@ -122,6 +196,157 @@ def _addr(node: Node) -> str:
 def _tool(seconds: float) -> float:
     """A timeout handed to talosctl itself (`--timeout`, `--wait-timeout`), scaled like every wait."""
     return seconds * settings.timeout_scale()
+
+
+# --------------------------------------------------------------------------- around each node, around the rollout
+#
+# Per node (`around_node`): gates (`before`: health, PodDisruptionBudgets that would block the drain, the maintenance
+# window) → `prepare`: `job` health checks, the Alertmanager silence, preNode hooks → the action → `after`: node
+# back, its VolumeAttachments attached → a post-node step (only when the action ran): expire the silence, postNode
+# hooks. postNode hooks marked `always` are also the action's undo, so the recovery runs them when this or a later
+# step fails or the run is interrupted. Around the rollout (`around_rollout`): preCluster hooks first (a failing
+# one stops before any node is touched), postCluster hooks last, `always` ones also as the first step's undo.
+
+
+class _Ran:
+    """Set by a node's last wait: its action ran and it came back (the post-node step runs only then)."""
+
+    def __init__(self) -> None:
+        self.value = False
+
+
+def _hooks(env: Env, phase: str, node: Node | None) -> tuple[Effect, ...]:
+    actions = getattr(env.upgrade.hooks, _PHASES[phase])
+    return tuple(
+        hooks.hook_effect(env.cluster, env.kube, h, phase=phase, node=node, index=i) for i, h in enumerate(actions)
+    )
+
+
+def _always(env: Env, phase: str, node: Node | None) -> Undo | None:
+    actions = [h for h in getattr(env.upgrade.hooks, _PHASES[phase]) if h.always]
+    if not actions:
+        return None
+    commands = tuple(hooks.hook_command(env.cluster, env.kube, h, phase=phase, node=node) for h in actions)
+    where = f" for {node.hostname}" if node is not None else ""
+    return Undo(commands, f"ran the {phase} hooks marked always{where}")
+
+
+_PHASES = {"preCluster": "pre_cluster", "preNode": "pre_node", "postNode": "post_node", "postCluster": "post_cluster"}
+
+
+def job_checks(env: Env, *, when: str) -> tuple[Effect, ...]:
+    """The inventory's `job` health checks as effects (each creates, awaits and deletes a Job)."""
+    out: list[Effect] = []
+    for i, hc in enumerate(env.upgrade.health_checks):
+        if hc.job is None:
+            continue
+        spec = hooks.load_job(env.cluster, hc.job, where=f"upgrade.healthChecks[{i}].job")
+        label = f" ({hc.description})" if hc.description else ""
+        out.append(
+            hooks.job_effect(env.kube, spec, timeout=hc.timeout or env.timeouts.hold, what=f"job check{label} {when}")
+        )
+    return tuple(out)
+
+
+def _marker(ran: _Ran, node: Node) -> Check:
+    def mark(_: Runner) -> None:
+        ran.value = True
+
+    return Check(f"{node.hostname} done: its post-node steps follow", mark)
+
+
+def around_node(
+    env: Env,
+    step: Step,
+    node: Node,
+    *,
+    gated: bool,
+    task: str,
+    drains: bool = False,
+    post_extra: tuple[Effect, ...] = (),
+) -> tuple[Step, Step | None]:
+    """`step` (one node's action) with the rollout's per-node gates, effects and waits (see above), and its
+    post-node step (None when there is nothing to do after the node). `task` names the rollout for resume hints."""
+    if step.noop is not None:
+        return step, None
+    ctx = env.gate
+    before: list[Check] = []
+    if env.upgrade.window is not None and env.rollout.windowed and not env.rollout.ignore_window:
+        before.append(gates.in_window(env.upgrade.window, rerun=env.rerun(task, *env.rollout.flags)))
+    before += list(step.before)
+    if drains:
+        before.append(gates.pdbs_allow_drain(ctx, [node.hostname]))
+    prepare: list[Effect] = list(job_checks(env, when=f"before {node.hostname}")) if gated else []
+    am = env.upgrade.alertmanager
+    memo = hooks.SilenceMemo()
+    if am is not None:
+        minutes = max(1.0, _tool(env.timeouts.upgrade) / 60)
+        prepare.append(hooks.silence_create(am, node, memo, minutes=minutes, why=f"k8s-ops: {step.description}"))
+    prepare += _hooks(env, "preNode", node)
+    ran = _Ran()
+    after = [*step.after, _marker(ran, node)]
+    if env.progress is not None:
+        # the same checks, timed per phase: the gates, the wait for the node back (the reboot), what follows it
+        pg = env.progress
+        h = node.hostname
+        pg.add(h, node.role, "-", "-")
+        before = [pg.timed(c, h, "gates") for c in before]
+        if before:  # once the gates passed the node's action starts: hooks, then the upgrade or reboot
+            before[-1] = pg.mark(before[-1], h, "rebooting")
+        after = [pg.timed(after[0], h, "rebooting"), *(pg.timed(c, h, "verifying") for c in after[1:-1])]
+        after.append(pg.mark(_marker(ran, node), h, "done"))
+    post: list[Effect] = list(post_extra)
+    if am is not None:
+        post.append(hooks.silence_expire(am, node, memo))
+    post += _hooks(env, "postNode", node)
+    undo = step.undo
+    always = _always(env, "postNode", node)
+    if always is not None:  # both undo the step: the always post-node hooks, then the step's own undo
+        undo = always if undo is None else Undo((*always.commands, *undo.commands), f"{always.done}; {undo.done}")
+    wrapped = replace(step, before=tuple(before), prepare=(*prepare, *step.prepare), after=tuple(after), undo=undo)
+    if not post:
+        return wrapped, None
+
+    def guard(_: Runner) -> str | None:
+        return None if ran.value else f"{node.hostname} was not touched in this run"
+
+    return wrapped, Step(
+        f"after {node.hostname}: post-node hooks", prepare=tuple(post), guard=guard, node=node.hostname
+    )
+
+
+def with_posts(pairs: Sequence[tuple[Step, Step | None]]) -> list[Step]:
+    """Each step followed by its post-node step; a concurrent group's post-node steps after the whole group."""
+    out: list[Step] = []
+    pending: list[Step] = []
+    for i, (step, post) in enumerate(pairs):
+        out.append(step)
+        if post is not None:
+            pending.append(post)
+        nxt = pairs[i + 1][0] if i + 1 < len(pairs) else None
+        if step.group is None or nxt is None or nxt.group != step.group:
+            out += pending
+            pending = []
+    return out
+
+
+def around_rollout(env: Env, steps: Sequence[Step], *, active: bool) -> tuple[list[Step], str | None]:
+    """preCluster hooks (and pauses) before `steps`, postCluster hooks (and resumes) after; the plan's `on_failure`
+    ("" when any step has an undo, else None). `active`: whether anything will be touched at all."""
+    out = list(steps)
+    if active:
+        pre = _hooks(env, "preCluster", None)
+        always = _always(env, "postCluster", None)
+        if pre or always is not None:
+            title = (
+                "pre-cluster hooks" if pre else "the rollout starts (post-cluster hooks marked always run on failure)"
+            )
+            out.insert(0, Step(title, prepare=pre, undo=always))
+        post = _hooks(env, "postCluster", None)
+        if post:
+            out.append(Step("post-cluster hooks", prepare=post))
+    recovery = "" if any(s.undo is not None for s in out if s.noop is None) else None
+    return out, recovery
 
 
 # --------------------------------------------------------------------------- upgrade
@@ -204,31 +429,51 @@ def _upgrade_step(
     gate: Check | None,
     after_gate: Check | None = None,
     group: str | None = None,
-) -> Step:
+    task: str = "talos.upgrade-cluster",
+) -> tuple[Step, Step | None]:
     node = target.node
     why = _pending(env, target, version)
     if why is None:
-        return Step(f"upgrade {node.hostname} to Talos {version}", noop=_at_target(version), node=node.hostname)
+        return Step(f"upgrade {node.hostname} to Talos {version}", noop=_at_target(version), node=node.hostname), None
     if target.version is None or target.extensions is None:
         why += f": {target.error or 'no answer'}"
     ctx = env.gate
     memo = BootMemo()  # filled by the guard's read round, right before the gate and the upgrade
     before = (gate,) if gate is not None else ()
     after = (
-        gates.node_returned(ctx, node, memo, timeout=env.timeouts.upgrade, version=version),
+        gates.node_returned(ctx, node, memo, timeout=env.timeouts.upgrade, version=version, volumes=True),
         gates.extensions_installed(ctx, node, env.cluster.schematic.extensions, timeout=env.timeouts.ready),
         *((after_gate,) if after_gate is not None else ()),
     )
-    return Step(
+    ro = env.rollout
+    command = env.tctl.upgrade(
+        _addr(node),
+        image,
+        timeout=_tool(env.timeouts.upgrade),
+        host=node.hostname,
+        reboot_mode=ro.reboot_mode,
+        stage=ro.stage,
+        # talosctl tracks a plain upgrade's reboot itself; a staged one is tracked by the wait below, which can tell
+        # an upgrade that was staged but never booted (the boot id never changes)
+        wait=not ro.stage,
+    )
+    # A staged upgrade reboots without Talos' drain: drain here, wait until the node's volumes are released (Rook
+    # RWO volumes detach), and uncordon once the node is back (and in the recovery).
+    staged = (_drain(env, node), _volumes_released(env, node)) if ro.stage else ()
+    uncordon = (_uncordon(env, node),) if ro.stage else ()
+    step = Step(
         f"upgrade {node.hostname} to Talos {version} ({why})",
-        commands=(env.tctl.upgrade(_addr(node), image, timeout=_tool(env.timeouts.upgrade), host=node.hostname),),
+        commands=(command,),
+        prepare=staged,
         before=before,
         after=after,
         guard=_version_guard(env, node, version, memo),
         node=node.hostname,
         group=group,
         destructive=True,  # the node reboots into a new image: confirmed by the operator (or --yes)
+        undo=Undo(uncordon, f"uncordoned {node.hostname}") if uncordon else None,
     )
+    return around_node(env, step, node, gated=gate is not None, task=task, post_extra=uncordon)
 
 
 def _pending(env: Env, target: UpgradeTarget, version: str) -> str | None:
@@ -236,30 +481,43 @@ def _pending(env: Env, target: UpgradeTarget, version: str) -> str | None:
     return _upgrade_reason(env, target.version, target.extensions, version, target.schematic)
 
 
-def _gate(env: Env, names: Sequence[str], *, when: str) -> Check:
-    return gates.health_gate(env.gate, names, when=when)
+def _gate(env: Env, names: Sequence[str], *, when: str, drain: bool = False) -> Check:
+    """The health gate; `drain`: these nodes will be drained, so no PodDisruptionBudget may block that (same round)."""
+    return gates.health_gate(env.gate, names, when=when, drain=drain)
+
+
+def node_version(env: Env, node: Node) -> str:
+    """The Talos version a node is upgraded to: its own `talosVersion` (a canary), else the cluster's."""
+    return node.talos_version or env.cluster.talos_version
+
+
+def node_image(env: Env, node: Node) -> str:
+    return installer_image_for(schematic_for(env.cluster), node_version(env, node))
 
 
 def plan_upgrade_node(env: Env, target: UpgradeTarget) -> Plan:
-    """One node: the health gate (etcd N/N, others Ready and running, CEL), upgrade, then back + version + Ready
+    """One node: the health gate (etcd N/N, others Ready and running, checks), upgrade, then back + version + Ready
     and the health gate again over the whole cluster. The installer image is the cluster's own."""
-    version = env.cluster.talos_version
-    image = installer_image(env.cluster)
     host = target.node.hostname
-    step = _upgrade_step(
+    version = node_version(env, target.node)
+    image = node_image(env, target.node)
+    step, post = _upgrade_step(
         env,
         target,
         image,
         version,
-        gate=_gate(env, [host], when=f"before {host} goes down"),
+        gate=_gate(env, [host], when=f"before {host} goes down", drain=True),
         after_gate=_gate(env, [], when=f"after {host} returned"),
+        task="talos.upgrade-node",
     )
+    steps, on_failure = around_rollout(env, with_posts([(step, post)]), active=step.noop is None)
     return Plan(
         f"upgrade {host} to Talos {version}",
         env.cluster.name,
-        (step,),
+        tuple(steps),
         notes=(f"installer image: {image}",),
         resume_hint=f"fix the cause, then re-run `{env.rerun('talos.upgrade-node', '--node', host)}`",
+        on_failure=on_failure,
     )
 
 
@@ -302,59 +560,105 @@ def plan_upgrade_cluster(
     snapshot: Path,
     snapshot_source: Node | None = None,
 ) -> Plan:
-    """The rolling upgrade runbook: etcd snapshot, controlplanes one at a time, workers K at a time.
+    """The rolling upgrade runbook: etcd snapshot, canaries (nodes with their own talosVersion) then the soak,
+    controlplanes one at a time, workers K at a time — each node with the rollout's gates, hooks and waits.
 
     Stops at the first failure (the executor never starts the next step); re-running resumes because nodes
     already at the target are no-ops (facts), re-checked at execution (guards). The installer image is the
-    cluster's own (its schematic and Talos version).
+    cluster's own (its schematic and the node's Talos version). `targets` may be a selection (--only/--exclude/
+    --role): the gates still look at the whole cluster.
     """
     version = env.cluster.talos_version
-    image = installer_image(env.cluster)
     by_host = {t.node.hostname: t for t in targets}
-    cps = [by_host[n.hostname] for n in env.cluster.controlplanes if n.hostname in by_host]
-    workers = [by_host[n.hostname] for n in env.cluster.workers if n.hostname in by_host]
-    pending = [t for t in (*cps, *workers) if _pending(env, t, version) is not None]
+
+    def pending(t: UpgradeTarget) -> bool:
+        return _pending(env, t, node_version(env, t.node)) is not None
+
+    canaries = [by_host[n.hostname] for n in env.cluster.nodes if n.hostname in by_host and n.talos_version]
+    canary_hosts = {t.node.hostname for t in canaries}
+    cps = [
+        by_host[n.hostname]
+        for n in env.cluster.controlplanes
+        if n.hostname in by_host and n.hostname not in canary_hosts
+    ]
+    workers = [
+        by_host[n.hostname] for n in env.cluster.workers if n.hostname in by_host and n.hostname not in canary_hosts
+    ]
+    todo = [t for t in (*canaries, *cps, *workers) if pending(t)]
+    if env.progress is not None:
+        for t in todo:
+            env.progress.add(t.node.hostname, t.node.role, t.version or "?", node_version(env, t.node))
     source = snapshot_source or env.cluster.controlplanes[0]
-    done = f"every node already runs {version} with the schematic's extensions"
-    steps: list[Step] = [_snapshot_step(env, source, snapshot, noop=None if pending else done)]
+    done = "every selected node already runs its target version with the schematic's extensions"
+    pairs: list[tuple[Step, Step | None]] = [(_snapshot_step(env, source, snapshot, noop=None if todo else done), None)]
+
+    def one(t: UpgradeTarget, *, gate: Check | None, group: str | None = None) -> tuple[Step, Step | None]:
+        return _upgrade_step(env, t, node_image(env, t.node), node_version(env, t.node), gate=gate, group=group)
+
+    order: list[str] = []
+    drain = True  # Talos' upgrade drains the node (a staged one is drained here): PDBs are gated
+    # Canaries first, each behind the full gate; then the gate must stay healthy for the soak.
+    for t in canaries:
+        h = t.node.hostname
+        pairs.append(one(t, gate=_gate(env, [h], when=f"before {h} goes down", drain=drain)))
+        if pending(t):
+            order.append(f"{h} (canary, {node_version(env, t.node)})")
+    if any(pending(t) for t in canaries) and env.rollout.canary_soak > 0:
+        names = ", ".join(t.node.hostname for t in canaries if pending(t))
+        pairs.append((Step(f"soak the canary {names} for {env.rollout.canary_soak:g}s before the rest",
+                           before=(gates.soak(env.gate, env.rollout.canary_soak, after=names),)), None))  # fmt: skip
     # Controlplanes strictly one at a time, each behind the full gate (which also proves the previous one
-    # returned healthy: etcd whole again, every node Ready, CEL checks true).
+    # returned healthy: etcd whole again, every node Ready, checks true).
     for t in cps:
         h = t.node.hostname
-        steps.append(_upgrade_step(env, t, image, version, gate=_gate(env, [h], when=f"before {h} goes down")))
-    steps += [_upgrade_step(env, t, image, version, gate=None) for t in workers if _pending(env, t, version) is None]
-    todo_workers = [t for t in workers if _pending(env, t, version) is not None]
-    order = [t.node.hostname for t in cps if _pending(env, t, version) is not None]
+        pairs.append(one(t, gate=_gate(env, [h], when=f"before {h} goes down", drain=drain)))
+        if pending(t):
+            order.append(h)
+    pairs += [one(t, gate=None) for t in workers if not pending(t)]
+    todo_workers = [t for t in workers if pending(t)]
     for i, batch in enumerate(worker_batches([t.node for t in todo_workers], max_unavailable), start=1):
-        names = [n.hostname for n in batch]
+        hosts = [n.hostname for n in batch]
         if len(batch) == 1:
-            gate = _gate(env, names, when=f"before {names[0]} goes down")
-            steps.append(_upgrade_step(env, by_host[names[0]], image, version, gate=gate))
-            order.append(names[0])
+            gate = _gate(env, hosts, when=f"before {hosts[0]} goes down", drain=drain)
+            pairs.append(one(by_host[hosts[0]], gate=gate))
+            order.append(hosts[0])
             continue
         # One gate for the batch (its members are excluded from "others"), then the batch concurrently.
-        steps.append(
-            Step(
-                f"health gate before taking down {', '.join(names)}",
-                before=(_gate(env, names, when=f"before batch {i}"),),
-            )
+        gate_step = Step(
+            f"health gate before taking down {', '.join(hosts)}",
+            before=(_gate(env, hosts, when=f"before batch {i}", drain=drain),),
+            prepare=job_checks(env, when=f"before batch {i}"),
         )
-        steps += [_upgrade_step(env, by_host[n], image, version, gate=None, group=f"workers-{i}") for n in names]
-        order.append("[" + " ".join(names) + "]")
+        pairs.append((gate_step, None))
+        pairs += [one(by_host[n], gate=None, group=f"workers-{i}") for n in hosts]
+        order.append("[" + " ".join(hosts) + "]")
     final = "verify the cluster after the rollout"
-    steps.append(
-        Step(final, before=(_gate(env, [], when="after the last node returned"),))
-        if pending
-        else Step(final, noop="nothing was upgraded")
+    pairs.append(
+        (
+            Step(
+                final,
+                before=(_gate(env, [], when="after the last node returned"),),
+                prepare=job_checks(env, when="after the last node"),
+            )
+            if todo
+            else Step(final, noop="nothing was upgraded"),
+            None,
+        )
     )
-    extra = ("--max-unavailable", str(max_unavailable)) if max_unavailable != _default_k(env.cluster) else ()
+    steps, on_failure = around_rollout(env, with_posts(pairs), active=bool(todo))
+    extra: tuple[str, ...] = (
+        ("--max-unavailable", str(max_unavailable)) if max_unavailable != _default_k(env.cluster) else ()
+    )
+    extra += env.rollout.flags
     notes = [
-        f"installer image: {image}",
-        f"etcd snapshot first: {snapshot}" if pending else "nothing to upgrade",
+        f"installer image: {installer_image(env.cluster)}",
+        f"etcd snapshot first: {snapshot}" if todo else "nothing to upgrade",
         "order: " + (" -> ".join(order) if order else "none"),
         f"workers {max_unavailable} at a time; controlplanes one at a time; every gate holds up to "
         f"{env.timeouts.hold:g}s before stopping the rollout",
     ]
+    if env.rollout.selected is not None:
+        notes.append("selected nodes: " + ", ".join(env.rollout.selected))
     return Plan(
         f"rolling upgrade to Talos {version}",
         env.cluster.name,
@@ -362,8 +666,9 @@ def plan_upgrade_cluster(
         notes=tuple(notes),
         resume_hint=(
             f"fix the cause, then re-run `{env.rerun('talos.upgrade-cluster', *extra)}`: "
-            f"nodes already at {version} with the schematic's extensions are detected and skipped"
+            f"nodes already at their target with the schematic's extensions are detected and skipped"
         ),
+        on_failure=on_failure,
     )
 
 
@@ -439,7 +744,7 @@ def _apply_step(env: Env, t: ApplyTarget, mode: ApplyMode, *, gate: Check | None
         f"apply config to {node.hostname} with a reboot ({what})",
         commands=(command,),
         before=(*((gate,) if gate is not None else ()), gates.record_boot_id(env.gate, node, memo)),
-        after=(gates.node_returned(env.gate, node, memo, timeout=env.timeouts.apply),),
+        after=(gates.node_returned(env.gate, node, memo, timeout=env.timeouts.apply, volumes=True),),
         node=node.hostname,
         group=group,
     )
@@ -471,28 +776,51 @@ def plan_apply(
     steps += [_apply_step(env, t, mode, gate=None, group="fresh" if len(fresh) > 1 else None) for t in fresh]
     steps += [_apply_step(env, t, mode, gate=None, group="live" if len(live) > 1 else None) for t in live]
     # Reboots of a configured cluster roll like upgrades: one controlplane at a time, workers K at a time,
-    # each behind the health gate.
+    # each behind the health gate, with the rollout's hooks and waits around each node.
     by_host = {t.node.hostname: t for t in rolling}
     roll_cps = [t.node for t in rolling if t.node.is_controlplane]
     roll_workers = [t.node for t in rolling if not t.node.is_controlplane]
     batches = [[n] for n in roll_cps] + worker_batches(roll_workers, max_unavailable)
+    task_name = "talos.apply-node" if len(targets) == 1 else "talos.apply-cluster"
+    pairs: list[tuple[Step, Step | None]] = []
+
+    def rolled(t: ApplyTarget, gate: Check | None, group: str | None) -> tuple[Step, Step | None]:
+        # apply-config reboots through Talos' reboot sequence, which stops pods without a drain: no PDB gate
+        return around_node(
+            env, _apply_step(env, t, mode, gate=gate, group=group), t.node, gated=gate is not None,
+            task=task_name, drains=False,
+        )  # fmt: skip
+
     for i, batch in enumerate(batches, start=1):
         names = [n.hostname for n in batch]
         if len(batch) == 1:
             gate = _gate(env, names, when=f"before {names[0]} reboots")
-            steps.append(_apply_step(env, by_host[names[0]], mode, gate=gate, group=None))
+            pairs.append(rolled(by_host[names[0]], gate, None))
             continue
-        steps.append(
-            Step(
-                f"health gate before rebooting {', '.join(names)}",
-                before=(_gate(env, names, when=f"before batch {i}"),),
+        pairs.append(
+            (
+                Step(
+                    f"health gate before rebooting {', '.join(names)}",
+                    before=(_gate(env, names, when=f"before batch {i}"),),
+                    prepare=job_checks(env, when=f"before batch {i}"),
+                ),
+                None,
             )
         )
-        steps += [_apply_step(env, by_host[n], mode, gate=None, group=f"reboot-{i}") for n in names]
+        pairs += [rolled(by_host[n], None, f"reboot-{i}") for n in names]
     if rolling:
-        steps.append(
-            Step("verify the cluster after the reboots", before=(_gate(env, [], when="after the last reboot"),))
+        pairs.append(
+            (
+                Step(
+                    "verify the cluster after the reboots",
+                    before=(_gate(env, [], when="after the last reboot"),),
+                    prepare=job_checks(env, when="after the last reboot"),
+                ),
+                None,
+            )
         )
+    rolled_steps, on_failure = around_rollout(env, with_posts(pairs), active=bool(rolling))
+    steps += rolled_steps
     one = len(targets) == 1
     task = "talos.apply-node" if one else "talos.apply-cluster"
     extra = ("--node", targets[0].node.hostname) if one else ()
@@ -501,11 +829,12 @@ def plan_apply(
         env.cluster.name,
         tuple(steps),
         notes=(
-            "configs are handed to talosctl as 0600 temporary files ($TMP/<host>.yaml), removed afterwards",
+            "configs reach talosctl as anonymous in-memory files ($TMP/<host>.yaml is /dev/fd/N), never named on disk",
             "--insecure only for nodes in maintenance mode: "
             + (", ".join(t.node.hostname for t in fresh) if fresh else "none"),
         ),
-        resume_hint=f"fix the cause, then re-run `{env.rerun(task, *extra, '--mode', mode)}`",
+        resume_hint=f"fix the cause, then re-run `{env.rerun(task, *extra, '--mode', mode, *env.rollout.flags)}`",
+        on_failure=on_failure,
     )
 
 
@@ -661,7 +990,7 @@ def plan_upgrade_k8s(
 # --------------------------------------------------------------------------- kubeconfig, health
 
 
-EMPTY_KUBECONFIG = b"apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\ncurrent-context: \"\"\n"
+EMPTY_KUBECONFIG = b'apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\ncurrent-context: ""\n'
 
 
 def plan_kubeconfig(env: Env, path: Path, node: Node | None = None) -> Plan:
@@ -739,3 +1068,230 @@ def plan_health(env: Env, node: Node | None = None) -> Plan:
         node=cp.hostname,
     )
     return Plan("cluster health", env.cluster.name, (step,))
+
+
+# --------------------------------------------------------------------------- rollout options, pauses, window
+
+
+def rollout_env(
+    env: Env,
+    *,
+    only: str = "",
+    exclude: str = "",
+    role: str = "",
+    canary_soak: float = 0.0,
+    reboot_mode: str = "",
+    stage: bool = False,
+    pause: str = "",
+    ignore_window: bool = False,
+    windowed: bool = True,
+) -> Env:
+    """`env` with the task's rollout flags checked and applied (comma lists for --only/--exclude/--pause; the
+    inventory's `upgrade.pause` when --pause is not given)."""
+    from k8s_ops.core.errors import ToolkitError
+    from k8s_ops.day2.pause import parse_groups
+
+    if reboot_mode not in ("", "default", "powercycle"):
+        raise ToolkitError(f"--reboot-mode {reboot_mode!r} is not one of: default, powercycle")
+    if canary_soak < 0:
+        raise ToolkitError("--canary-soak must be a number of seconds, at least 0")
+    names = [n for n in only.split(",") if n.strip()]
+    dropped = [n for n in exclude.split(",") if n.strip()]
+    chosen = select_nodes(env.cluster, only=names, exclude=dropped, role=role or None)
+    selected = None if len(chosen) == len(env.cluster.nodes) else tuple(n.hostname for n in chosen)
+    groups = parse_groups(pause) if pause else tuple(env.upgrade.pause)
+    flags: list[str] = []
+    for flag, value in (("--only", only), ("--exclude", exclude), ("--role", role), ("--pause", pause)):
+        if value:
+            flags += [flag, value]
+    if reboot_mode:
+        flags += ["--reboot-mode", reboot_mode]
+    if stage:
+        flags.append("--stage")
+    if ignore_window:
+        flags.append("--ignore-window")
+    mode: Literal["default", "powercycle"] | None = None
+    if reboot_mode == "powercycle":
+        mode = "powercycle"
+    elif reboot_mode == "default":
+        mode = "default"
+    rollout = Rollout(
+        canary_soak=canary_soak,
+        reboot_mode=mode,
+        stage=stage,
+        pause=tuple(groups),
+        ignore_window=ignore_window,
+        selected=selected,
+        flags=tuple(flags),
+        windowed=windowed,
+    )
+    return replace(env, rollout=rollout)
+
+
+def selected(env: Env, nodes: Sequence[Node]) -> list[Node]:
+    """`nodes` restricted to the rollout's selection."""
+    chosen = env.rollout.selected
+    return [n for n in nodes if chosen is None or n.hostname in chosen]
+
+
+def refuse_outside_window(env: Env, task: str) -> None:
+    """A rollout does not start outside `upgrade.window` unless --ignore-window."""
+    from k8s_ops.core.errors import ToolkitError
+
+    window = env.upgrade.window
+    if window is None or env.rollout.ignore_window or not env.rollout.windowed:
+        return
+    problem = gates.window_problem(window)
+    if problem is not None:
+        raise ToolkitError(
+            f"not starting: {problem}",
+            hint=f"re-run `{env.rerun(task, *env.rollout.flags)}` inside the window, or add --ignore-window",
+        )
+
+
+def with_pauses(plan: Plan, env: Env, runner: Runner) -> Plan:
+    """Around a rollout that touches nodes: pause the selected Flux/VolSync/KEDA objects that are running first
+    (`k8s_ops.day2.pause`: recorded, each undone by the recovery) and resume exactly those at the end."""
+    if not env.rollout.pause or not plan.destructive:
+        return plan
+    from k8s_ops.day2.pause import Selection, gather, pause_bracket
+
+    selection = Selection(groups=env.rollout.pause)  # type: ignore[arg-type]
+    found = gather(runner, env.kube, selection)
+    bracket = pause_bracket(env.cluster.name, env.kube, found)
+    note = (
+        f"pause {selection.describe()}: {len(bracket.paused)} running object(s) paused first and resumed at the end "
+        f"(after a failure or Ctrl-C too); {len(found) - len(bracket.paused)} paused already stay as they are"
+    )
+    return replace(
+        plan,
+        steps=(*bracket.before, *plan.steps, *bracket.after),
+        notes=(*plan.notes, note),
+        on_failure=plan.on_failure if plan.on_failure is not None else "",
+    )
+
+
+# --------------------------------------------------------------------------- reboot-cluster, shutdown-cluster
+
+
+def _drain(env: Env, node: Node) -> Command:
+    return Command(
+        argv=kubectl.kubectl(
+            env.kube,
+            "drain",
+            node.hostname,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            f"--timeout={int(_tool(env.timeouts.hold))}s",
+        ),
+        description=f"cordon and drain {node.hostname}",
+        mutates=True,
+        node=node.hostname,
+        timeout=_tool(env.timeouts.hold) + 60,
+    )
+
+
+def _uncordon(env: Env, node: Node) -> Command:
+    return Command(
+        argv=kubectl.kubectl(env.kube, "uncordon", node.hostname),
+        description=f"uncordon {node.hostname}",
+        mutates=True,
+        node=node.hostname,
+    )
+
+
+def _volumes_released(env: Env, node: Node) -> Action:
+    """The wait for the node's VolumeAttachments to go, between the drain and the reboot (an effect of the step,
+    because it must run after the drain and before the reboot; it only reads)."""
+    check = gates.volumes_detached(env.gate, node, timeout=env.timeouts.hold)
+    return Action("wait", check.description, check.run, mutates=False)
+
+
+def plan_reboot_cluster(
+    env: Env, nodes: Sequence[Node], *, max_unavailable: int, mode: Literal["default", "powercycle"] = "default"
+) -> Plan:
+    """Rolling reboot: controlplanes one at a time, workers K at a time, each behind the health gate. Talos' reboot
+    stops pods without draining, so each node is drained first (PodDisruptionBudgets gate it), its VolumeAttachments
+    awaited gone, rebooted, awaited back, uncordoned (also by the recovery)."""
+    ctx = env.gate
+    cps = [n for n in nodes if n.is_controlplane]
+    workers = [n for n in nodes if not n.is_controlplane]
+    batches = [[n] for n in cps] + worker_batches(workers, max_unavailable)
+    pairs: list[tuple[Step, Step | None]] = []
+
+    def one(node: Node, gate: Check | None, group: str | None) -> tuple[Step, Step | None]:
+        memo = BootMemo()
+        host = node.hostname
+        step = Step(
+            f"reboot {host} (mode {mode})",
+            prepare=(_drain(env, node), _volumes_released(env, node)),
+            commands=(env.tctl.reboot(_addr(node), timeout=_tool(env.timeouts.upgrade), host=host, mode=mode),),
+            finish=(_uncordon(env, node),),
+            before=(*((gate,) if gate is not None else ()), gates.record_boot_id(ctx, node, memo)),
+            after=(gates.node_returned(ctx, node, memo, timeout=env.timeouts.upgrade, volumes=True),),
+            node=host,
+            group=group,
+            destructive=True,
+            undo=Undo((_uncordon(env, node),), f"uncordoned {host}"),
+        )
+        return around_node(env, step, node, gated=gate is not None, task="talos.reboot-cluster")
+
+    for i, batch in enumerate(batches, start=1):
+        names = [n.hostname for n in batch]
+        if len(batch) == 1:
+            pairs.append(one(batch[0], _gate(env, names, when=f"before {names[0]} reboots", drain=True), None))
+            continue
+        pairs.append(
+            (
+                Step(
+                    f"health gate before rebooting {', '.join(names)}",
+                    before=(_gate(env, names, when=f"before batch {i}", drain=True),),
+                    prepare=job_checks(env, when=f"before batch {i}"),
+                ),
+                None,
+            )
+        )
+        pairs += [one(n, None, f"reboot-{i}") for n in batch]
+    pairs.append(
+        (
+            Step(
+                "verify the cluster after the reboots",
+                before=(_gate(env, [], when="after the last reboot"),),
+                prepare=job_checks(env, when="after the last reboot"),
+            ),
+            None,
+        )
+    )
+    steps, on_failure = around_rollout(env, with_posts(pairs), active=bool(nodes))
+    return Plan(
+        f"rolling reboot of {len(nodes)} node(s) (mode {mode})",
+        env.cluster.name,
+        tuple(steps),
+        notes=(f"order: {' -> '.join('[' + ' '.join(n.hostname for n in b) + ']' for b in batches)}",),
+        resume_hint=f"re-run `{env.rerun('talos.reboot-cluster', *env.rollout.flags)}` (every selected node reboots)",
+        on_failure=on_failure if on_failure is not None else "",
+    )
+
+
+def plan_shutdown_cluster(env: Env, nodes: Sequence[Node]) -> Plan:
+    """Shut nodes down: workers first, then controlplanes (the last controlplane last, so etcd keeps quorum while
+    it can); Talos cordons and drains each itself; each is awaited until it no longer answers."""
+    ctx = env.gate
+    order = [*(n for n in nodes if not n.is_controlplane), *(n for n in nodes if n.is_controlplane)]
+    steps = [
+        Step(
+            f"shut down {n.hostname} ({n.role})",
+            commands=(env.tctl.shutdown(_addr(n), host=n.hostname),),
+            after=(gates.node_down(ctx, n, timeout=env.timeouts.upgrade),),
+            node=n.hostname,
+            destructive=True,
+        )
+        for n in order
+    ]
+    return Plan(
+        f"shut down {len(order)} node(s) of cluster {env.cluster.name}",
+        env.cluster.name,
+        tuple(steps),
+        notes=("workers first, then controlplanes; power them on by hand (or out-of-band management)",),
+        resume_hint=f"re-run `{env.rerun('talos.shutdown-cluster', *env.rollout.flags)}` for the nodes still up",
+    )

@@ -50,7 +50,7 @@ from k8s_ops.talos.patch import (
     strategic_patch,
 )
 from k8s_ops.talos.sandbox import PatchTemplateError, compile_patch, render_patch
-from k8s_ops.talos.yamlio import dump_documents
+from k8s_ops.talos.yamlio import YAMLError, dump_documents, read_text
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Bond, Cluster, DeviceSelector, Interface, Node, Route, UserVolume
@@ -424,8 +424,10 @@ class _Renderer:
             self._templates[path] = refused
             return refused
         try:
-            source = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            source = read_text(path)  # bounded: regular files only, size cap (a FIFO must not hang a review)
+        except YAMLError as exc:
+            result = Problem(str(path), "", f"cannot read patch file: {exc}", exc.line)
+        except OSError as exc:
             result = Problem(str(path), "", f"cannot read patch file: {exc}")
         else:
             line = find_go_template(source)

@@ -26,6 +26,7 @@ import base64
 import binascii
 import copy
 import hashlib
+import os
 import re
 import secrets as _random
 import string
@@ -40,6 +41,7 @@ import yaml
 from k8s_ops.core import paths
 from k8s_ops.core.errors import Problem, ProblemsError, SecretError
 from k8s_ops.core.secret import Secret
+from k8s_ops.talos import yamlio
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
@@ -123,12 +125,14 @@ class SecretsBundle:
     def from_yaml(cls, text: str | bytes, *, source: str = "<secrets bundle>") -> SecretsBundle:
         """Parse and validate a bundle; every shape problem is reported at once (ProblemsError)."""
         try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
+            docs = yamlio.load_documents(text)  # bounded, in the toolkit's one dialect (Go yaml.v3 wrote it)
+        except yamlio.YAMLError as exc:
             # The parser's message can quote file content: keep only the position.
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
+            where = f" at line {exc.line}" if exc.line is not None else ""
             raise ProblemsError([Problem(source, "", f"not valid YAML{where}")]) from None
+        if len(docs) > 1:
+            raise ProblemsError([Problem(source, "", "expected one YAML document, found several")])
+        raw: Any = docs[0] if docs else None
         problems = validate_bundle_data(raw, source=source)
         if problems:
             raise ProblemsError(problems)
@@ -459,29 +463,30 @@ class NewBundleTarget:
         }
 
 
-def find_sops_config(clusters_root: Path | None = None) -> Path:
-    """`.sops.yaml` next to the clusters directory (its parent), else at the repository root."""
+def find_sops_config(clusters_root: Path | None = None, *, start: Path | None = None) -> Path:
+    """The `.sops.yaml` sops would use for a new file in `start` (default: the clusters directory): the first one in
+    that directory or a parent (`k8s_ops.tools.sops.lookup_config`). A clusters directory outside this repository
+    without a `.sops.yaml` of its own is refused: falling back to the repository's rules would encrypt the new
+    cluster's CAs to the repository owner's key instead of its own owner's."""
+    from k8s_ops.tools.sops import lookup_config
+
     root = clusters_root if clusters_root is not None else paths.clusters_dir()
-    candidates = [root.parent / SOPS_CONFIG, paths.repo_root() / SOPS_CONFIG]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+    where = start if start is not None else root
+    found = lookup_config(where)
+    if found is not None:
+        return found
     raise SecretError(
-        "no .sops.yaml found; looked in: " + ", ".join(str(c) for c in dict.fromkeys(candidates)),
-        hint="create one with a creation rule for clusters/<name>/.*\\.sops\\.yaml$ and your age recipient",
+        f"no {SOPS_CONFIG} in {where} or any directory above it; refusing to pick recipients from anywhere else "
+        "(this repository's rules encrypt to its owner's key)",
+        hint=f"create {root.parent / SOPS_CONFIG} with a creation rule for "
+        f"{root.name}/<name>/.*\\.sops\\.yaml$ and the age recipient of whoever runs these clusters",
     )
 
 
-def _sops_filename(path: Path, config: Path, clusters_root: Path) -> str:
-    """The name sops matches path_regex against: relative to the config's directory.
-
-    A clusters dir outside that directory (only possible with the repo-root fallback) is named as it would be
-    next to the config: `<clusters dir name>/<cluster>/talos/secrets.sops.yaml`.
-    """
-    try:
-        return path.resolve().relative_to(config.parent.resolve()).as_posix()
-    except ValueError:
-        return path.resolve().relative_to(clusters_root.resolve().parent).as_posix()
+def _sops_filename(path: Path, config: Path) -> str:
+    """The name sops matches path_regex against: the path relative to the config's directory (the config is in
+    the file's directory or above it, `find_sops_config`)."""
+    return Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(config.parent))).as_posix()
 
 
 def new_bundle_target(cluster: str, *, clusters_root: Path | None = None) -> NewBundleTarget:
@@ -499,8 +504,8 @@ def new_bundle_target(cluster: str, *, clusters_root: Path | None = None) -> New
         )
     path = paths.bundle_file(cdir)
     refuse_existing(path, cluster)
-    config = find_sops_config(root)
-    filename = _sops_filename(path, config, root)
+    config = find_sops_config(root, start=path.parent)
+    filename = _sops_filename(path, config)
     rule, recipients = matching_rule(config, filename)
     if rule is None:
         raise SecretError(
@@ -531,16 +536,23 @@ def encrypt_bundle(target: NewBundleTarget, bundle: SecretsBundle) -> bytes:
     leaked = [m for m in bundle.mask_values() if len(m) >= 16 and m.reveal() in ciphertext]
     if leaked:
         raise SecretError("sops output still contains plaintext secret values; nothing was written")
-    meta = yaml.safe_load(ciphertext).get("sops") or {}
-    if not meta.get("age"):
+    if not ciphertext_recipients(ciphertext):
         raise SecretError("sops output has no age recipients; nothing was written")
     return ciphertext
 
 
 def ciphertext_recipients(ciphertext: bytes) -> tuple[str, ...]:
     """The age recipients named in a sops file's metadata."""
-    meta = (yaml.safe_load(ciphertext) or {}).get("sops") or {}
-    return tuple(str(entry.get("recipient")) for entry in meta.get("age") or () if isinstance(entry, Mapping))
+    try:
+        docs = yamlio.load_documents(ciphertext)
+    except yamlio.YAMLError as exc:
+        raise SecretError(f"sops output is not YAML ({exc})") from None
+    doc: Any = docs[0] if len(docs) == 1 else None
+    meta: Any = doc.get("sops") if isinstance(doc, Mapping) else None
+    entries: Any = meta.get("age") if isinstance(meta, Mapping) else None
+    if not isinstance(entries, list):
+        return ()
+    return tuple(str(e.get("recipient")) for e in entries if isinstance(e, Mapping))
 
 
 def verify_round_trip(ciphertext: bytes, bundle: SecretsBundle, key: AgeKey) -> None:

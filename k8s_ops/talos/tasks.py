@@ -1,5 +1,5 @@
 """talos.* tasks: secrets bundle, talosconfig, render, validate, schematic, and the node lifecycle (apply, upgrade,
-reboot, reset, kubeconfig, health, etcd snapshot).
+reboot, reset, kubeconfig, health), etcd snapshots and off-box backups, etcd status, defrag and alarms.
 
 Each task is thin: load the inventory, gather facts, build the plan (k8s_ops/talos/lifecycle.py and the other
 library modules, pure), then hand it to the one task pipeline (`k8s_ops.core.pipeline.finish`): `--dry-run` prints
@@ -9,7 +9,9 @@ hostname or address.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +21,9 @@ from invoke.tasks import task
 
 from k8s_ops.core.cli import guarded
 from k8s_ops.core.pipeline import (
-    BREAK_LOCK_HELP,
     CLUSTER_HELP,
     JSON_HELP,
-    LOCK_TIMEOUT_HELP,
+    LOCK_HELP,
     YES_HELP,
     finish,
     help_for,
@@ -42,15 +43,21 @@ if TYPE_CHECKING:
 __all__ = [
     "apply_cluster",
     "apply_node",
+    "etcd_alarm_disarm",
+    "etcd_backups",
+    "etcd_defrag",
     "etcd_snapshot",
+    "etcd_status",
     "gen_secrets",
     "health",
     "kubeconfig",
+    "reboot_cluster",
     "reboot_node",
     "render",
     "reset_cluster",
     "reset_node",
     "schematic",
+    "shutdown_cluster",
     "talosconfig",
     "upgrade_cluster",
     "upgrade_k8s",
@@ -63,8 +70,16 @@ _NODE = "node hostname or address (an unknown name lists the known nodes)"
 _DRY = "show the exact plan (commands, gates, waits) and change nothing"
 _JSON = JSON_HELP
 _YES = YES_HELP
-_LOCK = {"lock-timeout": LOCK_TIMEOUT_HELP, "break-lock": BREAK_LOCK_HELP}
+_LOCK = LOCK_HELP
 _HOLD = "seconds a failing health gate may hold the rollout before it stops (default 300)"
+_ROLLOUT = {
+    "only": "only these nodes (comma list of hostnames or addresses)",
+    "exclude": "leave these nodes out (comma list)",
+    "role": "only controlplane or worker nodes",
+    "pause": "suspend these while the rollout runs, resume exactly what it suspended: flux,volsync,keda "
+    "(default: inventory upgrade.pause)",
+    "ignore-window": "run outside the inventory's maintenance window (upgrade.window)",
+}
 _MODES = ("auto", "no-reboot", "reboot", "staged", "try")
 
 
@@ -93,10 +108,13 @@ def _setup(
         "cluster": _CLUSTER,
         "dry-run": "show what would be generated and where it would be written; change nothing",
         "json": JSON_HELP,
+        **_LOCK,
     }
 )
 @guarded
-def gen_secrets(c: Context, cluster: str, dry_run: bool = False, json: bool = False) -> None:
+def gen_secrets(
+    c: Context, cluster: str, dry_run: bool = False, json: bool = False, lock_timeout: int = 0, break_lock: bool = False
+) -> None:
     """Create a cluster's Talos secrets bundle (talosctl gen secrets shape), sops-encrypted; never overwrites.
 
     Generates CAs, keys and tokens in Python, encrypts them with sops to the recipients of the `.sops.yaml`
@@ -121,7 +139,16 @@ def gen_secrets(c: Context, cluster: str, dry_run: bool = False, json: bool = Fa
     step = Step(f"generate, encrypt and create {target.path}", prepare=(generate,))
     notes = target.describe().splitlines()
     plan = Plan("generate the Talos secrets bundle", target.cluster, (step,), notes=tuple(notes))
-    if finish(plan, runner_from(c), dry_run=dry_run, json=json, summary=False) is None:
+    ran = finish(
+        plan,
+        runner_from(c),
+        dry_run=dry_run,
+        json=json,
+        summary=False,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
+    if ran is None:
         return
     print(f"wrote {target.path} (encrypted to {', '.join(recipients)})")
     print("commit it; keep the age key safe: losing it means losing the cluster's CAs")
@@ -177,11 +204,20 @@ def _verification_key(target: NewBundleTarget) -> AgeKey | None:
     help=help_for(
         cluster=_CLUSTER,
         force="issue a new client certificate even if the existing one is still valid",
+        **_LOCK,
         **{"dry-run": "say what would be written (create / keep / update / renew) without writing"},
     )
 )
 @guarded
-def talosconfig(c: Context, cluster: str, force: bool = False, dry_run: bool = False, json: bool = False) -> None:
+def talosconfig(
+    c: Context,
+    cluster: str,
+    force: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+) -> None:
     """Write build/<cluster>/talosconfig (0600) from the secrets bundle, without talosctl.
 
     The client certificate (role os:admin, 1 year) is signed by the bundle's os CA. Endpoints are every
@@ -209,7 +245,16 @@ def talosconfig(c: Context, cluster: str, force: bool = False, dry_run: bool = F
         write = talosconfig_write(path, result.content)
         step = Step(f"{result.action} {path}: {result.reason}", writes=(write,))
     plan = Plan("write the talosconfig", inventory.name, (step,))
-    if finish(plan, runner_from(c), dry_run=dry_run, json=json, summary=False) is None:
+    ran = finish(
+        plan,
+        runner_from(c),
+        dry_run=dry_run,
+        json=json,
+        summary=False,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
+    if ran is None:
         return
     if result.action == "keep":
         print(f"{path}: {result.reason}")
@@ -233,6 +278,7 @@ def _read_existing(path: Path) -> bytes | None:
         cluster=_CLUSTER,
         node="render only this node (hostname or address)",
         out="output directory (default: build/<cluster>/, git-ignored; K8S_OPS_BUILD_DIR moves build/)",
+        **_LOCK,
         **{"dry-run": "write nothing: show a unified diff against the files on disk, secret values masked as ***"},
     )
 )
@@ -244,6 +290,8 @@ def render(
     out: str | None = None,
     dry_run: bool = False,
     json: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
 ) -> None:
     """Render each node's Talos machine config to build/<cluster>/<hostname>.yaml (0600, in a 0700 dir).
 
@@ -275,7 +323,16 @@ def render(
     plan = plan_render(inventory.name, configs, out_dir, bundle.mask_values(), notes=notes)
     statuses = [status_of(w) for s in plan.steps for w in s.writes]
     warning = None if dry_run else prepare_dir(out_dir, default=out is None)
-    if finish(plan, runner_from(c), dry_run=dry_run, json=json, summary=False) is None:
+    ran = finish(
+        plan,
+        runner_from(c),
+        dry_run=dry_run,
+        json=json,
+        summary=False,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
+    if ran is None:
         return
     print(f"rendered {len(statuses)} config(s) to {out_dir}/ ({counts(statuses)})")
     for step, status in zip(plan.steps, statuses, strict=True):
@@ -364,11 +421,20 @@ def validate(c: Context, cluster: str, dry_run: bool = False, json: bool = False
         cluster=_CLUSTER,
         upload="POST the schematic to the Image Factory (K8S_OPS_IMAGE_FACTORY overrides the URL) and check "
         "the returned id equals the offline one",
+        **_LOCK,
         **{"dry-run": "show the schematic's id, installer image and (with --upload) the upload; change nothing"},
     )
 )
 @guarded
-def schematic(c: Context, cluster: str, upload: bool = False, dry_run: bool = False, json: bool = False) -> None:
+def schematic(
+    c: Context,
+    cluster: str,
+    upload: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+) -> None:
     """Print the cluster's Image Factory schematic YAML, its ID (computed offline) and the installer image.
 
     The ID is sha256 of the schematic as the factory serialises it, so it is known before (and without) any
@@ -420,6 +486,34 @@ def _versions(plan: Plan, cluster: Cluster, **facts: Any) -> Plan:
     return replace(plan, notes=(*plan.notes, *found.enforce(cluster.file)))
 
 
+def _with_progress(env: Env, *, dry_run: bool, json: bool) -> Env:
+    """A rollout that runs reports each node's state as it changes (k8s_ops/talos/progress.py)."""
+    from dataclasses import replace
+
+    from k8s_ops.talos.progress import Progress
+
+    return env if dry_run else replace(env, progress=Progress.for_terminal(json_lines=json))
+
+
+@contextlib.contextmanager
+def _progress_summary(env: Env) -> Iterator[None]:
+    """Around a rollout's run: the failed node marked, the live table stopped, the per-node summary printed."""
+    from k8s_ops.core.execute import StepFailed
+
+    progress = env.progress
+    try:
+        yield
+    except Exception as exc:
+        failed = exc if isinstance(exc, StepFailed) else exc.__cause__  # a recovery's error wraps the step's
+        if progress is not None and isinstance(failed, StepFailed) and failed.step.node:
+            progress.transition(failed.step.node, "failed")
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+            print(progress.summary(), file=sys.stderr)
+
+
 def _mode(mode: str) -> str:
     from k8s_ops.core.errors import ToolkitError
 
@@ -438,18 +532,23 @@ def _apply(
     json: bool,
     lock_timeout: int = 0,
     break_lock: bool = False,
+    rollout: dict[str, Any] | None = None,
 ) -> None:
     from k8s_ops.core import settings
     from k8s_ops.core.secret import Secret
     from k8s_ops.talos import facts
-    from k8s_ops.talos.lifecycle import default_max_unavailable, plan_apply
+    from k8s_ops.talos.lifecycle import default_max_unavailable, plan_apply, refuse_outside_window, rollout_env
+    from k8s_ops.talos.lifecycle import selected as selected_nodes
     from k8s_ops.talos.render import render_cluster
     from k8s_ops.talos.secrets import load_bundle
     from k8s_ops.tools.talosctl import ApplyMode
 
     checked: ApplyMode = _mode(mode)  # type: ignore[assignment]
     cluster, env, runner = _setup(c, cluster_name)
-    targets_nodes = [cluster.node(n) for n in nodes] if nodes is not None else list(cluster.nodes)
+    env = rollout_env(env, **(rollout or {}), windowed=rollout is not None)
+    if rollout and not dry_run:
+        refuse_outside_window(env, "talos.apply-cluster")
+    targets_nodes = [cluster.node(n) for n in nodes] if nodes is not None else selected_nodes(env, cluster.nodes)
     bundle = load_bundle(cluster)
     rendered = render_cluster(cluster, bundle, [n.hostname for n in targets_nodes])
     configs = {r.hostname: Secret(r.text) for r in rendered}
@@ -463,6 +562,10 @@ def _apply(
         from k8s_ops.core.preflight import preflight
 
         preflight(runner, ["kubectl"])  # the health gates read Kubernetes
+    if rollout:
+        from k8s_ops.talos.lifecycle import with_pauses
+
+        plan = with_pauses(plan, env, runner)
     plan = _versions(plan, cluster)
     finish(
         plan,
@@ -518,7 +621,16 @@ def apply_node(
     _apply(c, cluster, [node], mode, dry_run=dry_run, json=json, lock_timeout=lock_timeout, break_lock=break_lock)
 
 
-@task(help={"cluster": _CLUSTER, "mode": "apply-config mode (default auto)", "dry-run": _DRY, "json": _JSON, **_LOCK})
+@task(
+    help={
+        "cluster": _CLUSTER,
+        "mode": "apply-config mode (default auto)",
+        "dry-run": _DRY,
+        "json": _JSON,
+        **_LOCK,
+        **_ROLLOUT,
+    }
+)
 @guarded
 def apply_cluster(
     c: Context,
@@ -528,14 +640,22 @@ def apply_cluster(
     break_lock: bool = False,
     dry_run: bool = False,
     json: bool = False,
+    only: str = "",
+    exclude: str = "",
+    role: str = "",
+    pause: str = "",
+    ignore_window: bool = False,
 ) -> None:
     """Render and apply every node's machine config: independent nodes concurrently, reboots rolled safely.
 
     Nodes in maintenance mode are applied together (`--insecure`); live changes are applied together; changes
     that reboot configured nodes roll one controlplane at a time and `upgrade.maxUnavailable` workers at a time,
-    each behind the health gate and awaited back.
+    each behind the health gate and awaited back, with the inventory's hooks and checks around each node
+    (as talos.upgrade-cluster). --only/--exclude/--role select nodes; --pause suspends Flux/VolSync/KEDA meanwhile.
     """
-    _apply(c, cluster, None, mode, dry_run=dry_run, json=json, lock_timeout=lock_timeout, break_lock=break_lock)
+    rollout = {"only": only, "exclude": exclude, "role": role, "pause": pause, "ignore_window": ignore_window}
+    _apply(c, cluster, None, mode, dry_run=dry_run, json=json, lock_timeout=lock_timeout, break_lock=break_lock,
+           rollout=rollout)  # fmt: skip
 
 
 @task(
@@ -601,6 +721,11 @@ def upgrade_node(
         "dry-run": _DRY + " — shows the exact order",
         "json": _JSON,
         **_LOCK,
+        **_ROLLOUT,
+        "canary-soak": "seconds the health gate must stay healthy after the canaries (nodes with their own "
+        "talosVersion) before the rest",
+        "reboot-mode": "talosctl upgrade --reboot-mode: default or powercycle",
+        "stage": "talosctl upgrade --stage: install on the next boot, which Talos starts at once without a drain",
     }
 )
 @guarded
@@ -614,49 +739,74 @@ def upgrade_cluster(
     break_lock: bool = False,
     dry_run: bool = False,
     json: bool = False,
+    only: str = "",
+    exclude: str = "",
+    role: str = "",
+    pause: str = "",
+    ignore_window: bool = False,
+    canary_soak: float = 0.0,
+    reboot_mode: str = "",
+    stage: bool = False,
 ) -> None:
     """Rolling Talos upgrade of the whole cluster (the node-upgrade runbook as one command).
 
-    1. etcd snapshot (0600) under the backups directory; its path is printed.
+    1. etcd snapshot (0600) under the backups directory; its path is printed. With `backups.etcd` in the
+       inventory it is verified (SHA-256 trailer) and uploaded with its sidecar first (see talos.etcd-snapshot).
     2. Controlplanes strictly one at a time, each behind the full health gate (quorum is never lost).
     3. Workers in batches of --max-unavailable.
     Stops at the first failure without touching the next node, naming the node, the gate and how to resume.
     Re-running resumes: nodes already at the target (talosVersion and the schematic's extensions) are detected
     (facts) and skipped; a node left mid-upgrade by an interrupted run is waited for, not upgraded twice. A
     changed `schematic.extensions` at the same talosVersion rolls out to every node the same way.
+    Around each node: the inventory's health checks (objects, commands, Jobs), PodDisruptionBudgets that would
+    block the drain, `upgrade.hooks`, an Alertmanager silence, VolumeAttachments re-attached; --only/--exclude/--role
+    select nodes, canaries (own talosVersion) go first, --pause suspends Flux/VolSync/KEDA for the run.
     """
     from k8s_ops.core import paths
     from k8s_ops.core.errors import ToolkitError
     from k8s_ops.talos import facts
-    from k8s_ops.talos.lifecycle import default_max_unavailable, plan_upgrade_cluster
+    from k8s_ops.talos.lifecycle import (
+        default_max_unavailable,
+        plan_upgrade_cluster,
+        refuse_outside_window,
+        rollout_env,
+        with_pauses,
+    )
 
     inventory, env, runner = _setup(c, cluster, ("talosctl", "kubectl"), gate_timeout=gate_timeout)
+    env = rollout_env(env, only=only, exclude=exclude, role=role, canary_soak=canary_soak, reboot_mode=reboot_mode,
+                      stage=stage, pause=pause, ignore_window=ignore_window)  # fmt: skip
+    if not dry_run:
+        refuse_outside_window(env, "talos.upgrade-cluster")
+    env = _with_progress(env, dry_run=dry_run, json=json)
     if max_unavailable < 0:
         raise ToolkitError("--max-unavailable must be at least 1")
     k = max_unavailable or default_max_unavailable(inventory)
-    targets = facts.gather_upgrade_targets(runner, env.tctl, inventory)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    snapshot = paths.backups_dir(inventory.name) / f"etcd-{stamp}.snapshot"
-    plan = plan_upgrade_cluster(
-        env,
-        targets,
-        max_unavailable=k,
-        snapshot=snapshot,
-        snapshot_source=facts.first_healthy_etcd(runner, env.tctl, inventory),
-    )
+    chosen = env.rollout.selected
+    targets = [t for t in facts.gather_upgrade_targets(runner, env.tctl, inventory)
+               if chosen is None or t.node.hostname in chosen]  # fmt: skip
+    from k8s_ops.backups.catalog import snapshot_name
+    from k8s_ops.backups.etcd import with_offsite_snapshot
+
+    snapshot = paths.backups_dir(inventory.name) / snapshot_name(datetime.now(UTC))
+    source = facts.first_healthy_etcd(runner, env.tctl, inventory)
+    plan = plan_upgrade_cluster(env, targets, max_unavailable=k, snapshot=snapshot, snapshot_source=source)
+    plan = with_offsite_snapshot(plan, env, runner, snapshot, source)  # uploads when backups.etcd is set
+    plan = with_pauses(plan, env, runner)
     running = {t.node.hostname: t.version for t in targets}
     plan = _versions(plan, inventory, nodes=running)
-    report = finish(
-        plan,
-        runner,
-        dry_run=dry_run,
-        json=json,
-        yes=yes,
-        confirm_name=inventory.name,
-        max_concurrency=k,
-        lock_timeout=lock_timeout,
-        break_lock=break_lock,
-    )
+    with _progress_summary(env):
+        report = finish(
+            plan,
+            runner,
+            dry_run=dry_run,
+            json=json,
+            yes=yes,
+            confirm_name=inventory.name,
+            max_concurrency=k,
+            lock_timeout=lock_timeout,
+            break_lock=break_lock,
+        )
     if report is not None and snapshot.exists():
         print(f"etcd snapshot saved: {snapshot} (0600)")
 
@@ -751,6 +901,129 @@ def reboot_node(
     )
 
 
+@task(
+    help={
+        "cluster": _CLUSTER,
+        "mode": "reboot mode: default or powercycle",
+        "max-unavailable": "workers rebooted at once (default: inventory upgrade.maxUnavailable, else 1)",
+        "gate-timeout": _HOLD,
+        "yes": _YES,
+        "dry-run": _DRY,
+        "json": _JSON,
+        **_LOCK,
+        **_ROLLOUT,
+    }
+)
+@guarded
+def reboot_cluster(
+    c: Context,
+    cluster: str,
+    mode: str = "default",
+    max_unavailable: int = 0,
+    gate_timeout: int = 0,
+    yes: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    only: str = "",
+    exclude: str = "",
+    role: str = "",
+    pause: str = "",
+    ignore_window: bool = False,
+) -> None:
+    """Rolling reboot of the cluster (type the cluster name to confirm), with the upgrade's gates, hooks and pauses.
+
+    Controlplanes one at a time, workers --max-unavailable at a time, each behind the health gate; each node is
+    drained first (PodDisruptionBudgets that would block it hold the gate), its VolumeAttachments awaited gone,
+    rebooted, awaited back (new boot id, running, ready, Kubernetes Ready) and uncordoned.
+    """
+    from k8s_ops.core.errors import ToolkitError
+    from k8s_ops.talos.lifecycle import (
+        default_max_unavailable,
+        plan_reboot_cluster,
+        refuse_outside_window,
+        rollout_env,
+        selected,
+        with_pauses,
+    )
+
+    if mode not in ("default", "powercycle"):
+        raise ToolkitError(f"--mode {mode!r} is not one of: default, powercycle")
+    if max_unavailable < 0:
+        raise ToolkitError("--max-unavailable must be at least 1")
+    inventory, env, runner = _setup(c, cluster, ("talosctl", "kubectl"), gate_timeout=gate_timeout)
+    env = rollout_env(env, only=only, exclude=exclude, role=role, pause=pause, ignore_window=ignore_window)
+    if not dry_run:
+        refuse_outside_window(env, "talos.reboot-cluster")
+    env = _with_progress(env, dry_run=dry_run, json=json)
+    k = max_unavailable or default_max_unavailable(inventory)
+    nodes = selected(env, inventory.nodes)
+    plan = plan_reboot_cluster(env, nodes, max_unavailable=k, mode="powercycle" if mode == "powercycle" else "default")
+    plan = with_pauses(plan, env, runner)
+    plan = _versions(plan, inventory, kubernetes=None)
+    with _progress_summary(env):
+        finish(
+            plan,
+            runner,
+            dry_run=dry_run,
+            json=json,
+            yes=yes,
+            confirm_name=inventory.name,
+            max_concurrency=k,
+            lock_timeout=lock_timeout,
+            break_lock=break_lock,
+        )
+
+
+@task(
+    help={
+        "cluster": _CLUSTER,
+        "only": _ROLLOUT["only"],
+        "exclude": _ROLLOUT["exclude"],
+        "role": _ROLLOUT["role"],
+        "yes": _YES,
+        "dry-run": _DRY,
+        "json": _JSON,
+        **_LOCK,
+    }
+)
+@guarded
+def shutdown_cluster(
+    c: Context,
+    cluster: str,
+    only: str = "",
+    exclude: str = "",
+    role: str = "",
+    yes: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Shut the cluster's nodes down (type the cluster name to confirm): workers first, then controlplanes.
+
+    Talos cordons and drains each node itself, stops its services and powers it off; each is awaited until its
+    Talos API no longer answers. Power them on out of band; they boot their installed config.
+    """
+    from k8s_ops.talos.lifecycle import plan_shutdown_cluster, rollout_env, selected
+
+    inventory, env, runner = _setup(c, cluster)
+    env = rollout_env(env, only=only, exclude=exclude, role=role)
+    plan = plan_shutdown_cluster(env, selected(env, inventory.nodes))
+    plan = _versions(plan, inventory, kubernetes=None)
+    finish(
+        plan,
+        runner,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        confirm_name=inventory.name,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
+
+
 @task(help={"cluster": _CLUSTER, "node": _NODE, "yes": _YES, "dry-run": _DRY, "json": _JSON, **_LOCK})
 @guarded
 def reset_node(
@@ -822,9 +1095,11 @@ def reset_cluster(
     )
 
 
-@task(help={"cluster": _CLUSTER, "dry-run": _DRY, "json": _JSON})
+@task(help={"cluster": _CLUSTER, "dry-run": _DRY, "json": _JSON, **_LOCK})
 @guarded
-def kubeconfig(c: Context, cluster: str, dry_run: bool = False, json: bool = False) -> None:
+def kubeconfig(
+    c: Context, cluster: str, dry_run: bool = False, json: bool = False, lock_timeout: int = 0, break_lock: bool = False
+) -> None:
     """Fetch the admin kubeconfig to build/<cluster>/kubeconfig (0600), context named after the cluster.
 
     Until the API VIP answers, the server is pointed at the first controlplane; re-run later to switch back.
@@ -834,7 +1109,7 @@ def kubeconfig(c: Context, cluster: str, dry_run: bool = False, json: bool = Fal
 
     inventory, env, runner = _setup(c, cluster)
     plan = plan_kubeconfig(env, paths.kubeconfig_path(inventory.name))
-    finish(plan, runner, dry_run=dry_run, json=json)
+    finish(plan, runner, dry_run=dry_run, json=json, lock_timeout=lock_timeout, break_lock=break_lock)
     if not dry_run:
         print(f"kubeconfig: {paths.kubeconfig_path(inventory.name)} (context {inventory.name})")
 
@@ -849,18 +1124,237 @@ def health(c: Context, cluster: str, dry_run: bool = False, json: bool = False) 
     finish(plan_health(env), runner, dry_run=dry_run, json=json)
 
 
-@task(help={"cluster": _CLUSTER, "dry-run": _DRY, "json": _JSON})
+@task(
+    help={
+        "cluster": _CLUSTER,
+        "upload": "also upload it with its sidecar to the inventory's backups.etcd object store and read it back",
+        "dry-run": _DRY,
+        "json": _JSON,
+        **_LOCK,
+    }
+)
 @guarded
-def etcd_snapshot(c: Context, cluster: str, dry_run: bool = False, json: bool = False) -> None:
-    """Save an etcd snapshot (0600) under the backups directory and print its path."""
+def etcd_snapshot(
+    c: Context,
+    cluster: str,
+    upload: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+) -> None:
+    """Save a verified etcd snapshot (0600) under the backups directory; with --upload, also off-box.
+
+    Streams `talosctl etcd snapshot` from the first healthy controlplane to `<state>/backups/<cluster>/<UTC
+    time>.db`, checks the SHA-256 etcd appends to every snapshot (a truncated or altered file is refused), and
+    writes a sidecar `<name>.json` beside it: cluster, time, Talos and Kubernetes versions, etcd members, the
+    revision talosctl reports, size and sha256. --upload puts both under `<prefix>/<cluster>/` in the
+    `backups.etcd` bucket (credentials from its 1Password item or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and
+    reads the object back (size, sha256 metadata, ETag = MD5).
+    """
+    from k8s_ops.backups.catalog import snapshot_name
+    from k8s_ops.backups.etcd import Remote, gather_snapshot_facts, snapshot_steps
     from k8s_ops.core import paths
+    from k8s_ops.core.errors import ToolkitError
+    from k8s_ops.core.plan import Plan
     from k8s_ops.talos import facts
-    from k8s_ops.talos.lifecycle import plan_etcd_snapshot
 
     inventory, env, runner = _setup(c, cluster)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = paths.backups_dir(inventory.name) / f"etcd-{stamp}.snapshot"
-    source = facts.first_healthy_etcd(runner, env.tctl, inventory)
-    finish(plan_etcd_snapshot(env, path, source), runner, dry_run=dry_run, json=json)
+    remote = Remote.for_cluster(inventory) if upload else None
+    if upload and remote is None:
+        raise ToolkitError(
+            f"--upload needs backups.etcd in clusters/{inventory.name}/cluster.yaml",
+            hint="add backups: {etcd: {endpoint, bucket, prefix, region, credentials, retention}} (see the README)",
+        )
+    now = datetime.now(UTC)
+    path = paths.backups_dir(inventory.name) / snapshot_name(now)
+    source = facts.first_healthy_etcd(runner, env.tctl, inventory) or inventory.controlplanes[0]
+    steps = snapshot_steps(env, source, path, gather_snapshot_facts(runner, env, source), remote=remote, when=now)
+    notes = [f"off-box: {remote.describe()}"] if remote else []
+    plan = Plan(
+        "etcd snapshot" + (" and upload" if remote else ""),
+        inventory.name,
+        steps,
+        notes=tuple(notes),
+        resume_hint=f"re-run `{env.rerun('talos.etcd-snapshot', *(['--upload'] if upload else []))}`",
+    )
+    report = finish(plan, runner, dry_run=dry_run, json=json, lock_timeout=lock_timeout, break_lock=break_lock)
+    if report is not None:
+        print(f"etcd snapshot saved: {path} (0600, verified)")
+        if remote is not None:
+            print(f"uploaded: {remote.url(path.name)}")
+
+
+# --- etcd backups and maintenance (k8s_ops/backups, k8s_ops/talos/etcd_maintenance.py) -------------------------
+
+
+@task(
+    help={
+        "cluster": _CLUSTER,
+        "prune": "delete the snapshots the inventory's retention drops (a plan; type the cluster name to confirm)",
+        "yes": _YES,
+        "dry-run": "with --prune: show what would be deleted, delete nothing",
+        "json": "print the listing (or, with --dry-run, the prune plan) as JSON",
+        **_LOCK,
+    }
+)
+@guarded
+def etcd_backups(
+    c: Context,
+    cluster: str,
+    prune: bool = False,
+    yes: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+) -> None:
+    """List etcd snapshots, local and off-box, with age, size and whether verified; --prune applies retention.
+
+    Local: `<state>/backups/<cluster>/`; remote: `<prefix>/<cluster>/` in the backups.etcd bucket. A snapshot is
+    verified when its sidecar (written only after the SHA-256 trailer check) matches its size. Retention
+    (`backups.etcd.retention`: keepLast, keepDailyDays; defaults 7 and 30) keeps the newest N and the newest of
+    each day of the last D days, per location; the newest verified snapshot is never deleted. --prune shows the
+    deletions as a plan and asks you to type the cluster name (--yes skips the question).
+    """
+    import json as _json
+
+    from k8s_ops.backups.catalog import plan_retention
+    from k8s_ops.backups.etcd import Remote, listing, listing_json, listing_table, plan_prune
+    from k8s_ops.talos.inventory import load_cluster
+    from k8s_ops.talos.inventory.models import Retention
+
+    inventory = load_cluster(cluster)
+    remote = Remote.for_cluster(inventory)
+    now = datetime.now(UTC)
+    found = listing(inventory.name, remote)
+    policy = remote.target.retention if remote is not None else Retention()
+    verdicts = plan_retention(found, policy, now) if prune else None
+    if not prune:
+        if json:
+            print(_json.dumps(listing_json(found, now), indent=2))
+            return
+        where = f"; remote {remote.describe()}" if remote else "; no backups.etcd target (local only)"
+        print(f"etcd snapshots of {inventory.name}: {len(found)}{where}")
+        if found:
+            print(listing_table(found, now), end="")
+        return
+    assert verdicts is not None
     if not dry_run:
-        print(f"etcd snapshot saved: {path} (0600)")
+        print(listing_table(found, now, verdicts), end="")
+    plan = plan_prune(inventory.name, verdicts, remote)
+    finish(
+        plan,
+        runner_from(c),
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        confirm_name=inventory.name,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
+
+
+@task(help={"cluster": _CLUSTER, "dry-run": _DRY, "json": "print the report as JSON (with --dry-run: the plan)"})
+@guarded
+def etcd_status(c: Context, cluster: str, dry_run: bool = False, json: bool = False) -> None:
+    """Per etcd member: leader, DB size, in use, fragmentation, raft index, alarms and errors.
+
+    Reads `talosctl etcd status` of every controlplane and `talosctl etcd alarm list` (cluster-wide). Fragmentation
+    is 1 - in use / DB size; above 50 % `talos.etcd-defrag` compacts the member. Exits non-zero when a member does
+    not answer or reports an error other than an alarm.
+    """
+    import json as _json
+
+    from k8s_ops.core.errors import ToolkitError
+    from k8s_ops.talos.etcd_maintenance import EtcdReport, plan_status, report_json, report_table
+
+    _, env, runner = _setup(c, cluster)
+    cell: list[EtcdReport] = []
+    if finish(plan_status(env, cell), runner, dry_run=dry_run, json=json and dry_run, summary=False) is None:
+        return
+    report = cell[0]
+    print(_json.dumps(report_json(report), indent=2) if json else report_table(report), end="\n" if json else "")
+    problem = report.problem()
+    if problem:
+        raise ToolkitError(f"etcd is not healthy: {problem}")
+
+
+@task(
+    help={
+        "cluster": _CLUSTER,
+        "threshold": "defragment members whose in-use/DB-size ratio is below this (default 0.5, as Talos documents)",
+        "gate-timeout": _HOLD,
+        "yes": _YES,
+        "dry-run": _DRY,
+        "json": _JSON,
+        **_LOCK,
+    }
+)
+@guarded
+def etcd_defrag(
+    c: Context,
+    cluster: str,
+    threshold: float = 0.5,
+    gate_timeout: int = 0,
+    yes: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+) -> None:
+    """Defragment fragmented etcd members one at a time: followers first, the leader last; type the cluster name.
+
+    Only members whose in-use share of the database file is below --threshold are defragmented (`talosctl etcd
+    defrag`, one node per call). Before and after each member the etcd health gate must pass (every member
+    answers, one leader, no errors besides alarms); a member that became compact meanwhile is skipped.
+    """
+    from k8s_ops.talos.etcd_maintenance import gather_report, plan_defrag
+
+    inventory, env, runner = _setup(c, cluster, gate_timeout=gate_timeout)
+    plan = plan_defrag(env, gather_report(runner, env.tctl, inventory), threshold=threshold)
+    finish(
+        plan,
+        runner,
+        dry_run=dry_run,
+        json=json,
+        yes=yes,
+        confirm_name=inventory.name,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+    )
+
+
+@task(
+    help={
+        "cluster": _CLUSTER,
+        "quota-bytes": "the members' quota-backend-bytes (default 2147483648, etcd's default)",
+        "dry-run": _DRY,
+        "json": _JSON,
+        **_LOCK,
+    }
+)
+@guarded
+def etcd_alarm_disarm(
+    c: Context,
+    cluster: str,
+    quota_bytes: int = 2 * 1024**3,
+    dry_run: bool = False,
+    json: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
+) -> None:
+    """Disarm etcd's alarms once their cause is gone; refuses while it persists.
+
+    NOSPACE is refused while any member's database file is still at the space quota (etcd would raise it again
+    at the next write: free space with talos.etcd-defrag, or raise quota-backend-bytes, first); CORRUPT is always
+    refused (replace the member). After `talosctl etcd alarm disarm`, checks that no alarm came back.
+    """
+    from k8s_ops.core.errors import ToolkitError
+    from k8s_ops.talos.etcd_maintenance import gather_report, plan_alarm_disarm
+
+    if quota_bytes <= 0:
+        raise ToolkitError("--quota-bytes must be a positive number of bytes")
+    inventory, env, runner = _setup(c, cluster)
+    plan = plan_alarm_disarm(env, gather_report(runner, env.tctl, inventory), quota=quota_bytes)
+    finish(plan, runner, dry_run=dry_run, json=json, lock_timeout=lock_timeout, break_lock=break_lock)

@@ -35,7 +35,7 @@ def node_file_name(hostname: str) -> str:
 
 
 def talosctl_validate_command(hostname: str, text: str | bytes) -> Command:
-    """`talosctl validate --config $TMP/<node>.yaml --mode metal --strict`; the config is a 0600 temp file."""
+    """`talosctl validate --config $TMP/<node>.yaml --mode metal --strict`; the config is an anonymous /dev/fd/N."""
     return validate_command(TempFile(node_file_name(hostname), Secret(text)), host=hostname)
 
 

@@ -22,12 +22,14 @@ Rules (each with its source in the table or function that encodes it):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from k8s_ops.core.errors import Problem, ProblemsError
+from k8s_ops.core.paths import shown
 from k8s_ops.core.preflight import format_version, parse_version
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "check_talos_upgrade",
     "check_talosctl",
     "evaluate",
+    "semantic_version",
     "talos_upgrade_path",
 ]
 
@@ -128,8 +131,29 @@ TESTED: tuple[TestedRange, ...] = (
 )
 
 
+# A version string longer than this is not one (and a 5000-digit component must not reach int()).
+_MAX_VERSION_TEXT = 64
+
+
 def _v(text: str | None) -> Version | None:
-    return parse_version(text) if text else None
+    return parse_version(text) if text and len(text) <= _MAX_VERSION_TEXT else None
+
+
+# semver.org 2.0.0 (numeric parts without leading zeros, optional pre-release and build) with an optional `v`:
+# the whole text must be the version, so `--to "v1.35.0 --force"` or `1.35` is refused, not searched for a version.
+_SEMVER = re.compile(
+    r"v?(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
+    r"(?:-(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*)?"
+    r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
+)
+
+
+def semantic_version(text: str | None) -> Version | None:
+    """`text` as (major, minor, patch) if all of it is a semantic version (`v1.35.0`, `1.35.0-rc.1`), else None."""
+    if not text or len(text) > _MAX_VERSION_TEXT:
+        return None
+    m = _SEMVER.fullmatch(text)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
 
 
 def _minor(v: Version) -> Minor:
@@ -141,7 +165,7 @@ def _span(r: tuple[Minor, Minor]) -> str:
 
 
 def _unparseable(fld: str, text: str) -> Finding:
-    return Finding("error", fld, f"{text!r} is not a version like v1.2.3")
+    return Finding("error", fld, f"{shown(text)} is not a version like v1.2.3")
 
 
 def _err(fld: str, message: str) -> Finding:
@@ -310,9 +334,12 @@ def check_kubernetes_upgrade(current: str | None, target: str, kubelets: Mapping
     "1.N->1.N+1" (siderolabs/go-kubernetes v0.2.28 kubernetes/upgrade/path.go). A kubelet must not be newer than
     the API server (version-skew-policy.md), so a kubelet above `target` is a downgrade too.
     """
-    tv = _v(target)
+    if _v(target) is None:
+        return [_unparseable("kubernetesVersion", target)]  # the same finding as the range rule's: reported once
+    tv = semantic_version(target)
     if tv is None:
-        return [_unparseable("kubernetesVersion", target)]
+        message = f"{shown(target)} is not a semantic version like v1.35.0 (the --to value or kubernetesVersion)"
+        return [_err("kubernetesVersion", message)]
     out: list[Finding] = []
     cv = _v(current)
     if cv is not None:

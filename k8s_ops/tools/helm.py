@@ -3,7 +3,7 @@
 Every call names `--kubeconfig <build/<c>/kubeconfig> --kube-context <c>` explicitly (as `k8s_ops.tools.kubectl`
 does), so a stray `KUBECONFIG` or current-context never redirects an install to the other cluster.
 
-Values always travel as a file (`--values $TMP/<release>-values.yaml`, a 0600 TempFile), never as `--set`:
+Values always travel as a file (`--values $TMP/<release>-values.yaml`, a TempFile: /dev/fd/N), never `--set`:
 a `--set` value is on argv and helm's own `--set` parser mangles commas and dots. `upgrade --install` is
 run without `--wait`: the toolkit waits on its own bounded checks that name what they wait for (a helm
 `--wait` on a release whose readiness depends on a CRD it creates is how bootstraps hang silently).

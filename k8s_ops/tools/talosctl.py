@@ -14,7 +14,6 @@ Argv layout: `talosctl <subcommand…> <positional…> <flags…>` — the subco
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from k8s_ops.core import paths
 from k8s_ops.core.command import Command, Result, TempFile
 from k8s_ops.core.errors import OutputError, Problem
 from k8s_ops.core.facts import dig
+from k8s_ops.core.units import go_duration
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Cluster
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ApplyMode",
     "ApplyPreview",
+    "EtcdAlarm",
     "EtcdMember",
     "EtcdStatus",
     "Extension",
@@ -42,12 +43,16 @@ __all__ = [
     "installed_schematic",
     "parse_apply_preview",
     "parse_boot_id",
+    "parse_etcd_alarms",
     "parse_etcd_members",
     "parse_etcd_status",
     "parse_extensions",
+    "parse_failing_services",
+    "parse_human_bytes",
     "parse_json_stream",
     "parse_machinestatus",
     "parse_service_states",
+    "parse_snapshot_info",
     "parse_table",
     "parse_validate",
     "parse_versions",
@@ -66,20 +71,9 @@ class TalosctlOutputError(OutputError):
     """talosctl printed something the parser does not understand."""
 
 
-def go_duration(seconds: float) -> str:
-    """A Go `time.ParseDuration` string: whole minutes as `10m`, else seconds (`90s`, `0.25s`)."""
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    if seconds >= 60 and float(seconds).is_integer() and int(seconds) % 60 == 0:
-        return f"{int(seconds) // 60}m"
-    if float(seconds).is_integer():
-        return f"{int(seconds)}s"
-    # Millisecond resolution is plenty and keeps the argv readable.
-    return f"{math.ceil(seconds * 1000) / 1000:g}s"
-
-
 def validate_command(config: TempFile, *, host: str, binary: str = "talosctl") -> Command:
-    """`talosctl validate --config <0600 temp file> --mode metal --strict`: offline, no talosconfig, no node."""
+    """`talosctl validate --config <the config as /dev/fd/N> --mode metal --strict`: offline, no talosconfig, no
+    node."""
     return Command(
         argv=(binary, "validate", "--config", config, "--mode", "metal", "--strict"),
         description=f"talosctl validate {config.label} (metal, strict)",
@@ -97,8 +91,8 @@ def parse_validate(result: Result, *, file: str) -> list[Problem]:
     Success prints "<path> is valid for metal mode"; the temp path in messages is replaced by `file`.
     """
 
-    def clean(msg: str) -> str:
-        return re.sub(r"\S*/" + re.escape(file), file, msg)
+    def clean(msg: str) -> str:  # the runner hands the config as /dev/fd/<n> (core/runner.py); name the file
+        return re.sub(r"/dev/fd/\d+", file, re.sub(r"\S*/" + re.escape(file), file, msg))
 
     problems: list[Problem] = []
     lines = (result.stderr + "\n" + result.stdout).splitlines()
@@ -213,6 +207,28 @@ class Talosctl:
         """`etcd status` of each controlplane (one row per answering member)."""
         return self._cmd(("etcd", "status"), self._auth(nodes), description="read etcd member status")
 
+    def etcd_alarms(self, node: str) -> Command:
+        """`etcd alarm list` via one controlplane: etcd's alarms are cluster-wide (NOSPACE, CORRUPT)."""
+        return self._cmd(("etcd", "alarm", "list"), self._auth([node]), description="list etcd alarms")
+
+    def etcd_alarm_disarm(self, node: str) -> Command:
+        """`etcd alarm disarm`: clears every member's alarms (etcd disarms each listed alarm); prints what it
+        disarmed. etcd raises NOSPACE again at the next write while the database is still over its quota."""
+        return self._cmd(
+            ("etcd", "alarm", "disarm"), self._auth([node]), description="disarm etcd alarms", mutates=True
+        )
+
+    def etcd_defrag(self, node: str, *, host: str | None = None, timeout: float | None = None) -> Command:
+        """`etcd defrag` of one member (talosctl refuses several nodes: defragment one member at a time)."""
+        return self._cmd(
+            ("etcd", "defrag"),
+            self._auth([node]),
+            description=f"defragment the etcd database of {host or node}",
+            mutates=True,
+            node=host,
+            timeout=timeout,
+        )
+
     def etcd_snapshot(self, node: str, path: Path, *, host: str | None = None) -> Command:
         """`etcd snapshot <path>`: stream a snapshot of the node's etcd to a local file."""
         return self._cmd(
@@ -238,7 +254,8 @@ class Talosctl:
     def apply_config(
         self, node: str, config: TempFile, *, mode: ApplyMode, insecure: bool, host: str, timeout: float | None = None
     ) -> Command:
-        """`apply-config --file <0600 temp file> --mode M` (`--insecure` only for a node in maintenance mode)."""
+        """`apply-config --file <the config as /dev/fd/N, never a named file> --mode M` (`--insecure` only for a node
+        in maintenance mode)."""
         conn = self._insecure(node) if insecure else self._auth([node])
         return self._cmd(
             ("apply-config",),
@@ -257,11 +274,18 @@ class Talosctl:
         timeout: float,
         host: str,
         reboot_mode: Literal["default", "powercycle"] | None = None,
+        stage: bool = False,
+        wait: bool = True,
     ) -> Command:
-        """`upgrade --image <factory installer> --timeout T` (talosctl waits for the node; never --preserve)."""
-        flags = [*self._auth([node]), "--image", image, "--timeout", go_duration(timeout)]
+        """`upgrade --image <factory installer> --timeout T` (talosctl waits for the node; never --preserve).
+        `stage`: the image is installed on the next boot, which Talos starts at once, without draining the node.
+        `wait=False` (`--wait=false`): talosctl returns once the node acknowledged; the caller tracks the reboot."""
+        flags = [*self._auth([node]), "--image", image]
+        flags += ["--timeout", go_duration(timeout)] if wait else ["--wait=false"]
         if reboot_mode is not None:
             flags += ["--reboot-mode", reboot_mode]
+        if stage:
+            flags.append("--stage")
         return self._cmd(
             ("upgrade",),
             flags,
@@ -282,6 +306,17 @@ class Talosctl:
             mutates=True,
             node=host,
             timeout=timeout + 60,
+        )
+
+    def shutdown(self, node: str, *, host: str) -> Command:
+        """`shutdown --wait=false`: Talos cordons and drains the node, stops everything and powers off; the caller
+        waits for it to stop answering."""
+        return self._cmd(
+            ("shutdown",),
+            (*self._auth([node], endpoints=[node]), "--wait=false"),
+            description=f"shut down {host}",
+            mutates=True,
+            node=host,
         )
 
     def reset(
@@ -324,6 +359,11 @@ class Talosctl:
             timeout=timeout,
         )
 
+    def services(self, node: str, *, host: str | None = None) -> Command:
+        """`service` (no id): every service of the node as a table NODE SERVICE STATE HEALTH LAST CHANGE LAST EVENT."""
+        what = f"list the services of {host or node}"
+        return self._cmd(("service",), self._auth([node]), description=what, node=host)
+
     def service_etcd(self, nodes: Sequence[str]) -> Command:
         """`service etcd` on controlplanes (a read): whether etcd runs, i.e. was bootstrapped or joined."""
         return self._cmd(("service", "etcd"), self._auth(nodes), description="read the etcd service state")
@@ -337,9 +377,7 @@ class Talosctl:
         if recover_from is not None:
             flags += ["--recover-from", str(recover_from)]
         what = f" from the snapshot {recover_from}" if recover_from else ""
-        return self._cmd(
-            ("bootstrap",), flags, description=f"bootstrap etcd on {host}{what}", mutates=True, node=host
-        )
+        return self._cmd(("bootstrap",), flags, description=f"bootstrap etcd on {host}{what}", mutates=True, node=host)
 
     def kubeconfig(self, node: str, path: Path, *, context: str) -> Command:
         """`kubeconfig <path> --force --force-context-name <c>`: admin kubeconfig into its own file."""
@@ -553,32 +591,124 @@ def parse_etcd_members(text: str) -> list[EtcdMember]:
 
 @dataclass(frozen=True)
 class EtcdStatus:
-    """One row of `etcd status`: the member answering on a node, and its errors if any."""
+    """One row of `etcd status`: the member answering on a node, its database and raft state, and its errors.
+
+    talosctl prints sizes with go-humanize (SI units, at most 3 significant digits: `5.3 MB`), so `db_size` and
+    `in_use` are approximate bytes; `in_use_ratio` comes from the printed percentage (in use / DB size, exact to
+    0.01 %). None where talosctl printed nothing parseable.
+    """
 
     node: str
     member: str
     learner: bool
     errors: str
+    db_size: int | None = None
+    in_use: int | None = None
+    in_use_ratio: float | None = None
+    leader: str = ""
+    raft_index: int | None = None
+    raft_term: int | None = None
+    raft_applied_index: int | None = None
+    protocol: str = ""
+    storage: str = ""
 
     @property
     def healthy(self) -> bool:
         return not self.errors and not self.learner
 
+    @property
+    def is_leader(self) -> bool:
+        return bool(self.member) and self.member == self.leader
+
+
+_HUMAN_UNITS = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "PB": 10**15, "EB": 10**18}
+_HUMAN_BYTES = re.compile(r"^(\d+(?:\.\d+)?) (B|kB|MB|GB|TB|PB|EB)$")
+_IN_USE = re.compile(r"^(.*\S)\s+\((\d+(?:\.\d+)?)%\)$")
+
+
+def parse_human_bytes(text: str) -> int | None:
+    """Bytes from go-humanize's `Bytes` (`782 kB`, `5.3 MB`, `0 B`), or None."""
+    m = _HUMAN_BYTES.match(text.strip())
+    return round(float(m.group(1)) * _HUMAN_UNITS[m.group(2)]) if m else None
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.strip().isdigit() else None
+
 
 def parse_etcd_status(text: str) -> dict[str, EtcdStatus]:
-    """`etcd status` rows by node (columns NODE MEMBER DB SIZE IN USE LEADER … LEARNER [… ] ERRORS)."""
+    """`etcd status` rows by node (columns NODE MEMBER DB SIZE IN USE LEADER RAFT INDEX RAFT TERM RAFT APPLIED
+    INDEX LEARNER PROTOCOL STORAGE ERRORS; IN USE is `<size> (<percent>%)`)."""
     out: dict[str, EtcdStatus] = {}
     for row in parse_table(text):
         if "MEMBER" not in row:
             raise TalosctlOutputError(f"unexpected etcd status table: {sorted(row)}")
         node = row.get("NODE", "")
+        in_use_text, ratio = row.get("IN USE", ""), None
+        if m := _IN_USE.match(in_use_text):
+            in_use_text, ratio = m.group(1), float(m.group(2)) / 100.0
         out[node] = EtcdStatus(
             node=node,
             member=row["MEMBER"],
             learner=row.get("LEARNER", "false").lower() == "true",
             errors=row.get("ERRORS", ""),
+            db_size=parse_human_bytes(row.get("DB SIZE", "")),
+            in_use=parse_human_bytes(in_use_text),
+            in_use_ratio=ratio,
+            leader=row.get("LEADER", ""),
+            raft_index=_int(row.get("RAFT INDEX")),
+            raft_term=_int(row.get("RAFT TERM")),
+            raft_applied_index=_int(row.get("RAFT APPLIED INDEX")),
+            protocol=row.get("PROTOCOL", ""),
+            storage=row.get("STORAGE", ""),
         )
     return out
+
+
+_SNAPSHOT_INFO = re.compile(r"snapshot info: hash ([0-9a-f]+), revision (\d+), total keys (\d+), total size (\d+)")
+
+
+def parse_snapshot_info(text: str) -> tuple[int, int] | None:
+    """(revision, total keys) from the `snapshot info: hash …, revision R, total keys K, total size S` line
+    `etcd snapshot` prints after saving (from etcd's snapshot status), or None."""
+    m = _SNAPSHOT_INFO.search(text)
+    return (int(m.group(2)), int(m.group(3))) if m else None
+
+
+def parse_failing_services(text: str) -> list[str]:
+    """From `talosctl service`: the services that are neither Running nor Finished, or whose health is `Fail`
+    (HEALTH is `OK`, `Fail`, or `?` for a service without a health check — siderolabs/talos v1.12.11
+    pkg/machinery/formatters/formatters.go HealthStatus), each as `id (STATE, health H: last event)`."""
+    bad: list[str] = []
+    for row in parse_table(text):
+        if "SERVICE" not in row or "STATE" not in row:
+            raise TalosctlOutputError(f"unexpected service table: {sorted(row)}")
+        state, health = row["STATE"], row.get("HEALTH", "?")
+        if state not in ("Running", "Finished") or health == "Fail":
+            event = row.get("LAST EVENT", "")
+            bad.append(f"{row['SERVICE']} ({state}, health {health}{': ' + event if event else ''})")
+    return bad
+
+
+@dataclass(frozen=True)
+class EtcdAlarm:
+    """One row of `etcd alarm list`: a member and its alarm (NOSPACE, CORRUPT)."""
+
+    member: str
+    alarm: str
+
+
+def parse_etcd_alarms(text: str) -> list[EtcdAlarm]:
+    """`etcd alarm list`: a table MEMBER ALARM (NODE first when talosctl knows the node); nothing at all when no
+    member has an alarm (siderolabs/talos v1.12.11 cmd/talosctl/cmd/talos/etcd.go displayAlarms prints the header
+    only with the first alarm). Alarm NONE is not an alarm."""
+    alarms: list[EtcdAlarm] = []
+    for row in parse_table(text):
+        if "MEMBER" not in row or "ALARM" not in row:
+            raise TalosctlOutputError(f"unexpected etcd alarm table: {sorted(row)}")
+        if row["ALARM"] and row["ALARM"] != "NONE":
+            alarms.append(EtcdAlarm(row["MEMBER"], row["ALARM"]))
+    return alarms
 
 
 @dataclass(frozen=True)

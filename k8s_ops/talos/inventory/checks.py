@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from k8s_ops.core.errors import Problem, field_path
+from k8s_ops.core.paths import looks_like_key_material
 from k8s_ops.talos.inventory.models import (
     _M,
     _VAR_NAME_RE,
@@ -24,7 +25,7 @@ from k8s_ops.talos.inventory.models import (
     Node,
     resolve_interfaces,
 )
-from k8s_ops.talos.inventory.problems import aliases
+from k8s_ops.talos.inventory.problems import aliases, short, unechoed
 from k8s_ops.talos.inventory.source import Path_, Source
 
 
@@ -52,7 +53,7 @@ def check_semantics(src: Source, dir_name: str, siblings: Sequence[Sibling]) -> 
 
     name = src.get("name")
     if isinstance(name, str) and name != dir_name:
-        out.append(P(("name",), f"{name!r} must equal the cluster directory name {dir_name!r}"))
+        out.append(P(("name",), f"{short(name)} must equal the cluster directory name {dir_name!r}"))
 
     # cluster ids and pod CIDRs must be unique across the clusters that mesh together
     cid = src.get("id")
@@ -97,7 +98,9 @@ def check_semantics(src: Source, dir_name: str, siblings: Sequence[Sibling]) -> 
         host = n.get("hostname")
         if isinstance(host, str):
             if host in hostnames:
-                out.append(P(("nodes", i, "hostname"), f"duplicate hostname {host!r} (also nodes[{hostnames[host]}])"))
+                out.append(
+                    P(("nodes", i, "hostname"), f"duplicate hostname {short(host)} (also nodes[{hostnames[host]}])")
+                )
             else:
                 hostnames[host] = i
         addr = _ip(n.get("address"))
@@ -112,7 +115,7 @@ def check_semantics(src: Source, dir_name: str, siblings: Sequence[Sibling]) -> 
                 out.append(
                     P(
                         ("endpoint",),
-                        f"API VIP {endpoint} equals the address of node {host!r} (the VIP must be a free address)",
+                        f"API VIP {endpoint} equals the address of node {short(host)} (the VIP must be a free address)",
                     )
                 )
             if addr == gateway:
@@ -142,14 +145,15 @@ def check_semantics(src: Source, dir_name: str, siblings: Sequence[Sibling]) -> 
                 out.append(
                     P(
                         ("vars", key),
-                        f"variable name {key!r} is not a string (YAML reads true/false/null/numbers so); quote it",
+                        f"variable name {short(key)} is not a string (YAML reads true/false/null/numbers so); quote it",
                     )
                 )
             elif not _VAR_NAME_RE.match(key):
                 out.append(
                     P(
                         ("vars", key),
-                        f"{key!r} is not a valid variable name (letters, digits and '_', not starting with a digit)",
+                        f"{short(key)} is not a valid variable name "
+                        "(letters, digits and '_', not starting with a digit)",
                     )
                 )
             elif key in GENERATED_VARS:
@@ -175,9 +179,9 @@ def check_semantics(src: Source, dir_name: str, siblings: Sequence[Sibling]) -> 
                 out.append(
                     P(
                         ("schematic", key, j),
-                        f"duplicate {what} {value!r} (also {key}[{seen[value]}]): the Image Factory hashes the list "
-                        "as given, so the duplicate yields a different schematic ID (and installer image) than "
-                        "intended; remove it",
+                        f"duplicate {what} {short(value)} (also {key}[{seen[value]}]): the Image Factory hashes "
+                        "the list as given, so the duplicate yields a different schematic ID (and installer image) "
+                        "than intended; remove it",
                     )
                 )
             else:
@@ -203,7 +207,7 @@ def _check_interfaces(src: Source, i: int, node: dict[str, Any], *, unique_alias
         if isinstance(name, str):
             if name in names:
                 out.append(
-                    src.problem((*base, "name"), f"duplicate interface {name!r} (also interfaces[{names[name]}])")
+                    src.problem((*base, "name"), f"duplicate interface {short(name)} (also interfaces[{names[name]}])")
                 )
             names[name] = j
         if itf.get("bond") is not None and itf.get("deviceSelector") is not None:
@@ -268,7 +272,7 @@ def _check_bond_member(
                 out.append(
                     src.problem(
                         (*where, key),
-                        f"{value!r} is a glob, but on Talos v1.12 a bond member's selector must match exactly one "
+                        f"{short(value)} is a glob, but on Talos v1.12 a bond member's selector must match exactly one "
                         "link: a MAC glob matches every port of a multi-port NIC, so Talos skips the alias and the "
                         "bond gets no member (the node goes offline). List one member per port, each with its "
                         f'exact MAC, e.g. {{{key}: "f8:f2:1e:20:57:a0"}} and {{{key}: "f8:f2:1e:20:57:a1"}}',
@@ -279,7 +283,7 @@ def _check_bond_member(
             reported = True
             out.append(
                 src.problem(
-                    (*where, key), f"{value!r} is not a MAC address like f8:f2:1e:20:57:a0: it would match no link"
+                    (*where, key), f"{short(value)} is not a MAC address like f8:f2:1e:20:57:a0: it would match no link"
                 )
             )
             continue
@@ -322,7 +326,8 @@ def _check_volumes(src: Source, i: int, node: dict[str, Any]) -> list[Problem]:
             if name in seen:
                 out.append(
                     src.problem(
-                        ("nodes", i, "volumes", j, "name"), f"duplicate volume {name!r} (also volumes[{seen[name]}])"
+                        ("nodes", i, "volumes", j, "name"),
+                        f"duplicate volume {short(name)} (also volumes[{seen[name]}])",
                     )
                 )
             seen[name] = j
@@ -361,7 +366,7 @@ def _check_volume_size(src: Source, where: Path_, vol: dict[str, Any]) -> list[P
             continue
         text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
         if not isinstance(text, str) or not text:
-            out.append(src.problem((*where, key), f"{raw!r} is not a size like 100GiB"))
+            out.append(src.problem((*where, key), f"{short(raw)} is not a size like 100GiB"))
             continue
         if key == "maxSize" and text.endswith("%"):
             try:
@@ -369,17 +374,23 @@ def _check_volume_size(src: Source, where: Path_, vol: dict[str, Any]) -> list[P
             except ValueError:
                 pct = -1.0
             if not 0 < pct <= 100:
-                out.append(src.problem((*where, key), f"{text!r} is not a percentage between 0 and 100, e.g. 80%"))
+                out.append(src.problem((*where, key), f"{short(text)} is not a percentage between 0 and 100, e.g. 80%"))
             continue
         try:
             sizes[key] = parse_bytes(text)
         except ValueError as exc:
             hint = " (relative sizes like 80% are for maxSize only)" if text.endswith("%") else ""
-            out.append(src.problem((*where, key), f"{text!r} is not a size like 100GiB: {exc}{hint}"))
+            out.append(
+                src.problem((*where, key), f"{short(text)} is not a size like 100GiB: {unechoed(str(exc), text)}{hint}")
+            )
     low, high = sizes["minSize"], sizes["maxSize"]
     if low is not None and high is not None and low > high:
+        # both parsed as sizes: short, and no secret
         out.append(src.problem((*where, "minSize"), f"minSize {raw_min} is greater than maxSize {raw_max}"))
     return out
+
+
+_CEL_SHOWN = 120  # the parser's message quotes the expression line and a caret
 
 
 def _cel_error(expr: str) -> str | None:
@@ -391,8 +402,10 @@ def _cel_error(expr: str) -> str | None:
     try:
         cel.environment().compile(expr)
     except celpy.celparser.CELParseError as exc:
-        detail = " ".join(str(exc).split())
-        return f"not a valid CEL expression: {detail}"
+        detail = " ".join(str(exc).split())  # the parser quotes the expression: never key material, never all
+        if looks_like_key_material(detail):
+            return "not a valid CEL expression (not shown: it looks like key material)"
+        return f"not a valid CEL expression: {detail if len(detail) <= _CEL_SHOWN else detail[:_CEL_SHOWN] + '...'}"
     return None
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-import yaml
 from pydantic import (
     ValidationError,
 )
@@ -14,7 +14,7 @@ from k8s_ops.core.errors import Problem, ProblemsError
 from k8s_ops.talos import yamlio
 from k8s_ops.talos.inventory.checks import Sibling, as_network, check_links, check_semantics
 from k8s_ops.talos.inventory.models import CLUSTER_FILE, Cluster
-from k8s_ops.talos.inventory.problems import short, validation_problems
+from k8s_ops.talos.inventory.problems import safe_field, short, validation_problems
 from k8s_ops.talos.inventory.source import read_yaml
 
 # ---- siblings (cheap: only id and pod CIDR are read)
@@ -33,9 +33,10 @@ def _siblings(root: Path, exclude: str) -> list[Sibling]:
         if d.name == exclude:
             continue
         try:
-            data = yaml.load((d / CLUSTER_FILE).read_text(encoding="utf-8"), Loader=yamlio.Loader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            docs = yamlio.load_documents(yamlio.read_text(d / CLUSTER_FILE))
+        except (OSError, yamlio.YAMLError):
             continue  # that cluster's own load reports it
+        data = docs[0] if len(docs) == 1 else None
         if not isinstance(data, dict):
             continue
         cid = data.get("id")
@@ -68,8 +69,8 @@ def _load(name: str, root: Path) -> tuple[Cluster | None, list[Problem]]:
     problems += check_links(src)
     if cluster is not None:
         cluster._path = cdir
-    # one problem per place and message, in file order
-    unique = list(dict.fromkeys(problems))
+    # one problem per place and message, in file order; no key material or long key in a field path
+    unique = list(dict.fromkeys(replace(p, field=safe_field(p.field)) for p in problems))
     unique.sort(key=lambda p: (p.file, p.line or 0))
     return (cluster if not unique else None), unique
 

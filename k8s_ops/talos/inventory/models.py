@@ -22,6 +22,7 @@ from pydantic import (
     PrivateAttr,
     StrictBool,
     Tag,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -362,12 +363,29 @@ class Network(_Model):
     mtu: Mtu = 1500  # MTU of interfaces that set none (VLANs inherit their parent's)
 
 
+def _check_soak(v: str) -> str:
+    # the Go duration parser gitops.lint uses for Flux intervals (imported here: no import cycle at load time)
+    from k8s_ops.core.units import parse_go_duration
+
+    if parse_go_duration(v) is None:
+        raise ValueError(f"{v!r} is not a duration like 24h, 90m or 1h30m")
+    return v
+
+
+class Promote(_Model):
+    """`gitops.promote`: how long a commit must have been applied and Ready on the cluster promoted from before
+    `gitops.promote` fast-forwards the next cluster's branch to it (`soak`, a Go duration)."""
+
+    soak: Annotated[str, AfterValidator(_check_soak)] = "24h"
+
+
 class GitOps(_Model):
     """Where Flux syncs from."""
 
     repository: str = Field(min_length=1)
     branch: str = Field(min_length=1)
     path: str = Field(min_length=1)
+    promote: Promote = Field(default_factory=Promote)
 
 
 class GatewayAPI(_Model):
@@ -382,6 +400,91 @@ class GatewayAPI(_Model):
     cilium: StrictBool = False
 
 
+_KUBE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+
+
+def _check_kube_name(v: str) -> str:
+    if not _KUBE_NAME_RE.match(v) or ".." in v:
+        raise ValueError(f"{v[:64]!r} is not a Kubernetes object name (lowercase letters, digits, '-' and '.')")
+    return v
+
+
+def _check_secret_key(v: str) -> str:
+    if not _SECRET_KEY_RE.match(v) or v in (".", ".."):
+        raise ValueError(f"{v[:64]!r} is not a Secret data key (letters, digits, '-', '_' and '.')")
+    return v
+
+
+KubeName = Annotated[str, AfterValidator(_check_kube_name)]
+SecretKey = Annotated[str, AfterValidator(_check_secret_key)]
+
+
+class ItemField(_Model):
+    """One field of a 1Password item in `onepassword.vault`, read with the SDK (never on argv or disk)."""
+
+    item: str = Field(min_length=1)
+    field: str = Field(min_length=1)
+
+
+class SecretRef(_Model):
+    """Where a value lands in the cluster: Secret `name`, data key `key` (namespace from the enclosing section)."""
+
+    name: KubeName
+    key: SecretKey
+
+
+class OnePasswordConnect(_Model):
+    """`onepassword.connect`: the 1Password Connect server's credentials file and access token, created as Secrets
+    by the bootstrap's secrets stage so External Secrets sync as soon as Flux installs the operator.
+
+    Defaults are the upstream ones (tests/sim/FIDELITY.md): the connect chart's `connect.credentialsName`/
+    `credentialsKey` (`op-credentials` / `1password-credentials.json`; the value stored is the file base64-encoded,
+    as the chart's own template stores it) and `operator.token.name`/`key` (`onepassword-token` / `token`), which
+    the ClusterSecretStore's `connectTokenSecretRef` points at. `credentials` may hold the JSON file or its base64.
+    """
+
+    credentials: ItemField
+    token: ItemField
+    namespace: KubeName = "external-secrets"
+    credentials_secret: SecretRef = SecretRef(name="op-credentials", key="1password-credentials.json")
+    token_secret: SecretRef = SecretRef(name="onepassword-token", key="token")
+
+
+class BootstrapSecret(_Model):
+    """`bootstrap.secrets[]`: one extra Secret created at bootstrap, before Flux reconciles. Exactly one source:
+    `onepassword` (data key -> item field, in `onepassword.vault`) or `sops` (a SOPS-encrypted flat YAML mapping in
+    the cluster directory; every key a data key, `*_unencrypted` keys ignored)."""
+
+    name: KubeName
+    namespace: KubeName
+    onepassword: dict[SecretKey, ItemField] | None = None
+    sops: RelativeFile | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BootstrapSecret:
+        if (self.onepassword is None) == (self.sops is None):
+            raise ValueError("give exactly one of `onepassword` (key: {item, field}) and `sops` (a file)")
+        if self.onepassword is not None and not self.onepassword:
+            raise ValueError("`onepassword` needs at least one key")
+        return self
+
+
+class BootstrapSection(_Model):
+    """`bootstrap:` extras for the bootstrap and the rebuild."""
+
+    secrets: tuple[BootstrapSecret, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> BootstrapSection:
+        seen: set[tuple[str, str]] = set()
+        for s in self.secrets:
+            if (s.namespace, s.name) in seen:
+                raise ValueError(f"Secret {s.namespace}/{s.name} is listed twice")
+            seen.add((s.namespace, s.name))
+        return self
+
+
 class OnePassword(_Model):
     """The 1Password vault for this cluster's artefacts.
 
@@ -390,6 +493,70 @@ class OnePassword(_Model):
     """
 
     vault: str = Field(min_length=1)
+    connect: OnePasswordConnect | None = None
+
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
+
+def _check_endpoint(v: str) -> str:
+    if not re.match(r"^https?://[^/\s?#]+/?$", v):
+        raise ValueError(
+            "must be an http(s) URL of the S3 API without a path, e.g. https://<account>.r2.cloudflarestorage.com"
+        )
+    return v.rstrip("/")
+
+
+def _check_bucket(v: str) -> str:
+    if not _BUCKET_RE.match(v) or ".." in v:
+        raise ValueError("must be an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-'")
+    return v
+
+
+def _check_prefix(v: str) -> str:
+    if v and (not _PREFIX_RE.match(v) or ".." in v.split("/")):
+        raise ValueError("must be key segments separated by '/', without a leading or trailing '/' or '..'")
+    return v
+
+
+class BackupOnePassword(_Model):
+    """The 1Password item (in `onepassword.vault`) holding the object store's access key pair; read with the SDK."""
+
+    item: str = Field(min_length=1)
+    access_key_id_field: str = Field(default="access-key-id", min_length=1)
+    secret_access_key_field: str = Field(default="secret-access-key", min_length=1)
+
+
+class BackupCredentials(_Model):
+    """Where the S3 credentials come from: a 1Password item, else `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`."""
+
+    onepassword: BackupOnePassword | None = None
+
+
+class Retention(_Model):
+    """Which snapshots a prune keeps: the newest `keepLast`, plus the newest of each UTC day of the last
+    `keepDailyDays` days. The newest verified snapshot is always kept."""
+
+    keep_last: int = Field(default=7, ge=1, strict=True)
+    keep_daily_days: int = Field(default=30, ge=0, strict=True)
+
+
+class EtcdBackupTarget(_Model):
+    """An S3-compatible bucket for off-box etcd snapshots (`<prefix>/<cluster>/<timestamp>.db`)."""
+
+    endpoint: Annotated[str, AfterValidator(_check_endpoint)]
+    bucket: Annotated[str, AfterValidator(_check_bucket)]
+    prefix: Annotated[str, AfterValidator(_check_prefix)] = "etcd"
+    region: str = Field(default="auto", min_length=1)
+    credentials: BackupCredentials = BackupCredentials()
+    retention: Retention = Retention()
+
+
+class Backups(_Model):
+    """Off-box backups (`backups:`); only etcd snapshots so far."""
+
+    etcd: EtcdBackupTarget | None = None
 
 
 class Sops(_Model):
@@ -399,14 +566,98 @@ class Sops(_Model):
 
 
 class HealthCheck(_Model):
-    """A resource the rolling upgrade waits on between nodes: `expr` is CEL over `object`."""
+    """One gate the rolling upgrade holds on before and after each node. Exactly one of three shapes:
 
-    api_version: str = Field(min_length=1)
-    kind: str = Field(min_length=1)
+    * objects: `kind` (+ `apiVersion`, optional `namespace`) and either `name` (one object) or
+      `labelSelector`/`fieldSelector` (or neither: every object of the kind); `expr` is CEL evaluated on each
+      object — `match: all` (default) every one must pass, `any` one suffices; zero matches fails unless
+      `allowEmpty: true`;
+    * `command`: an argv run on the operator machine (no shell), success = exit 0;
+    * `job`: a Kubernetes Job manifest (a file in the cluster directory) run to completion, logs shown on failure.
+
+    `timeout`: seconds this check may hold the rollout (default: the gate hold, `--gate-timeout`).
+    """
+
+    api_version: str | None = Field(default=None, min_length=1)
+    kind: str | None = Field(default=None, min_length=1)
     namespace: str | None = None
-    name: str = Field(min_length=1)
-    expr: str = Field(min_length=1)
+    name: str | None = Field(default=None, min_length=1)
+    label_selector: str | None = Field(default=None, min_length=1)
+    field_selector: str | None = Field(default=None, min_length=1)
+    expr: str | None = Field(default=None, min_length=1)
+    match: Literal["all", "any"] = "all"
+    allow_empty: StrictBool = False
+    command: tuple[str, ...] | None = Field(default=None, min_length=1)
+    job: RelativeFile | None = None
+    timeout: float | None = Field(default=None, gt=0)
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> HealthCheck:
+        shapes = [s for s, v in (("kind", self.kind), ("command", self.command), ("job", self.job)) if v]
+        if len(shapes) != 1:
+            raise ValueError(
+                "a health check is exactly one of: `kind` (+ apiVersion, expr), `command` (argv) or `job` "
+                f"(manifest file); found {', '.join(shapes) or 'none'}"
+            )
+        if self.kind is not None:
+            missing = [f for f, v in (("apiVersion", self.api_version), ("expr", self.expr)) if not v]
+            if missing:
+                raise ValueError(f"a `kind` health check needs {' and '.join(missing)}")
+            if self.name is not None and (self.label_selector or self.field_selector):
+                raise ValueError("`name` selects one object: drop labelSelector/fieldSelector, or drop name")
+        elif self.expr is not None or self.label_selector or self.field_selector or self.name:
+            raise ValueError("expr, name and selectors belong to `kind` health checks only")
+        return self
+
+
+class HookAction(_Model):
+    """One hook action: `command` (argv on the operator machine, no shell), `kubectl` (argv for kubectl against
+    the cluster's own kubeconfig and context) or `job` (a Job manifest in the cluster directory, run to
+    completion). `always`: a post-hook that also runs when the rollout fails (e.g. `ceph osd unset noout`)."""
+
+    command: tuple[str, ...] | None = Field(default=None, min_length=1)
+    kubectl: tuple[str, ...] | None = Field(default=None, min_length=1)
+    job: RelativeFile | None = None
+    timeout: float = Field(default=300.0, gt=0)
+    always: StrictBool = False
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HookAction:
+        kinds = [k for k, v in (("command", self.command), ("kubectl", self.kubectl), ("job", self.job)) if v]
+        if len(kinds) != 1:
+            raise ValueError(f"a hook is exactly one of command, kubectl or job; found {', '.join(kinds) or 'none'}")
+        if self.always and self.job is not None:
+            raise ValueError("`always` hooks run in the recovery, which runs commands: use command or kubectl")
+        return self
+
+
+class UpgradeHooks(_Model):
+    """Hooks around the rollout; node hooks see NODE, NODE_ADDRESS and ROLE in their environment."""
+
+    pre_cluster: tuple[HookAction, ...] = ()
+    pre_node: tuple[HookAction, ...] = ()
+    post_node: tuple[HookAction, ...] = ()
+    post_cluster: tuple[HookAction, ...] = ()
+
+
+class Alertmanager(_Model):
+    """An Alertmanager silence per node while it reboots (`url`: Alertmanager's base URL, e.g. through
+    `kubectl proxy` or the Kubernetes API service proxy); matchers get the node's name in `{node}`."""
+
+    url: str = Field(min_length=1)
+    matchers: dict[str, str] = Field(default_factory=lambda: {"instance": "{node}"})
+    created_by: str = "k8s-ops"
+
+
+class UpgradeWindow(_Model):
+    """A maintenance window: rollouts start (and take the next node) only inside it."""
+
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(min_length=1)
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
+    timezone: str = "UTC"
 
 
 class Upgrade(_Model):
@@ -414,6 +665,10 @@ class Upgrade(_Model):
 
     health_checks: tuple[HealthCheck, ...] = ()
     max_unavailable: int = Field(default=1, ge=1, strict=True)
+    hooks: UpgradeHooks = UpgradeHooks()
+    pause: tuple[Literal["flux", "volsync", "keda"], ...] = ()
+    alertmanager: Alertmanager | None = None
+    window: UpgradeWindow | None = None
 
 
 class NodeGroup(_Model):
@@ -441,6 +696,8 @@ class Node(_Model):
     taints: tuple[TaintSpec, ...] = ()
     volumes: tuple[UserVolume, ...] = ()
     patches: tuple[RelativeFile, ...] = ()
+    # a canary: this node's Talos version when it differs from the cluster's (the rollout upgrades it first)
+    talos_version: TalosVersion | None = None
 
     @property
     def is_controlplane(self) -> bool:
@@ -466,6 +723,8 @@ class Cluster(_Model):
     onepassword: OnePassword
     sops: Sops | None = None
     upgrade: Upgrade | None = None
+    backups: Backups | None = None
+    bootstrap: BootstrapSection | None = None
     vars: dict[str, VarValue] = Field(default_factory=dict)
     allow_even_control_planes: StrictBool = False
     allow_scheduling_on_control_planes: StrictBool = False

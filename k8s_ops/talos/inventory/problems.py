@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from k8s_ops.core.errors import Problem
+from k8s_ops.core.paths import KEY_MATERIAL, looks_like_key_material
 from k8s_ops.core.secret import mask_text
 from k8s_ops.talos.inventory.models import Cluster
 from k8s_ops.talos.inventory.source import ABSENT, Path_, Source, step
@@ -45,13 +46,16 @@ def _first_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-_PREFIX = 16  # an inventory error shows at most this much of a value it quotes
-_KEY_MATERIAL = re.compile(r"AGE-SECRET-KEY|-----BEGIN|PRIVATE KEY|[A-Za-z0-9+/=_-]{32,}", re.IGNORECASE)
+_PREFIX = 40  # an inventory error shows at most this much of a value it quotes (key material: nothing)
+_LONG_SEGMENT = re.compile(rf'[^.\[\]"]{{{_PREFIX + 1},}}')
 
 
-def looks_like_key_material(text: str) -> bool:
-    """An age secret key, a PEM block, a long base64/hex run, or a value the run knows to be secret."""
-    return bool(_KEY_MATERIAL.search(text)) or mask_text(text) != text
+def safe_field(field: str) -> str:
+    """A field path as shown in a problem: a key that looks like key material is `<not shown>`, a long key is cut
+    (a mapping key is input too: `vars.AGE-SECRET-KEY-…` must not print the key)."""
+    if looks_like_key_material(field):
+        field = KEY_MATERIAL.sub("<not shown>", mask_text(field))
+    return _LONG_SEGMENT.sub(lambda m: m.group(0)[:_PREFIX] + "...", field)
 
 
 def type_name(value: Any) -> str:
@@ -85,7 +89,7 @@ def short(value: Any) -> str:
     return repr(text) if len(text) <= _PREFIX else repr(text[:_PREFIX]) + f"... ({len(text)} characters)"
 
 
-def _unechoed(message: str, value: Any) -> str:
+def unechoed(message: str, value: Any) -> str:
     """A validator's message with the value it quotes cut to `short(value)` (validators quote the whole value)."""
     if isinstance(value, str) and value and short(value) != repr(value):
         message = message.replace(repr(value), short(value)).replace(value, short(value))
@@ -105,7 +109,7 @@ def _message(err: Mapping[str, Any], loc: Sequence[str | int]) -> str:
         if model is not None:
             close = difflib.get_close_matches(key, list(aliases(model)), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(aliases(model))}"
-        return f"unknown key {key!r}{hint}"
+        return f"unknown key {short(loc[-1])}{hint}"
     if kind == "literal_error":
         what = "role" if loc and loc[-1] == "role" else "value"
         return f"unknown {what} {short(value)}; expected {ctx.get('expected')}"
@@ -116,7 +120,7 @@ def _message(err: Mapping[str, Any], loc: Sequence[str | int]) -> str:
     if kind == "ip_any_interface":
         return f"{short(value)} is not a valid address with prefix (e.g. 10.25.11.11/24)"
     if kind == "value_error":
-        return _unechoed(str(ctx.get("error", err["msg"])), value)
+        return unechoed(str(ctx.get("error", err["msg"])), value)
     if kind in {"model_type", "dict_type"}:
         return f"expected a mapping, got {type_name(value)}"
     if kind in {"tuple_type", "list_type"}:

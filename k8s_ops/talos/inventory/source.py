@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from k8s_ops.core.errors import Problem, field_path
+from k8s_ops.core.paths import redact
 from k8s_ops.talos import yamlio
 
 Path_ = tuple[Any, ...]  # str keys, int indexes; a YAML key can also be a bool/int/None
@@ -59,31 +60,44 @@ def step(cur: Any, part: str | int) -> Any:
 
 
 def read_yaml(file: Path, problems: list[Problem]) -> Source | None:
+    """`file` parsed, or None with its problem added; bounded like every YAML read (`yamlio.read_text`,
+    `yamlio.check_graph`: size, file type, aliases, nesting, NUL bytes, huge integers)."""
     try:
-        text = file.read_text(encoding="utf-8")
+        text = yamlio.read_text(file)
     except FileNotFoundError:
         problems.append(Problem(str(file), "", "file not found"))
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(str(file), "", f"cannot read file: {exc}"))
+    except OSError as exc:
+        problems.append(Problem(str(file), "", f"cannot read file: {exc.strerror or type(exc).__name__}"))
+        return None
+    except yamlio.YAMLError as exc:
+        problems.append(Problem(str(file), "", str(exc), exc.line))
+        return None
+    nul = yamlio.nul_line(text)
+    if nul is not None:
+        problems.append(Problem(str(file), "", "YAML syntax error: a NUL byte (binary data, not a YAML text)", nul))
         return None
     loader = yamlio.Loader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            yamlio.check_graph(node)  # before indexing: `_index` follows aliases
         data = loader.construct_document(node) if node is not None else None
         lines: dict[Path_, int] = {}
         src = Source(file, data, lines)
         if node is not None:
             lines[()] = node.start_mark.line + 1
             _index(loader, node, (), src, problems)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        what = " ".join(x for x in (exc.context, exc.problem) if x)
-        problems.append(Problem(str(file), "", f"YAML syntax error: {what}", line))
+    except yamlio.YAMLError as exc:
+        problems.append(Problem(str(file), "", str(exc), exc.line))
         return None
-    except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises MarkedYAMLError for syntax
-        problems.append(Problem(str(file), "", f"YAML error: {exc}"))
+    except yaml.MarkedYAMLError as exc:
+        what = redact(" ".join(x for x in (exc.context, exc.problem) if x))  # it may quote the input
+        problems.append(Problem(str(file), "", f"YAML syntax error: {what}", yamlio.reader_error_line(exc, text)))
+        return None
+    except yaml.YAMLError as exc:  # a reader error: a control character the YAML spec forbids
+        what = getattr(exc, "reason", None) or "unreadable"
+        problems.append(Problem(str(file), "", f"YAML error: {what}", yamlio.reader_error_line(exc, text)))
         return None
     finally:
         loader.dispose()

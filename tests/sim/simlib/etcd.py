@@ -116,3 +116,99 @@ def vip_holder(world: World, cluster: JSON) -> JSON | None:
             if net.can_hold_vip(vip) and net.answers_on(n["address"]):
                 return n
     return None
+
+
+# ---- the database of each member: size, in use, alarms (etcd status / defrag / alarm) ---------------------------
+# etcd's default space quota (server/storage/quota.go DefaultQuotaBytes; Talos documents "2 GiB by default").
+DEFAULT_QUOTA = 2 * 1024**3
+PAGE = 4096  # bbolt page size: a database file is whole pages
+BASE_IN_USE = 1_200_000  # a fresh Kubernetes control plane's keys, roughly
+PER_OBJECT = 2_500
+ETCD_VERSION = "3.6.11"  # Talos v1.12.11 DefaultEtcdVersion (pkg/machinery/constants/constants.go)
+STORAGE_VERSION = "3.6.0"
+
+
+def _pages(n: int) -> int:
+    return -(-n // PAGE) * PAGE
+
+
+def in_use_bytes(cluster: JSON, m: JSON) -> int:
+    """Bytes in use in a member's database: a base plus the Kubernetes objects, unless a test set it."""
+    if m.get("in_use") is not None:
+        return int(m["in_use"])
+    return _pages(BASE_IN_USE + PER_OBJECT * len(cluster.get("k8s", {}).get("objects", {})))
+
+
+def db_size(cluster: JSON, m: JSON) -> int:
+    """The member's database file: it only grows (freed pages stay in the file) until a defragmentation."""
+    size = max(int(m.get("db_size") or 0), in_use_bytes(cluster, m))
+    m["db_size"] = size
+    return size
+
+
+def quota(cluster: JSON) -> int:
+    return int(etcd(cluster).get("quota") or DEFAULT_QUOTA)
+
+
+def set_db(
+    world: World, cluster_name: str, addr: str, *, db_size: int | None = None, in_use: int | None = None
+) -> None:
+    """Tests: pin a member's database file size and bytes in use (fragmentation = 1 - in_use/db_size)."""
+    m = etcd(world.clusters[cluster_name])["members"][addr]
+    if in_use is not None:
+        m["in_use"] = in_use
+    if db_size is not None:
+        m["db_size"] = db_size
+    raise_space_alarms(world.clusters[cluster_name])
+
+
+def set_quota(world: World, cluster_name: str, quota_bytes: int) -> None:
+    """Tests: the members' `quota-backend-bytes`."""
+    etcd(world.clusters[cluster_name])["quota"] = quota_bytes
+    raise_space_alarms(world.clusters[cluster_name])
+
+
+def alarms(cluster: JSON) -> list[JSON]:
+    """Active alarms, cluster-wide as etcd keeps them: [{"member": id, "alarm": "NOSPACE"|"CORRUPT"}]."""
+    a: list[JSON] = etcd(cluster).setdefault("alarms", [])
+    return a
+
+
+def raise_alarm(cluster: JSON, member_id: str, alarm: str) -> None:
+    if not any(x["member"] == member_id and x["alarm"] == alarm for x in alarms(cluster)):
+        alarms(cluster).append({"member": member_id, "alarm": alarm})
+
+
+def raise_space_alarms(cluster: JSON) -> None:
+    """etcd raises NOSPACE when a write would grow the database past the quota (server/etcdserver/quota.go,
+    apply.go); the simulator raises it as soon as a member's file is over the quota."""
+    for m in etcd(cluster)["members"].values():
+        if db_size(cluster, m) > quota(cluster):
+            raise_alarm(cluster, m["id"], "NOSPACE")
+
+
+def leader_id(world: World, cluster: JSON) -> str:
+    """The raft leader: the first healthy member in join order (the bootstrap node until it fails)."""
+    members = etcd(cluster)["members"]
+    for a, m in members.items():
+        if member_healthy(world, cluster, a):
+            return str(m["id"])
+    return "0000000000000000"
+
+
+def defragment(cluster: JSON, addr: str) -> None:
+    """Defragmentation rewrites the member's file with only the pages in use."""
+    m = etcd(cluster)["members"][addr]
+    m["db_size"] = _pages(in_use_bytes(cluster, m))
+
+
+def humanize_bytes(n: int) -> str:
+    """go-humanize v1.0.1 `Bytes` (SI, base 1000): `0 B`…`9 B`, then one decimal below 10 (`5.3 MB`), else none."""
+    import math
+
+    if n < 10:
+        return f"{n} B"
+    sizes = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
+    e = math.floor(math.log(n) / math.log(1000))
+    val = math.floor(n / 1000**e * 10 + 0.5) / 10
+    return f"{val:.1f} {sizes[e]}" if val < 10 else f"{val:.0f} {sizes[e]}"

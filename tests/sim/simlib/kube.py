@@ -71,6 +71,7 @@ BUILTIN: list[KindInfo] = [
     _k("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
     _k("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
     _k("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, "sc"),
+    _k("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", False),
     _k("coordination.k8s.io", "v1", "Lease", "leases", True),
     _k("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, "netpol"),
     _k("networking.k8s.io", "v1", "Ingress", "ingresses", True, "ing"),

@@ -144,8 +144,9 @@ def dial(world: World, t: Target) -> JSON:
         if t.port != 6443 or not etcdmod.apiserver_up_on(world, n):
             raise Unreachable(t.host, t.port, "refused")
         serving = n
+    # the node-scoped lookup names the cluster too: a fault for one cluster must not reach the others
     if world.fault("k8s-api-unreachable", cluster=c["name"]) or world.fault(
-        "k8s-api-unreachable", node=serving["address"]
+        "k8s-api-unreachable", node=serving["address"], cluster=c["name"]
     ):
         raise Unreachable(t.host, t.port, "timeout")
     if not etcdmod.api_available(world, c):

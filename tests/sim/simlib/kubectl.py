@@ -79,6 +79,15 @@ SPECS: dict[str, list[Flag]] = {
         Flag("validate", None, "optstring"),
         Flag("field-manager", None, "string"),
     ],
+    "replace": OUT
+    + FILES
+    + [
+        Flag("force"),
+        Flag("save-config"),
+        Flag("validate", None, "optstring"),
+        Flag("field-manager", None, "string"),
+        Flag("dry-run", None, "optstring"),
+    ],
     "delete": OUT
     + SEL
     + FILES
@@ -133,6 +142,9 @@ SPECS: dict[str, list[Flag]] = {
     "api-resources": [*OUT, Flag("api-group", None, "string"), Flag("namespaced", None, "bool", True), Flag("verbs", None, "strings"), Flag("no-headers"), Flag("cached")],  # noqa: E501
     "cluster-info": [],
     "logs": [Flag("container", "c", "string"), Flag("follow", "f"), Flag("tail", None, "int"), Flag("previous", "p")],
+    "debug": [Flag("image", None, "string"), Flag("profile", None, "string", "general"), Flag("quiet", "q"), Flag("attach"), Flag("stdin", "i"), Flag("tty", "t"), Flag("container", "c", "string")],  # noqa: E501
+    "exec": [Flag("container", "c", "string"), Flag("stdin", "i"), Flag("tty", "t"), Flag("quiet", "q")],
+    "diff": [*FILES, Flag("server-side"), Flag("field-manager", None, "string"), Flag("force-conflicts")],
 }
 SPECS["label"] = SPECS["annotate"]
 SPECS["uncordon"] = SPECS["cordon"]
@@ -701,8 +713,74 @@ def _create_files(ctx: Ctx, p: Parsed) -> int:
                 ctx.err(f'Error from server ({e.reason}): error when creating "{src}": {e.message}\n')
                 rc = 1
                 continue
-            ctx.out(f"{k.ref}/{obj['metadata']['name']} created\n")
+            _written(ctx, p, k, kube.get(k, obj["metadata"].get("namespace"), obj["metadata"]["name"]), "created")
     return rc
+
+
+def _written(ctx: Ctx, p: Parsed, k: KindInfo, obj: JSON | None, verb: str) -> None:
+    """What `create -f` / `replace -f` print: the object as the server stored it with `-o json`, else `<ref>/<name> <verb>`."""  # noqa: E501
+    assert obj is not None
+    if p["output"] == "json":
+        ctx.out(json.dumps(obj, indent=4) + "\n")
+    elif p["output"] == "name":
+        ctx.out(f"{k.ref}/{obj['metadata']['name']}\n")
+    else:
+        ctx.out(f"{k.ref}/{obj['metadata']['name']} {verb}\n")
+
+
+def cmd_replace(ctx: Ctx, p: Parsed) -> int:
+    """`kubectl replace -f`: a PUT of the whole object. The API server checks `metadata.resourceVersion` when the
+    object carries one (a stale one is 409 Conflict: optimistic concurrency); kinds whose strategy refuses
+    unconditional updates (Lease) reject an object without one as Invalid; a missing object is NotFound."""
+    if not p["filename"]:
+        raise Fail("error: must specify --filename to replace")
+    docs = read_docs(ctx, p["filename"], bool(p["recursive"]))
+    t = target(ctx, p)
+    rc = 0
+    with ctx.store.tx() as world:
+        kube = connect(world, t)
+        for src, d in docs:
+            k = _mapping(kube, d, src)
+            obj = normalise(d, src)
+            meta = obj["metadata"]
+            if k.namespaced:
+                meta.setdefault("namespace", ns_of(p, t))
+            name = meta["name"]
+            live = kube.get(k, meta.get("namespace"), name)
+            rv = str(meta.get("resourceVersion") or "")
+            if live is None:
+                ctx.err(
+                    f'Error from server (NotFound): error when replacing "{src}": {k.resource} "{name}" not found\n'
+                )
+                rc = 1
+                continue
+            if not rv and k.kind in _NO_UNCONDITIONAL_UPDATE:
+                ctx.err(
+                    f'Error from server (Invalid): error when replacing "{src}": {k.resource} "{name}" is invalid: '
+                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update\n"
+                )
+                rc = 1
+                continue
+            if rv and rv != str(live["metadata"].get("resourceVersion")):
+                ctx.err(
+                    f'Error from server (Conflict): error when replacing "{src}": Operation cannot be fulfilled on '
+                    f'{k.resource} "{name}": the object has been modified; please apply your changes to the latest '
+                    "version and try again\n"
+                )
+                rc = 1
+                continue
+            try:
+                kube.put(obj, manager=p["field-manager"] or "kubectl-replace")
+            except ApiError as e:
+                ctx.err(f'Error from server ({e.reason}): error when replacing "{src}": {e.message}\n')
+                rc = 1
+                continue
+            _written(ctx, p, k, kube.get(k, meta.get("namespace"), name), "replaced")
+    return rc
+
+
+# kinds whose registry strategy has AllowUnconditionalUpdate() == false (an update must carry a resourceVersion)
+_NO_UNCONDITIONAL_UPDATE = frozenset({"Lease"})
 
 
 # ---- selection helper for delete/annotate/label/patch/scale/wait ---------------------------------------
@@ -1322,16 +1400,46 @@ def cmd_logs(ctx: Ctx, p: Parsed) -> int:
         name = p.args[0].split("/", 1)[-1] if p.args else ""
         pk = kube.resolve("pods")
         assert pk is not None
+        if p.args and p.args[0].startswith(("job/", "jobs/")):
+            # kubectl logs job/NAME: the logs of one pod of the Job (the one the simulated Job controller ran)
+            jk = kube.resolve("jobs")
+            assert jk is not None
+            if kube.get(jk, ns_of(p, t), name) is None:
+                raise Fail(f'error: error from server (NotFound): jobs.batch "{name}" not found')
+            pods = [
+                o for o in kube.list_objects(pk, ns_of(p, t))
+                if (o["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") == name
+            ]
+            if not pods:
+                raise Fail(f"error: timed out waiting for the condition (no pod of job {name})")
+            log = (pods[0]["metadata"].get("annotations") or {}).get("sim.k8s-ops.dev/log")
+            ctx.out((log if log is not None else f"simulated log of {pods[0]['metadata']['name']}") + "\n")
+            return 0
         if kube.get(pk, ns_of(p, t), name) is None:
             raise Fail(f'error: error from server (NotFound): pods "{name}" not found in namespace "{ns_of(p, t)}"')
         ctx.out(f"simulated log of {name}\n")
     return 0
 
 
+def _podexec() -> Any:
+    """`kubectl debug node/…` and `kubectl exec` live in podexec.py (imported on use: most calls never need it)."""
+    from . import podexec
+
+    return podexec
+
+
+def _kdiff() -> Any:
+    """`kubectl diff` lives in kdiff.py (imported on use)."""
+    from . import kdiff
+
+    return kdiff
+
+
 HANDLERS: dict[str, Callable[[Ctx, Parsed], int]] = {
     "get": cmd_get,
     "apply": cmd_apply,
     "create": cmd_create,
+    "replace": cmd_replace,
     "delete": cmd_delete,
     "annotate": cmd_annotate,
     "label": cmd_label,
@@ -1347,4 +1455,7 @@ HANDLERS: dict[str, Callable[[Ctx, Parsed], int]] = {
     "api-resources": cmd_api_resources,
     "cluster-info": cmd_cluster_info,
     "logs": cmd_logs,
+    "debug": lambda ctx, p: _podexec().cmd_debug(ctx, p),
+    "exec": lambda ctx, p: _podexec().cmd_exec(ctx, p),
+    "diff": lambda ctx, p: _kdiff().cmd_diff(ctx, p),
 }

@@ -19,7 +19,9 @@ from .util import JSON
 
 FAULT_KINDS = {
     "node-never-returns": "the node's next reboot/upgrade/install never finishes (--node)",
+    "upgrade-not-booted": "talosctl upgrade of --node is acknowledged and staged but the node never reboots into it",
     "etcd-unhealthy": "the etcd member of --node (or the whole cluster with --cluster) is unhealthy",
+    "etcd-snapshot-corrupt": "talosctl etcd snapshot from --node writes a file with one byte flipped (bad media)",
     "apply-rejected": "apply-config to --node is rejected with --message",
     "talos-api-unreachable": "the Talos API of --node times out",
     "k8s-api-unreachable": "the Kubernetes API (of --cluster, or served by --node) times out",

@@ -33,6 +33,8 @@ TALOSCTL_FLAGS: dict[tuple[str, ...], dict[str, Flag]] = {
         Flag("timeout", None, "duration", 60.0),
     ),
     ("bootstrap",): _cmd(Flag("recover-from", None, "string"), Flag("recover-skip-hash-check")),
+    ("etcd", "alarm", "disarm"): _cmd(),
+    ("etcd", "alarm", "list"): _cmd(),
     ("etcd", "defrag"): _cmd(),
     ("etcd", "leave"): _cmd(),
     ("etcd", "members"): _cmd(),
@@ -78,6 +80,12 @@ TALOSCTL_FLAGS: dict[tuple[str, ...], dict[str, Flag]] = {
         Flag("wipe-mode", None, "string", "all"),
     ),
     ("service",): _cmd(),
+    ("shutdown",): _cmd(
+        Flag("debug"),
+        Flag("force"),
+        Flag("timeout", None, "duration", 1800.0),
+        Flag("wait", None, "bool", True),
+    ),
     ("upgrade",): _cmd(
         Flag("debug"),
         Flag("force", "f"),

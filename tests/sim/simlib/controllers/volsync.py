@@ -15,6 +15,12 @@ and pods, unlock, and failures — as backube/volsync behaves.
   the job, then starts a new one (it retries for ever).
 * `spec.paused: true` stops new syncs (a running job is stopped: its pod goes, the job stays with parallelism 0).
 * A destination whose `destinationPVC` does not exist reports a Synchronizing=False error and runs no job.
+* Restic repositories (one per `<ns>/<repository Secret>`, in the cluster's runtime state): a successful source
+  sync adds a snapshot (`restic snapshots --json` fields: time, id, short_id, hostname `volsync`, paths `/data`,
+  summary.total_bytes_processed); a destination picks one as the mover script does (`restoreAsOf`: newest at or
+  before it, then `previous` older) and logs "Selected restic snapshot with id: <id>" or "No eligible snapshots
+  found". A finished ownerless Job (jobs.py) running `restic snapshots --json` with a repository Secret as envFrom
+  gets that repository's list as its pod log.
 Nothing runs unless a `volsync` Deployment is available.
 
 Faults are read from the world's fault list; `sim fault` validates kinds against its own table, so tests add
@@ -23,11 +29,15 @@ Faults are read from the world's fault list; `sim fault` validates kinds against
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+from datetime import datetime
 from typing import Any
 
 from ..kube import Kube, set_condition
 from ..util import JSON, dig, format_duration, rfc3339, short_hash
 from . import controller
+from .jobs import LOG_ANNOTATION
 
 GROUP = "volsync.backube"
 FAULT = "volsync-job-fails"
@@ -173,7 +183,30 @@ def _sync(world: Any, cluster: JSON, kube: Kube, kind: str, o: JSON) -> bool:
     st["lastManualSync"] = tag or st.get("lastManualSync", "")
     st["lastSyncTime"] = rfc3339(world.now)
     st["lastSyncDuration"] = format_duration(round(world.clock - started, 3) or 1.0)
-    logs = "processed files, added to the repository" if kind == "ReplicationSource" else "restored snapshot"
+    repo = _repository(cluster, ns, str(dig(o, "spec", "restic", "repository") or ""))
+    if kind == "ReplicationSource":
+        snap_id = hashlib.sha256(f"{ns}/{name}/{world.clock}/{len(repo)}".encode()).hexdigest()
+        size = 1024 * 1024 * (17 + 3 * len(repo))
+        repo.append(
+            {
+                "time": rfc3339(world.now),
+                "tree": hashlib.sha256(snap_id.encode()).hexdigest(),
+                "paths": ["/data"],
+                "hostname": "volsync",
+                "username": "root",
+                "id": snap_id,
+                "short_id": snap_id[:8],
+                "summary": {"total_files_processed": 42, "total_bytes_processed": size},
+            }
+        )
+        logs = f"processed files, added to the repository\nsnapshot {snap_id[:8]} saved"
+    else:
+        chosen = _select_snapshot(repo, dig(o, "spec", "restic", "restoreAsOf"), dig(o, "spec", "restic", "previous"))
+        logs = (
+            f"Selected restic snapshot with id: {chosen['id']}\nrestored snapshot"
+            if chosen
+            else "No eligible snapshots found\n=== No data will be restored ==="
+        )
     st["latestMoverStatus"] = {"result": "Successful", "logs": logs}
     unlock = dig(o, "spec", "restic", "unlock")
     if kind == "ReplicationSource" and unlock:
@@ -194,11 +227,56 @@ def _sync(world: Any, cluster: JSON, kube: Kube, kind: str, o: JSON) -> bool:
     return True
 
 
+def _repository(cluster: JSON, ns: str, secret: str) -> list[JSON]:
+    """The simulated restic repository behind the Secret `ns/secret`: its snapshots, oldest first, kept in the
+    cluster's runtime state (a repository outlives the objects that write to it)."""
+    return cluster.setdefault("runtime", {}).setdefault("restic", {}).setdefault(f"{ns}/{secret}", [])  # type: ignore[no-any-return]
+
+
+def _epoch(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _select_snapshot(repo: list[JSON], as_of: Any, previous: Any) -> JSON | None:
+    """As the restic mover script selects: newest first; with restoreAsOf, skip those taken after it; then skip
+    `previous` more; None when nothing is left ("No eligible snapshots found")."""
+    newest_first = sorted(repo, key=lambda s: _epoch(s["time"]), reverse=True)
+    offset = 0
+    if as_of:
+        target = _epoch(str(as_of))
+        while offset < len(newest_first) and _epoch(newest_first[offset]["time"]) > target:
+            offset += 1
+    offset += int(previous or 0)
+    return newest_first[offset] if offset < len(newest_first) else None
+
+
+def _list_jobs(cluster: JSON, kube: Kube) -> bool:
+    """A Job of the product running `restic snapshots --json` with a repository Secret as its environment: once the
+    Job controller (jobs.py) finished it, its pod's log is that repository's snapshot list, as restic prints it."""
+    changed = False
+    for pod in kube.all_of_kind("Pod"):
+        notes = pod["metadata"].get("annotations") or {}
+        if notes.get(LOG_ANNOTATION) != "done" or (pod.get("status") or {}).get("phase") != "Succeeded":
+            continue
+        for c in dig(pod, "spec", "containers") or []:
+            argv = [*(c.get("command") or []), *(c.get("args") or [])]
+            secrets = [dig(e, "secretRef", "name") for e in c.get("envFrom") or [] if dig(e, "secretRef", "name")]
+            if "restic" in argv[:1] and "snapshots" in argv and "--json" in argv and secrets:
+                ns = pod["metadata"]["namespace"]
+                if kube.find("Secret", ns, secrets[0], group="") is None:
+                    log = f'Error: secret "{secrets[0]}" not found'
+                else:
+                    log = json.dumps(_repository(cluster, ns, secrets[0]))
+                pod["metadata"].setdefault("annotations", {})[LOG_ANNOTATION] = log
+                changed = True
+    return changed
+
+
 @controller("volsync", order=85)
 def volsync(world: Any, cluster: JSON, kube: Kube) -> bool:
+    changed = _list_jobs(cluster, kube)
     if not _running(kube):
-        return False
-    changed = False
+        return changed
     for kind in ("ReplicationSource", "ReplicationDestination"):
         for o in kube.all_of_kind(kind, GROUP):
             changed = _sync(world, cluster, kube, kind, o) or changed

@@ -123,6 +123,12 @@ def workloads(world: Any, cluster: JSON, kube: Kube) -> bool:
                     "spec": {
                         "nodeName": node,
                         "containers": copy.deepcopy(dig(o, "spec", "template", "spec", "containers") or []),
+                        # the template's volumes and pod securityContext, as a ReplicaSet's pods carry them
+                        **{
+                            k: copy.deepcopy(v)
+                            for k in ("volumes", "securityContext")
+                            if (v := dig(o, "spec", "template", "spec", k))
+                        },
                         **({"hostNetwork": True} if host else {}),
                     },
                     "_status": {"phase": phase, "ready": pod_name in ready_names, "reason": reason, "message": bad},

@@ -28,7 +28,6 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from tests import test_fuzz_inputs as fz  # noqa: E402
-from tests import test_patch_sandbox as sandbox_tests  # noqa: E402
 
 
 @dataclass
@@ -75,19 +74,10 @@ def _targets() -> dict[str, tuple[st.SearchStrategy[Any], Callable[[Any], str]]]
 
 
 def _cli_dirs(tmp: Path) -> None:
-    """The environment `fuzz_dirs` gives the test: a throw-away clusters/build/state tree with cluster `lab`."""
-    lab = tmp / "clusters" / "lab"
-    (lab / "patches").mkdir(parents=True)
-    (lab / "cluster.yaml").write_text(sandbox_tests.CLUSTER_YAML)
-    for name, text in sandbox_tests.PATCHES.items():
-        (lab / "patches" / name).write_text(text)
-    for env, sub in (
-        ("K8S_OPS_CLUSTERS_DIR", "clusters"),
-        ("K8S_OPS_BUILD_DIR", "build"),
-        ("K8S_OPS_STATE_DIR", "state"),
-    ):
-        os.environ[env] = str(tmp / sub)
-    os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
+    """The environment `fuzz_dirs` gives the test: cluster `lab` with an encrypted secrets bundle, its age key and a
+    kubeconfig (`make_cli_site`), so CLI inputs reach rendering, `--to` parsing and dry-run plans."""
+    os.environ.pop("SOPS_AGE_KEY", None)
+    os.environ.update(fz.make_cli_site(tmp))
 
 
 def _driver(strategy: st.SearchStrategy[Any], run: Callable[[Any], str], tally: Tally, examples: int) -> Any:

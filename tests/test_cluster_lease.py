@@ -38,6 +38,7 @@ from k8s_ops.core.runner import SubprocessRunner
 from k8s_ops.core.testing import FakeRunner
 from k8s_ops.talos import tasks as talos_tasks
 from tests.sim.simlib.api import Sim
+from tests.test_fleet_merge import fleet  # noqa: F401 — clusters with kubeconfigs and talosconfigs to merge
 from tests.test_lifecycle_sim import lab, node_of, talosctl_calls  # noqa: F401 — the lifecycle simulator fixture
 
 REPO = Path(__file__).resolve().parent.parent
@@ -509,30 +510,69 @@ def test_without_kubeconfig_or_api_the_run_holds_the_local_lock_only_and_says_so
     assert len(runner.calls) == 1
 
 
-MUTATING = {
-    *(f"bootstrap.{t}" for t in ("cluster", "talos", "apps", "rebuild")),
-    *(f"kubernetes.{t}" for t in ("sync-secrets", "hr-restart", "sync-all", "reconcile", "cleanse-pods", "pause")),
-    "kubernetes.resume",
-    *(f"volsync.{t}" for t in ("snapshot", "restore", "unlock")),
-    "op.push",
-    "op.pull",
-    *(f"talos.{t}" for t in ("gen-secrets", "talosconfig", "render", "schematic", "apply-node", "apply-cluster")),
-    *(f"talos.{t}" for t in ("upgrade-node", "upgrade-cluster", "upgrade-k8s", "reboot-node", "reset-node")),
-    *(f"talos.{t}" for t in ("reset-cluster", "kubeconfig", "etcd-snapshot")),
+READ_ONLY = {
+    "bootstrap.dr-check",
+    "fleet.status",
+    "gitops.lint",
+    "gitops.validate",
+    "op.status",
+    "talos.etcd-status",
+    "talos.health",
+    "talos.validate",
+    "volsync.status",
 }
-"""Every task whose plan can mutate (a new mutating task is added here, with the two options)."""
+"""The tasks that only read (status, health, validation, lint, checks): the only ones without the lock options. Every
+other task — and so every new one — must carry them; a task lands here only if it can never change anything."""
 
 
-def test_every_task_that_can_mutate_has_the_lock_options_with_the_shared_help() -> None:
+def test_every_task_but_the_read_only_ones_has_the_lock_options_with_the_shared_help() -> None:
     from tasks import ns
 
-    assert set(ns.task_names) >= MUTATING
-    missing = [n for n in sorted(MUTATING) if not {"lock_timeout", "break_lock"} <= set(_params(ns[n].body))]
-    assert missing == []
+    assert set(ns.task_names) >= READ_ONLY  # a renamed read-only task fails here instead of passing silently
+    missing = [n for n in sorted(ns.task_names) if n not in READ_ONLY and not _has_lock_options(ns[n].body)]
+    assert missing == [], f"tasks without --lock-timeout/--break-lock (add them, or list a read-only task): {missing}"
     for name in ns.task_names:  # wherever the options exist, their help is the one text of core/pipeline.py
         if "lock_timeout" in _params(ns[name].body):
             assert ns[name].help.get("lock-timeout") == LOCK_HELP["lock-timeout"], name
             assert ns[name].help.get("break-lock") == LOCK_HELP["break-lock"], name
+
+
+def test_the_read_only_allowlist_is_read_only() -> None:
+    # a read-only task that grew the options (it may mutate now) leaves the allowlist, so the list stays short
+    from tasks import ns
+
+    assert [n for n in sorted(READ_ONLY) if _has_lock_options(ns[n].body)] == []
+
+
+@pytest.mark.usefixtures("fleet")
+def test_fleet_merges_lock_the_fleets_local_files_not_a_cluster_and_take_no_lease(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # before: the dry run said "lock of cluster fleet … the Lease k8s-ops/fleet once the API exists" — no such cluster
+    from k8s_ops.core.lock import cluster_lock
+    from k8s_ops.fleet import tasks as fleet_tasks
+
+    fleet_tasks.talosconfig_merge(Context(), dry_run=True)
+    out = capsys.readouterr().out
+    path = paths.state_dir() / "locks" / "_fleet.lock"
+    assert [ln for ln in out.splitlines() if ln.startswith("lock: ")] == [
+        f"lock: the run takes the lock of the fleet (local files): {path} (local files only: no cluster, so no "
+        "cluster-side Lease)"
+    ]
+    assert f"Lease {NAMESPACE}/" not in out
+    fake = FakeRunner()
+    ctx = Context(Config(overrides={"k8s_ops": {"runner": lambda: fake}}))
+    with cluster_lock("fleet", "another merge", local=True), pytest.raises(Exit):  # another merge holds it
+        fleet_tasks.kubeconfig_merge(ctx)
+    assert "the fleet (local files) is locked by another run" in capsys.readouterr().err
+    with cluster_lock("fleet", "a cluster named fleet"):  # a cluster's lock is another lock
+        fleet_tasks.kubeconfig_merge(ctx)
+    assert fake.calls == []  # no API asked for a Lease
+    assert "local lock only" not in capsys.readouterr().err
+
+
+def _has_lock_options(fn: Callable[..., object]) -> bool:
+    return {"lock_timeout", "break_lock"} <= set(_params(fn))
 
 
 def _params(fn: Callable[..., object]) -> list[str]:

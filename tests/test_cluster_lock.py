@@ -226,3 +226,38 @@ def test_reboot_node_fails_naming_the_holder_but_its_dry_run_does_not_wait(
     assert exc.value.code == ClusterLocked.exit_code
     err = capsys.readouterr().err
     assert "cluster demo is locked by another run" in err and "reboot node demo-cp-1" in err
+
+
+def test_rebuild_holds_one_lock_across_both_phases(monkeypatch: pytest.MonkeyPatch) -> None:
+    # before: phase 1 (the 1Password pull) released the lock before phase 2 (the rebuild) was planned and took it
+    # again, so another run could take the cluster in between
+    from k8s_ops.bootstrap import run as bootstrap_run
+    from k8s_ops.bootstrap import tasks as bootstrap_tasks
+    from k8s_ops.core.errors import ToolkitError
+
+    seen: list[str] = []
+
+    def other_run() -> str:
+        """What a second run trying the lock now (another open of the lock file: another process) sees."""
+        try:
+            with cluster_lock("demo", "talos.reboot-node", timeout=0):
+                return "free"
+        except ClusterLocked as exc:
+            return "held: " + str(exc)
+
+    def pull(runner: object) -> None:
+        seen.append(f"phase 1 ran, lock {other_run()}")
+
+    phase1 = Plan("rebuild demo, phase 1", "demo", (Step("pull", prepare=(Action("pull", "x", pull),)),))
+
+    def phase2(options: object, runner: object) -> Plan:
+        seen.append(f"phase 2 planned, lock {other_run()}")
+        raise ToolkitError("stop here")
+
+    monkeypatch.setattr(bootstrap_run, "material_plan", lambda cluster, task: phase1)
+    monkeypatch.setattr(bootstrap_run, "build_plan", phase2)
+    with pytest.raises(Exit):
+        bootstrap_tasks.rebuild(Context(), cluster="demo", yes=True)
+    assert len(seen) == 2 and all("held: cluster demo is locked" in s for s in seen), seen
+    assert "bootstrap.rebuild --cluster demo (both phases)" in seen[1]
+    assert other_run() == "free"  # released when the task ends, however it ends

@@ -233,6 +233,31 @@ def test_alarm_disarm_refuses_while_nospace_persists_then_disarms_after_a_defrag
     assert "unchanged — etcd reports no alarm" in capsys.readouterr().err
 
 
+def test_writes_are_refused_while_nospace_is_raised_and_work_again_after_defrag_and_disarm(
+    lab: Sim,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """etcd's capped applier refuses puts while NOSPACE is raised; reads and plain deletes still pass."""
+    from tests.sim.helpers import ok, run
+
+    kubectl = ("kubectl", "--kubeconfig", str(paths.kubeconfig_path("demo")))
+    create = (*kubectl, "create", "configmap", "probe", "-n", "default", "--from-literal=a=b")
+    ok(lab, *kubectl, "create", "configmap", "old", "-n", "default", "--from-literal=a=b")
+    set_db(lab, CPS[1], db_size=2_200_000_000, in_use=50 * MB)  # over etcd's 2 GiB quota: NOSPACE
+    refused = run(lab, *create)
+    assert (refused.returncode, refused.stderr) == (1, "Error from server: etcdserver: mvcc: database space exceeded\n")
+    assert "NotFound" in run(lab, *kubectl, "get", "configmap", "probe", "-n", "default").stderr
+    assert "demo-cp-1" in ok(lab, *kubectl, "get", "nodes")  # reads pass
+    ok(lab, *kubectl, "delete", "configmap", "old", "-n", "default")  # a Txn that only deletes costs nothing
+    err = failing("etcd-alarm-disarm", capsys)
+    assert "NOSPACE persists" in err
+    task("etcd-defrag", yes=True)  # the cluster-side Lease is refused too: the local lock alone guards the task
+    assert "etcd refuses writes (NOSPACE alarm) — local lock only" in capsys.readouterr().err
+    assert run(lab, *create).returncode == 1  # the alarm stays raised until it is disarmed
+    task("etcd-alarm-disarm")
+    assert ok(lab, *create) == "configmap/probe created\n"
+
+
 def test_alarm_disarm_never_disarms_corrupt(lab: Sim, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     member = member_id(lab, CPS[2])
     with lab.store.tx(tick=False) as w:

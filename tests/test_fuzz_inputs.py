@@ -281,7 +281,20 @@ def test_patch_renderer_never_crashes_hangs_or_leaks(source: str) -> None:
 # --------------------------------------------------------------------------- target 3: task option parsing
 
 
+_VERSIONS = {
+    "talosctl": "Client:\n\tTag:         v1.12.11\n",
+    "kubectl": '{"clientVersion": {"gitVersion": "v1.35.0"}}',
+    "helm": "v3.19.0+g3d8990f\n",
+    "flux": "flux: v2.7.5\n",
+}
+
+
 def _refuse(command: Command) -> Result:
+    """Tools answer their version (so preflight passes and the task goes on to plan); every other command fails
+    cleanly, as an unreachable cluster would."""
+    tool = Path(str(command.argv[0])).name if command.argv else ""
+    if "version" in command.argv[1:3] and tool in _VERSIONS:
+        return Result(0, _VERSIONS[tool], "")
     return Result(1, "", "fuzz: no tool in this test\n")
 
 
@@ -313,6 +326,8 @@ _VALUES = st.sampled_from(
         "lab-wk-2",
         "10.9.0.15",
         "v1.35.0",
+        "v1.35.2",
+        "v1.34.0",
         "v1.35",
         "1.35.0 --force",
         "kube-system",
@@ -331,11 +346,31 @@ _TASKS: dict[str, tuple[str, ...]] = {
     "kubernetes.sync-secrets": ("--cluster", "--name", "--namespace"),
     "volsync.snapshot": ("--cluster", "--app", "--namespace"),
 }
-argvs = st.sampled_from(sorted(_TASKS)).flatmap(
-    lambda task: st.lists(st.tuples(st.sampled_from(_TASKS[task]), _VALUES), min_size=1, max_size=4).map(
-        lambda pairs: [task, *(x for flag, value in pairs for x in (f"{flag}={value}",)), "--dry-run"]
-    )
-)
+_GOOD: dict[str, tuple[str, ...]] = {
+    "--cluster": ("lab",),
+    "--node": ("lab-wk-2", "lab-cp-1", "10.9.0.15"),
+    "--to": ("v1.35.2", "v1.35.0", "v1.34.0"),
+    "--name": ("podinfo",),
+    "--namespace": ("default", "flux-system"),
+    "--app": ("podinfo",),
+}
+"""Values each option accepts for the fixture cluster: mixed with the bad ones, so inputs also reach the plans."""
+
+
+def _option(flag: str) -> st.SearchStrategy[str]:
+    """`--flag=value`, the value good for the fixture cluster two times in three, else one of the bad ones."""
+    good, bad = st.sampled_from(_GOOD[flag]), _VALUES
+    return st.integers(0, 2).flatmap(lambda i: good if i else bad).map(lambda value: f"{flag}={value}")
+
+
+def _argvs(task: str) -> st.SearchStrategy[list[str]]:
+    """Every option of `task` once, then up to two repeated ones (invoke keeps the last), then --dry-run."""
+    every = st.tuples(*(_option(flag) for flag in _TASKS[task]))
+    again = st.lists(st.sampled_from(_TASKS[task]).flatmap(_option), max_size=2)
+    return st.tuples(every, again).map(lambda parts: [task, *parts[0], *parts[1], "--dry-run"])
+
+
+argvs = st.sampled_from(sorted(_TASKS)).flatmap(_argvs)
 
 
 def _invoke(program: Program, argv: list[str]) -> None:
@@ -374,27 +409,93 @@ def cli_outcome(argv: list[str]) -> str:
     return "rejected" if err.getvalue().strip() else "accepted"
 
 
-@pytest.fixture
-def fuzz_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "clusters" / "lab" / "patches").mkdir(parents=True)
-    (tmp_path / "clusters" / "lab" / "cluster.yaml").write_text(CLUSTER_YAML)
+def make_cli_site(root: Path) -> dict[str, str]:
+    """A cluster `lab` the CLI target's tasks can plan for: inventory and patches, a sops-encrypted secrets bundle
+    with its age key and .sops.yaml, a kubeconfig and talosconfig — so inputs get past the early checks to `--to`
+    parsing, rendering and dry-run plans. Returns the environment that points the toolkit at it."""
+    from k8s_ops.talos.secrets import encrypt_bundle, new_bundle_target, write_bundle
+    from k8s_ops.tools.sops import generate_age_key
+
+    lab = root / "clusters" / "lab"
+    (lab / "patches").mkdir(parents=True)
+    (lab / "cluster.yaml").write_text(CLUSTER_YAML)
     for name, text in PATCHES.items():
-        (tmp_path / "clusters" / "lab" / "patches" / name).write_text(text)
-    for env, sub in (
-        ("K8S_OPS_CLUSTERS_DIR", "clusters"),
-        ("K8S_OPS_BUILD_DIR", "build"),
-        ("K8S_OPS_STATE_DIR", "state"),
-    ):
-        monkeypatch.setenv(env, str(tmp_path / sub))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return tmp_path
+        (lab / "patches" / name).write_text(text)
+    key, recipient = generate_age_key()
+    (root / "lab.agekey").write_bytes(key.reveal())
+    (root / "lab.agekey").chmod(0o600)
+    (root / ".sops.yaml").write_text(
+        f"creation_rules:\n  - path_regex: ^clusters/.*\\.sops\\.yaml$\n    age: {recipient}\n"
+    )
+    target = new_bundle_target("lab", clusters_root=root / "clusters")
+    write_bundle(target.path, encrypt_bundle(target, generate_bundle()))
+    build = root / "build" / "lab"
+    build.mkdir(parents=True)
+    (build / "kubeconfig").write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: lab, cluster: {server: 'https://10.9.0.10:6443'}}]\n"
+        "contexts: [{name: lab, context: {cluster: lab, user: admin@lab}}]\ncurrent-context: lab\n"
+        "users: [{name: admin@lab, user: {}}]\n"
+    )
+    (build / "talosconfig").write_text("context: lab\ncontexts:\n  lab:\n    endpoints: [10.9.0.11]\n")
+    for owned in (build / "kubeconfig", build / "talosconfig"):
+        owned.chmod(0o600)  # as the toolkit writes them (a wider file is repaired: a write even in a dry run)
+    return {
+        "K8S_OPS_CLUSTERS_DIR": str(root / "clusters"),
+        "K8S_OPS_BUILD_DIR": str(root / "build"),
+        "K8S_OPS_STATE_DIR": str(root / "state"),
+        "XDG_CONFIG_HOME": str(root / "config"),
+        "SOPS_AGE_KEY_FILE": str(root / "lab.agekey"),
+    }
+
+
+def tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of the clusters and build dirs under `root`, content and mode (a dry run leaves them as they were;
+    the state dir's audit log records the reads)."""
+    files = [p for sub in ("clusters", "build") for p in sorted((root / sub).rglob("*")) if p.is_file()]
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode) for p in files}
+
+
+@pytest.fixture(scope="module")
+def cli_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("fuzz-site")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("SOPS_AGE_KEY", raising=False)
+        env = make_cli_site(root)
+    return root, env
+
+
+@pytest.fixture
+def fuzz_dirs(cli_site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> Path:
+    root, env = cli_site
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SOPS_AGE_KEY", raising=False)
+    return root
+
+
+def test_the_cli_target_gets_past_the_early_checks(fuzz_dirs: Path) -> None:
+    # the fixture cluster is complete enough that inputs reach what the fuzzing is for: rendering, --to parsing
+    # and dry-run plans (before: every input stopped at "no Talos secrets bundle" or "no kubeconfig")
+    before = tree(fuzz_dirs)
+    accepted = [
+        ["talos.render", "--cluster=lab", "--dry-run"],  # the bundle decrypts, every patch renders
+        ["talos.render", "--cluster=lab", "--node=lab-wk-2", "--dry-run"],
+        ["talos.upgrade-k8s", "--cluster=lab", "--to=v1.35.2", "--dry-run"],  # --to parsed, the plan printed
+        ["talos.reboot-node", "--cluster=lab", "--node=lab-wk-2", "--dry-run"],
+    ]
+    for argv in accepted:
+        assert cli_outcome(argv) == "accepted", argv
+    for to in ("1.35.0 --force", "v1.36", "latest"):  # --to itself is refused, before any fact is gathered
+        assert cli_outcome(["talos.upgrade-k8s", "--cluster=lab", f"--to={to}", "--dry-run"]) == "rejected", to
+    assert tree(fuzz_dirs) == before
 
 
 @fuzz(max_examples=100)
 @given(argv=argvs)
 def test_task_options_never_crash_hang_or_leak(fuzz_dirs: Path, argv: list[str]) -> None:
+    before = tree(fuzz_dirs)
     cli_outcome(argv)
-    assert not (fuzz_dirs / "clusters" / "lab" / "talos").exists()  # a dry run writes nothing
+    assert tree(fuzz_dirs) == before  # a dry run writes nothing
 
 
 # --------------------------------------------------------------------------- target 4: settings
@@ -457,3 +558,16 @@ def test_the_harness_tells_clean_from_unclean() -> None:
         outcome(boom)
     with pytest.raises(Unclean, match="secret"):
         outcome(leak)
+
+
+def test_invoke_echoes_a_token_it_cannot_place_before_any_toolkit_code(
+    fuzz_dirs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the known limit README's Secrets section documents: invoke's Program.run prints its own parse errors, token
+    # included, and offers no hook short of replacing the `invoke` entry point. If this ever fails, invoke changed:
+    # drop the limit from the README.
+    program = Program(namespace=importlib.import_module("tasks").ns, config_class=FuzzConfig, name="k8s-ops")
+    with pytest.raises(SystemExit) as exc:
+        program.run(["invoke", "talos.render", "--cluster=lab", "pasted-by-mistake", "--dry-run"])
+    assert exc.value.code == 1
+    assert "No idea what 'pasted-by-mistake' is!" in capsys.readouterr().err

@@ -181,6 +181,35 @@ def test_demo_cluster_tree_is_clean(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert out.rstrip().endswith("clean")
 
 
+def test_demo_validates_on_a_fresh_clone_with_an_empty_cache_and_no_network(tmp_path: Path) -> None:
+    """`./dev invoke gitops.validate --cluster demo` right after a clone, without a network: the skipped upstream
+    CRDs are named with how to fill the cache, and the clean demo tree still exits 0 (with and without --offline).
+    The network is a proxy on a closed loopback port: every connection is refused at once."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{sock.getsockname()[1]}"  # closed when the socket is
+    proxies = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("K8S_OPS_") and k.lower() not in proxies}
+    state = tmp_path / "state"
+    env |= {"K8S_OPS_STATE_DIR": str(state), "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "ALL_PROXY": proxy}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # what ./dev puts first
+    root = Path(__file__).resolve().parent.parent
+    cache = state / "gitops" / "crds"
+    for extra, note in (([], "could not fetch CRDs of flux"), (["--offline"], "offline: no cached CRDs for flux")):
+        argv = [sys.executable, "-m", "invoke", "gitops.validate", "--cluster", "demo", *extra]
+        done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        (line,) = [x for x in done.stdout.splitlines() if x.startswith(f"note: {note}")]
+        assert "its kinds are skipped — to fill the cache run gitops.validate once without --offline where" in line
+        assert f"into {cache}/flux-" in line
+        assert done.stdout.rstrip().endswith("cluster demo: 3 Kustomization(s), 6 object(s): clean")
+    assert not cache.exists() or not any(cache.rglob("*.yaml"))
+
+
 def test_all_validates_every_cluster_of_the_clusters_dir(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(Exit):
         gitops_tasks.validate(Context(), cluster="all", offline=True, repo=str(REPO))
@@ -200,8 +229,107 @@ def test_variables_need_postbuild_and_valid_names(env: Path, tmp_path: Path) -> 
     assert left["data"] == {"left": "${LEFT_ALONE}"}
     bad = [f for f in result.findings if f.file == "kubernetes/apps/default/echo/ks.yaml"]
     assert [(f.line, f.check, f.message) for f in bad] == [
-        (21, "substitute", "'BAD-NAME' var name is invalid, must match '^[_[:alpha:]][_[:alpha:][:digit:]]*$'")
+        (
+            21,
+            "substitute",
+            "'BAD-NAME' var name is invalid, must match '^[_[:alpha:]][_[:alpha:][:digit:]]*$' — Flux fails the "
+            "whole Kustomization: none of its 5 object(s) is applied (nor validated here)",
+        )
     ]
+    assert not [n for n in result.applied if n.owner == "flux-system/echo"]
+    assert not [f for f in result.findings if f.file.startswith("kubernetes/apps/default/echo/app/")]
+
+
+def test_a_substitution_error_fails_the_whole_kustomization_in_one_finding(env: Path, tmp_path: Path) -> None:
+    """kustomize-controller's build stops at the first object whose substitution fails: nothing is applied."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO, repo)
+    deployment = repo / "kubernetes/apps/default/bad-schema/app/deployment.yaml"
+    deployment.write_text(deployment.read_text().replace("metadata:\n", "metadata:\n  annotations: {a: '${A'}\n", 1))
+    result = validate_cluster(load_cluster("lab"), repo=repo, runner=SubprocessRunner(), offline=True)
+    hits = [f for f in result.findings if "bad-schema" in f.file]
+    assert [(f.file, f.line, f.check, f.severity) for f in hits] == [
+        ("kubernetes/apps/default/bad-schema/ks.yaml", 21, "substitute", "error")
+    ]
+    assert hits[0].message.startswith(
+        "post build failed for Deployment default/bad-schema (kubernetes/apps/default/bad-schema/app/deployment.yaml"
+    )
+    assert "deployment.yaml:2): bad substitution — Flux fails the whole Kustomization: none of its 1 object(s)" in (
+        hits[0].message
+    )
+    assert not [n for n in result.applied if n.owner == "flux-system/bad-schema"]  # its schema error is gone too
+
+
+def _flux_ks(name: str, ns: str, path: str, extra: str = "") -> str:
+    return (
+        f"---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {name}\n"
+        f"  namespace: {ns}\nspec:\n  interval: 30m\n  path: {path}\n  prune: true\n  sourceRef:\n"
+        f"    kind: GitRepository\n    name: flux-system\n    namespace: flux-system\n{extra}"
+    )
+
+
+def _vars_repo(tmp_path: Path, *, where: str, depends: bool = False) -> Path:
+    """The fixture with ConfigMap flux-system/app-vars (APP_OWNER, the planted unset variable of bad-var) applied by
+    Kustomization app-vars, and bad-var substituting from it. `where`: "deeper" — app-vars is created by another
+    Kustomization one level below bad-var's; "inside" — by bad-var itself (a child of bad-var)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO, repo)
+    apps = repo / "kubernetes/apps/default"
+    (apps / "vars/app").mkdir(parents=True)
+    (apps / "vars/app/configmap.yaml").write_text(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-vars\n  namespace: flux-system\n"
+        "data:\n  APP_OWNER: team-a\n"
+    )
+    app_vars = _flux_ks("app-vars", "flux-system", "./kubernetes/apps/default/vars/app")
+    if where == "deeper":
+        (apps / "vars/inner").mkdir()
+        (apps / "vars/inner/ks.yaml").write_text(app_vars)
+        (apps / "vars/ks.yaml").write_text(
+            _flux_ks("vars-parent", "flux-system", "./kubernetes/apps/default/vars/inner")
+        )
+        listing = apps / "kustomization.yaml"
+        listing.write_text(listing.read_text().replace("resources:\n", "resources:\n  - ./vars/ks.yaml\n"))
+    else:
+        (apps / "bad-var/app/vars-ks.yaml").write_text(app_vars)
+    ks = apps / "bad-var/ks.yaml"
+    text = ks.read_text() + "      - kind: ConfigMap\n        name: app-vars\n"
+    if depends:
+        text = text.replace("spec:\n", "spec:\n  dependsOn:\n    - name: app-vars\n", 1)
+    ks.write_text(text)
+    return repo
+
+
+def test_substitute_from_a_configmap_of_a_deeper_kustomization_needs_depends_on(env: Path, tmp_path: Path) -> None:
+    """Flux reads substituteFrom sources from the cluster, where any Kustomization may have applied them."""
+    repo = _vars_repo(tmp_path / "a", where="deeper")
+    result = validate_cluster(load_cluster("lab"), repo=repo, runner=SubprocessRunner(), offline=True)
+    owner = next(
+        n.obj for n in result.applied if n.obj["metadata"]["name"] == "bad-var" and n.obj["kind"] == "ConfigMap"
+    )
+    assert owner["data"]["owner"] == "team-a"  # found although its Kustomization is built one level later
+    hits = [f for f in result.findings if "bad-var" in f.file]
+    assert [(f.file, f.check, f.message) for f in hits] == [
+        (
+            "kubernetes/apps/default/bad-var/ks.yaml",
+            "graph",
+            "substituteFrom ConfigMap flux-system/app-vars is defined by Kustomization flux-system/app-vars "
+            "(must exist before this one: add dependsOn)",
+        )
+    ]
+    ordered = _vars_repo(tmp_path / "b", where="deeper", depends=True)
+    result = validate_cluster(load_cluster("lab"), repo=ordered, runner=SubprocessRunner(), offline=True)
+    assert not [f for f in result.findings if "bad-var" in f.file or "vars/" in f.file]
+
+
+def test_substitute_from_a_configmap_the_kustomization_itself_creates_never_resolves(env: Path, tmp_path: Path) -> None:
+    repo = _vars_repo(tmp_path, where="inside")
+    result = validate_cluster(load_cluster("lab"), repo=repo, runner=SubprocessRunner(), offline=True)
+    (hit,) = [f for f in result.findings if f.file == "kubernetes/apps/default/bad-var/ks.yaml"]
+    assert hit.check == "graph" and hit.severity == "error"
+    assert hit.message.startswith(
+        "substituteFrom ConfigMap flux-system/app-vars is defined by Kustomization default/app-vars, which this one "
+        "creates: the build fails until it exists and it never does"
+    )
 
 
 RENDERED = """---

@@ -266,6 +266,52 @@ def test_dependson_cycles_are_reported_once() -> None:
     ]
 
 
+def test_substitute_from_sources_must_exist_before_the_kustomization_builds() -> None:
+    """Who applies a substituteFrom ConfigMap decides whether Flux can ever build its consumer."""
+    ks = "kustomize.toolkit.fluxcd.io/v1"
+    src = {"kind": "GitRepository", "name": "g", "namespace": "apps"}
+
+    def kustomization(name: str, owner: str, vars_from: str = "", depends: tuple[str, ...] = ()) -> Node:
+        spec: dict[str, Any] = {"sourceRef": src, "dependsOn": [{"name": d} for d in depends]}
+        if vars_from:
+            spec["postBuild"] = {"substituteFrom": [{"kind": "ConfigMap", "name": vars_from}]}
+        obj = {"apiVersion": ks, "kind": "Kustomization", "metadata": {"name": name, "namespace": "apps"}, "spec": spec}
+        return Node(obj, f"{name}.yaml", owner)
+
+    def configmap(name: str, owner: str) -> Node:
+        obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "apps"}}
+        return Node(obj, f"{name}-cm.yaml", owner)
+
+    nodes = [
+        _n("GitRepository", "g", api="source.toolkit.fluxcd.io/v1"),
+        kustomization("parent", "flux-system/root"),
+        configmap("from-parent", "flux-system/root"),  # applied with parent by the same ancestor: fine
+        kustomization("uses-parent", "apps/parent", "from-parent"),
+        kustomization("vars", "flux-system/root"),
+        configmap("from-vars", "apps/vars"),
+        kustomization("unordered", "flux-system/root", "from-vars"),
+        kustomization("mid", "flux-system/root", depends=("vars",)),
+        kustomization("ordered", "flux-system/root", "from-vars", depends=("mid",)),  # transitively
+        kustomization("selfish", "flux-system/root", "own"),
+        configmap("own", "apps/selfish"),
+        kustomization("waits", "flux-system/root", depends=("stuck",)),
+        configmap("later", "apps/waits"),
+        kustomization("stuck", "flux-system/root", "later"),
+        kustomization("world", "flux-system/root", "cluster-vars"),
+    ]
+    world = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cluster-vars", "namespace": "apps"}}]
+    found = {i.node.obj["metadata"]["name"]: i.message for i in check_graph(nodes, world)}
+    assert found == {
+        "unordered": "substituteFrom ConfigMap apps/from-vars is defined by Kustomization apps/vars (must exist "
+        "before this one: add dependsOn)",
+        "selfish": "substituteFrom ConfigMap apps/own is defined by this Kustomization itself: Flux reads it from "
+        "the cluster before applying, so the build fails until it exists and it never does (move it to a "
+        "Kustomization this one dependsOn)",
+        "stuck": "substituteFrom ConfigMap apps/later is defined by Kustomization apps/waits, which dependsOn this "
+        "one: neither ever becomes Ready",
+    }
+
+
 # ------------------------------------------------------------------ schemas
 
 
@@ -377,8 +423,24 @@ def test_missing_upstream_crds_are_fetched_once_into_the_state_dir(monkeypatch: 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("no network", request=request)
 
-    _, notes = fetch_pins(["cilium.io"], offline=False, client=httpx.Client(transport=httpx.MockTransport(refuse)))
-    assert notes == [
-        f"could not fetch CRDs of cilium {next(p for p in PINS if p.name == 'cilium').version} "
-        "(ConnectError: no network); its kinds are skipped"
+    refused: list[str] = []
+
+    def refuse_and_count(request: httpx.Request) -> httpx.Response:
+        refused.append(str(request.url))
+        return refuse(request)
+
+    client = httpx.Client(transport=httpx.MockTransport(refuse_and_count))
+    _, notes = fetch_pins(["cilium.io", "gateway.networking.k8s.io"], offline=False, client=client)
+    cilium = next(p for p in PINS if p.name == "cilium")
+    gateway = next(p for p in PINS if p.name == "gateway-api")
+    assert len(refused) == 1  # the network is down: the other pin is not tried
+    assert [n.split(" — ")[0] for n in notes] == [
+        f"could not fetch CRDs of gateway-api {gateway.version} (ConnectError: no network); its kinds are skipped",
+        f"could not fetch CRDs of cilium {cilium.version} (not tried after ConnectError: no network); "
+        "its kinds are skipped",
     ]
+    assert notes[1].split(" — ")[1] == (
+        "to fill the cache run gitops.validate once without --offline where raw.githubusercontent.com answers, or "
+        f"save the CRD YAML of {cilium.urls[0]} (and 6 more) into "
+        f"{paths.state_dir() / 'gitops' / 'crds' / f'cilium-{cilium.version}'}/"
+    )

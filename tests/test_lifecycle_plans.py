@@ -6,12 +6,16 @@ Fixtures as data: inventory + facts in, plan (commands, order, no-ops, gates) ou
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from k8s_ops.core.command import Command, Result
 from k8s_ops.core.errors import Aborted, ProblemsError, ToolkitError
 from k8s_ops.core.execute import StepFailed, execute
 from k8s_ops.core.plan import Plan
@@ -23,6 +27,7 @@ from k8s_ops.talos.lifecycle import (
     Env,
     Timeouts,
     graceful_for,
+    node_image,
     plan_apply,
     plan_kubeconfig,
     plan_reboot,
@@ -166,12 +171,13 @@ def test_upgrade_cluster_order_snapshot_first_cps_one_at_a_time_workers_in_batch
     assert "every other node Ready (except demo-cp-2)" in gate and "no other node mid-upgrade" in gate
     assert "every Cilium agent is ready" in gate
     assert "no PodDisruptionBudget blocks draining demo-cp-2" in gate  # Talos' upgrade drains the node
-    (back, extensions, _) = (c.description for c in cp2.after)
+    # the extensions are read with the node-back probes (one wait, then the marker for post-node steps); the
+    # next node's guard and gate reads ride along with its polls (gates.Ahead)
+    (back, _) = (c.description for c in cp2.after)
     assert back == (
         f"demo-cp-2 back: new boot id, stage running, ready, Talos {TARGET}, Kubernetes node Ready, "
-        "its VolumeAttachments attached"
+        "its VolumeAttachments attached, the schematic's system extensions (intel-ucode, iscsi-tools)"
     )
-    assert extensions == "demo-cp-2 runs the schematic's system extensions (intel-ucode, iscsi-tools)"
     batch_gate = steps[4].before[0].description
     assert "every other node Ready (except demo-wk-1, demo-wk-2)" in batch_gate
     assert "no PodDisruptionBudget blocks draining demo-wk-1, demo-wk-2" in batch_gate
@@ -214,8 +220,8 @@ def test_upgrade_plan_json_names_commands_and_gates(tmp_path: Path) -> None:
     assert step["node"] == "demo-wk-1" and step["mutates"]
     assert step["commands"][0]["argv"][:2] == ["talosctl", "upgrade"]
     assert step["before"][0].startswith("health gate before demo-wk-1 goes down: etcd 3/3 healthy")
-    assert step["after"][1] == "demo-wk-1 runs the schematic's system extensions (intel-ucode, iscsi-tools)"
-    assert step["after"][2].startswith("health gate after demo-wk-1 returned")
+    assert step["after"][0].endswith("the schematic's system extensions (intel-ucode, iscsi-tools)")
+    assert step["after"][1].startswith("health gate after demo-wk-1 returned")
     noop = plan_upgrade_node(env_for(cluster), UpgradeTarget(cluster.workers[0], TARGET, None, exts(cluster)))
     assert noop.steps[0].noop == AT_TARGET
     assert f"skipped — {AT_TARGET}" in noop.to_text()
@@ -686,3 +692,80 @@ def test_a_changed_schematic_id_is_upgraded_even_with_the_same_extensions() -> N
     pending = [s for s in plan.steps if s.commands and s.node]
     assert [s.node for s in pending if "upgrade" in s.description] == ["demo-cp-2"]
     assert "schematic 000000000000… differs" in pending[-1].description
+
+
+def test_a_canary_config_installs_its_own_talos_version() -> None:
+    # apply-cluster must carry a canary's version: its rendered install image is the one its upgrade used
+    from k8s_ops.talos.render import _main_overlay
+    from k8s_ops.talos.schematic import installer_image
+
+    cluster = make_cluster(2)
+    canary = cluster.workers[0].model_copy(update={"talos_version": "v1.12.10"})
+    cluster = cluster.model_copy(update={"nodes": (*cluster.controlplanes, canary, cluster.workers[1])})
+    env = env_for(cluster)
+    image = _main_overlay(cluster, canary)["machine"]["install"]["image"]
+    assert image == node_image(env, canary) and image.endswith(":v1.12.10")
+    other = _main_overlay(cluster, cluster.workers[1])["machine"]["install"]["image"]
+    assert other == installer_image(cluster) and other.endswith(f":{TARGET}")
+
+
+class _Counting:
+    """A runner that answers every read with a new value and counts what ran."""
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[str, ...]] = []
+        self._lock = threading.Lock()
+
+    def run(self, command: Command, *, check: bool = True) -> Result:
+        time.sleep(0.05)  # long enough for concurrent identical reads to overlap
+        with self._lock:
+            self.ran.append(tuple(map(str, command.argv)))
+            return Result(0, f"answer {len(self.ran)}")
+
+
+def test_a_merged_read_is_served_once_then_read_live_and_identical_reads_in_flight_run_once() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from k8s_ops.core.facts import Recording, Served, Shelf
+
+    shelf, live = Shelf(), _Counting()
+    read = Command(("talosctl", "get", "machinestatus"))
+    with ThreadPoolExecutor(max_workers=3) as pool:  # one round: the same read three times at once runs once
+        answers = list(pool.map(lambda _: Recording(live, shelf).run(read).stdout, range(3)))
+    assert answers == ["answer 1"] * 3 and len(live.ran) == 1
+    gate = Served(live, shelf)
+    assert gate.run(read).stdout == "answer 1"  # the first poll: the round's answer
+    assert gate.run(read).stdout == "answer 2"  # a gate that holds polls live
+    assert Served(live, shelf).run(read).stdout == "answer 2"  # the next reader gets the newest answer once
+    # effects and reads carrying input are never shelved; a cleared or stale shelf answers nothing
+    write = Command(("kubectl", "uncordon", "n"), mutates=True)
+    Recording(live, shelf).run(write)
+    assert shelf.get(write) is None
+    shelf.clear()
+    assert shelf.get(read) is None and Served(live, shelf).run(read).stdout == "answer 4"
+    stale = Shelf(max_age=-1.0)  # every answer already too old
+    stale.put(read, live.run(read))
+    assert Served(live, stale).run(read).stdout == "answer 6"
+
+
+def test_each_node_of_a_rollout_costs_one_read_round_shared_with_the_next_nodes_guard_and_gate(tmp_path: Path) -> None:
+    cluster = make_cluster(3)
+    world = world_for(cluster)
+    env = env_for(cluster)
+    plan = rollout(world, env, max_unavailable=1, snapshot=tmp_path / "s")
+    execute(plan, world.runner, yes=True, out=quiet)
+    assert all(n.version == TARGET for n in world.nodes.values())
+    argvs = [c.display_argv() for c in world.runner.calls]
+    ups = [i for i, a in enumerate(argvs) if a[1] == "upgrade"]
+    assert len(ups) == 6
+
+    def kube_get(argv: list[str], resource: str) -> bool:
+        return argv[0] == "kubectl" and "get" in argv and argv[argv.index("get") + 1] == resource
+
+    for start, end in itertools.pairwise(ups):
+        between = argvs[start + 1 : end]
+        # the node back, the next node's guard and its gate read one all-node machine status, one nodes list,
+        # one etcd status: one round
+        assert sum(a[1:3] == ["get", "machinestatus"] for a in between) == 1, between
+        assert sum(kube_get(a, "nodes") for a in between) == 1, between
+        assert sum(a[1:3] == ["etcd", "status"] for a in between) == 1, between

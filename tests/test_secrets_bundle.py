@@ -301,7 +301,7 @@ def test_gen_secrets_outside_the_repo_round_trips(tmp_path: Path, monkeypatch: p
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     site, recipient = make_site(tmp_path, monkeypatch)
     assert find_sops_config() == site / ".sops.yaml"
-    gen_secrets(Context(), cluster="c1")
+    gen_secrets(Context(), cluster="c1", yes=True)
     target = site / "clusters" / "c1" / "talos" / "secrets.sops.yaml"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert sorted(p.name for p in target.parent.iterdir()) == ["secrets.sops.yaml"]  # no temp or plaintext left
@@ -315,15 +315,50 @@ def test_gen_secrets_outside_the_repo_round_trips(tmp_path: Path, monkeypatch: p
     assert "wrote" in capsys.readouterr().out
 
 
+class _Terminal:
+    """stdin of an operator at a terminal (for the typed confirmation)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_gen_secrets_asks_to_type_the_cluster_showing_the_recipients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site, recipient = make_site(tmp_path, monkeypatch)
+    target = site / "clusters" / "c1" / "talos" / "secrets.sops.yaml"
+    with pytest.raises(Exit) as info:  # no terminal and no --yes: refused
+        gen_secrets(Context(), cluster="c1")
+    err = capsys.readouterr().err
+    assert info.value.code != 0 and "without confirmation" in err and "--yes" in err
+    assert not target.exists()
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin", _Terminal())
+
+    def wrong_name(question: str) -> str:  # a wrong name: nothing written
+        asked.append(question)
+        return "c2"
+
+    monkeypatch.setattr("builtins.input", wrong_name)
+    with pytest.raises(Exit):
+        gen_secrets(Context(), cluster="c1")
+    assert asked == ["Type 'c1' to continue: "] and not target.exists()
+    err = capsys.readouterr().err
+    assert f"This will generate the Talos secrets bundle (generate, encrypt to {recipient} and create" in err
+    monkeypatch.setattr("builtins.input", lambda q: "c1")
+    gen_secrets(Context(), cluster="c1")
+    assert [e["recipient"] for e in yaml.safe_load(target.read_bytes())["sops"]["age"]] == [recipient]
+
+
 def test_gen_secrets_refuses_to_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     site, _ = make_site(tmp_path, monkeypatch)
-    gen_secrets(Context(), cluster="c1")
+    gen_secrets(Context(), cluster="c1", yes=True)
     target = site / "clusters" / "c1" / "talos" / "secrets.sops.yaml"
     before = target.read_bytes()
     capsys.readouterr()
     with pytest.raises(Exit) as info:
-        gen_secrets(Context(), cluster="c1")
+        gen_secrets(Context(), cluster="c1", yes=True)
     assert info.value.code != 0
     assert "refusing to overwrite" in capsys.readouterr().err
     assert target.read_bytes() == before
@@ -367,7 +402,7 @@ def test_gen_secrets_unknown_cluster_dir(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_load_bundle_decrypts_once_per_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site, _ = make_site(tmp_path, monkeypatch)
-    gen_secrets(Context(), cluster="c1")
+    gen_secrets(Context(), cluster="c1", yes=True)
     calls: list[object] = []
     real = Sops.decrypt
 
@@ -381,7 +416,7 @@ def test_load_bundle_decrypts_once_per_content(tmp_path: Path, monkeypatch: pyte
     # a different file content (e.g. after a git checkout) is decrypted again
     target = site / "clusters" / "c1" / "talos" / "secrets.sops.yaml"
     os.unlink(target)
-    gen_secrets(Context(), cluster="c1")
+    gen_secrets(Context(), cluster="c1", yes=True)
     second = load_bundle(cluster())
     assert len(calls) == 2 and second.data != first.data
 

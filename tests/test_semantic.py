@@ -331,7 +331,7 @@ def test_validate_task_on_a_rendered_cluster(
     monkeypatch.setenv("K8S_OPS_TALOS_SCHEMA", str(SCHEMA_FILE))
     monkeypatch.setenv("K8S_OPS_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setattr("shutil.which", lambda name: None)  # no talosctl layer here
-    gen_secrets(Context(), cluster="c1")
+    gen_secrets(Context(), cluster="c1", yes=True)
     capsys.readouterr()
 
     talos_tasks.validate(Context(), cluster="c1")

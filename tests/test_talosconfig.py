@@ -170,7 +170,7 @@ def test_task_writes_0600_and_does_not_churn(tmp_path: Path, monkeypatch: pytest
                                              capsys: pytest.CaptureFixture[str]) -> None:
     make_site(tmp_path, monkeypatch)
     monkeypatch.setenv("K8S_OPS_BUILD_DIR", str(tmp_path / "build"))
-    gen_secrets(Context(), cluster="c1")
+    gen_secrets(Context(), cluster="c1", yes=True)
     talosconfig(Context(), cluster="c1", dry_run=True)
     assert "[1] create " in capsys.readouterr().out
     path = paths.talosconfig_path("c1")

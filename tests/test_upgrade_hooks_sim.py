@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import yaml
+from pydantic import ValidationError
 
 from tests.sim.simlib.api import Sim
 from tests.sim.simlib.kube import Kube
@@ -155,7 +157,7 @@ def test_pause_suspends_only_what_runs_and_resumes_it_after_success_failure_and_
 
 
 class _Alertmanager(BaseHTTPRequestHandler):
-    events: ClassVar[list[tuple[str, str, Any]]] = []
+    events: ClassVar[list[tuple[str, str, Any, str | None]]] = []
 
     def _reply(self, code: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -168,11 +170,11 @@ class _Alertmanager(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(length))
-        self.events.append(("POST", self.path, body))
+        self.events.append(("POST", self.path, body, self.headers.get("Authorization")))
         self._reply(200, {"silenceID": "5947eba9-c472-42c4-88fe-ad9b8cd781b0"})
 
     def do_DELETE(self) -> None:
-        self.events.append(("DELETE", self.path, None))
+        self.events.append(("DELETE", self.path, None, self.headers.get("Authorization")))
         self._reply(200, {})
 
     def log_message(self, *args: Any) -> None:
@@ -206,6 +208,46 @@ def test_an_alert_silence_is_created_for_the_node_and_expired_when_it_is_back(
     assert delete[:2] == ("DELETE", "/api/v2/silence/5947eba9-c472-42c4-88fe-ad9b8cd781b0")
     err = capsys.readouterr().err
     assert err.index("alertmanager-silence") < err.index("$ talosctl upgrade") < err.index("alertmanager-expire")
+
+
+def test_a_silence_for_an_alertmanager_service_goes_through_the_api_server_proxy_with_the_kubeconfig_token(
+    alertmanager: str, tmp_path: Path
+) -> None:
+    # the local server plays the API server: the silence reaches it on the service proxy path, authenticated
+    # with the kubeconfig context's bearer token
+    from k8s_ops.talos.hooks import SilenceMemo, silence_create, silence_expire
+    from k8s_ops.talos.inventory import load_cluster
+    from k8s_ops.talos.inventory.models import Alertmanager
+    from k8s_ops.tools.kubectl import KubeTarget
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "demo", "cluster": {"server": alertmanager}}],
+                "users": [{"name": "admin@demo", "user": {"token": "t0ken"}}],
+                "contexts": [{"name": "demo", "context": {"cluster": "demo", "user": "admin@demo"}}],
+                "current-context": "demo",
+            }
+        )
+    )
+    am = Alertmanager.model_validate({"service": {"namespace": "monitoring", "name": "alertmanager-operated",
+                                                  "port": "web"}})  # fmt: skip
+    node = load_cluster("demo").workers[0]
+    memo = SilenceMemo()
+    kube = KubeTarget(kubeconfig, "demo")
+    create = silence_create(am, node, memo, minutes=5, why="test", kube=kube)
+    proxy = "/api/v1/namespaces/monitoring/services/http:alertmanager-operated:web/proxy"
+    assert create.display().startswith(f"alertmanager-silence {proxy}/api/v2/silences")
+    create.apply(None)  # type: ignore[arg-type]
+    silence_expire(am, node, memo, kube=kube).apply(None)  # type: ignore[arg-type]
+    (post, delete) = _Alertmanager.events
+    assert post[1] == f"{proxy}/api/v2/silences" and post[3] == "Bearer t0ken"
+    assert delete[1] == f"{proxy}/api/v2/silence/5947eba9-c472-42c4-88fe-ad9b8cd781b0" and delete[3] == "Bearer t0ken"
+    with pytest.raises(ValidationError, match="exactly one of `url`"):
+        Alertmanager.model_validate({"url": alertmanager, "service": {"name": "alertmanager-operated"}})
 
 
 def test_kubectl_and_job_hooks_run_against_the_cluster_and_a_failing_job_hook_stops_first(

@@ -167,6 +167,9 @@ def test_upgrade_plan_with_hooks_jobs_and_silence_matches_the_plan_schema(tmp_pa
     assert data["on_failure"] is not None
     text = plan.to_text()
     assert "health check `ceph health` exits 0" in text
+    # hook commands inside a step show like the step's own commands, after `$`
+    hooks = [ln for ln in text.splitlines() if "osd set noout" in ln or "osd unset noout" in ln]
+    assert hooks and all(ln.startswith("    $ ") for ln in hooks), hooks
 
 
 def test_a_missing_job_manifest_is_a_problem_naming_the_field(tmp_path: Path) -> None:

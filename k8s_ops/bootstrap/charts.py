@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from k8s_ops.core.errors import Problem, ProblemsError, field_path
+from k8s_ops.talos import yamlio
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Cluster
@@ -299,16 +300,16 @@ def load_charts(path: Path | None = None) -> Charts:
     """Load and validate charts.yaml; ProblemsError listing every problem (file, field, line)."""
     file = path or CHARTS_FILE
     try:
-        text = file.read_text(encoding="utf-8")
+        text = yamlio.read_text(file)
     except OSError as exc:
         raise ProblemsError([Problem(str(file), "", f"cannot read: {exc.strerror}")]) from None
+    except yamlio.YAMLError as exc:
+        raise ProblemsError([Problem(str(file), "", str(exc), exc.line)]) from None
     problems = _renovate_problems(file, text)
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ProblemsError([Problem(str(file), "", f"YAML syntax error: {exc}", line)]) from None
+        raw = yamlio.load_document(text, loader=yaml.SafeLoader)
+    except yamlio.YAMLError as exc:
+        raise ProblemsError([Problem(str(file), "", f"YAML syntax error: {exc}", exc.line)]) from None
     charts: Charts | None = None
     try:
         charts = Charts.model_validate(raw)
@@ -386,12 +387,9 @@ def _render(env: jinja2.Environment, release: Release, ctx: Mapping[str, Any], v
     except jinja2.TemplateNotFound:
         raise ProblemsError([Problem(str(path), "", "values file not found")]) from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ProblemsError(
-            [Problem(str(path), "", f"rendered values are not valid YAML: {exc}", mark.line + 1 if mark else None)]
-        ) from None
+        data = yamlio.load_document(text, loader=yaml.SafeLoader)  # helm reads values with YAML 1.1 rules
+    except yamlio.YAMLError as exc:
+        raise ProblemsError([Problem(str(path), "", f"rendered values are not valid YAML: {exc}", exc.line)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

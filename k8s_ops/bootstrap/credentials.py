@@ -39,6 +39,7 @@ import yaml
 
 from k8s_ops.core.errors import Problem, ProblemsError, SecretError
 from k8s_ops.core.secret import Secret
+from k8s_ops.talos import yamlio
 
 if TYPE_CHECKING:
     from k8s_ops.talos.inventory import Cluster
@@ -281,8 +282,8 @@ def load_git_credentials(cluster: Cluster, key: AgeKey) -> GitCredentials | None
         return None
     plaintext = Sops(key=key).decrypt(path)
     try:
-        raw = yaml.safe_load(plaintext.reveal())
-    except yaml.YAMLError:
+        raw = yamlio.load_document(plaintext.reveal(), loader=yaml.SafeLoader)
+    except yamlio.YAMLError:
         raise ProblemsError([Problem(str(path), "", "decrypted content is not YAML")]) from None
     if not isinstance(raw, dict):
         raise ProblemsError([Problem(str(path), "", "expected a mapping of credential keys")])
@@ -387,8 +388,8 @@ def _sops_mapping(path: Path, key: AgeKey) -> dict[str, Secret]:
         raise ProblemsError([Problem(str(path), "", "missing: bootstrap.secrets names this SOPS file")])
     plaintext = Sops(key=key).decrypt(path)
     try:
-        raw = yaml.safe_load(plaintext.reveal())
-    except yaml.YAMLError:
+        raw = yamlio.load_document(plaintext.reveal(), loader=yaml.SafeLoader)
+    except yamlio.YAMLError:
         raise ProblemsError([Problem(str(path), "", "decrypted content is not YAML")]) from None
     if not isinstance(raw, dict):
         raise ProblemsError([Problem(str(path), "", "expected a flat mapping of Secret keys")])

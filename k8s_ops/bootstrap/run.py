@@ -343,7 +343,7 @@ def build_plan(options: Options, runner: Runner) -> Plan:
     from k8s_ops.talos.inventory import load_cluster
     from k8s_ops.talos.lifecycle import Env, plan_kubeconfig
     from k8s_ops.talos.secrets import load_bundle
-    from k8s_ops.talos.talosconfig import plan_talosconfig
+    from k8s_ops.talos.talosconfig import plan_talosconfig, read_existing
 
     chosen, skipped = select_stages(options.stages, options.start)
     cluster = load_cluster(options.cluster)
@@ -386,7 +386,7 @@ def build_plan(options: Options, runner: Runner) -> Plan:
     env = Env.for_cluster(cluster)
     kube = KubeTarget(paths.kubeconfig_path(cluster.name), cluster.name)
     tc_path = env.tctl.talosconfig
-    existing = tc_path.read_bytes() if tc_path.is_file() else None
+    existing = read_existing(tc_path)
     tc = plan_talosconfig(cluster, bundle, existing=existing)
     steps: list[Step] = []
     with _probe_talosctl(env.tctl, tc.content, existing) as probe:

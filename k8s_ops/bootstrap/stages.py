@@ -29,8 +29,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import yaml
-
 from k8s_ops.bootstrap import kube, manifests
 from k8s_ops.bootstrap.charts import (
     Charts,
@@ -48,6 +46,7 @@ from k8s_ops.core.plan import Check, Step
 from k8s_ops.core.runner import Runner
 from k8s_ops.core.secret import Secret
 from k8s_ops.core.wait import wait_check
+from k8s_ops.talos import yamlio
 from k8s_ops.tools import helm, kubectl
 from k8s_ops.tools.flux import FLUX_NAMESPACE, ROOT_KUSTOMIZATION
 from k8s_ops.tools.kubectl import KubeTarget, Obj, dig
@@ -159,8 +158,8 @@ def _wait_step(
 
 def _kubeconfig_server(path: Path, cluster: str) -> str | None:
     try:
-        data = yaml.safe_load(path.read_bytes())
-    except (OSError, yaml.YAMLError):
+        data = yamlio.load_document(yamlio.read_text(path))
+    except (OSError, yamlio.YAMLError):
         return None
     for c in dig(data, "clusters", default=[]):
         if isinstance(c, dict) and c.get("name") == cluster:

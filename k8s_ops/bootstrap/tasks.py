@@ -8,6 +8,7 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from k8s_ops.core.cli import guarded
-from k8s_ops.core.pipeline import CLUSTER_HELP, JSON_HELP, LOCK_HELP, finish, runner_from
+from k8s_ops.core.pipeline import CLUSTER_HELP, JSON_HELP, LOCK_HELP, finish, locked, runner_from
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -79,53 +80,58 @@ def _run(
     def failed(exc: StepFailed) -> ToolkitError:
         return stage_failed(exc, task_name=task_name, cluster=cluster)
 
-    if rebuild:
-        # Phase 1: the material phase 2 decrypts (age key, Talos secrets bundle), pulled by a plan of its own.
-        from k8s_ops.talos.secrets import clear_cache
+    with contextlib.ExitStack() as hold:
+        if rebuild:
+            # Phase 1: the material phase 2 decrypts (age key, Talos secrets bundle), pulled by a plan of its own.
+            from k8s_ops.talos.secrets import clear_cache
 
-        pulls = material_plan(load_cluster(cluster), task=task_name)
-        if pulls is not None:
-            pulled = finish(
-                pulls,
-                runner,
-                dry_run=dry_run,
-                json=json,
-                yes=yes,
-                echo_plan=True,
-                on_step_failed=failed,
-                lock_timeout=lock_timeout,
-                break_lock=break_lock,
-            )
-            if pulled is None:  # dry run: phase 2 is planned once the material exists
-                return
-            clear_cache()
-    plan = build_plan(options, runner)
-    if note is not None:
-        plan = replace(plan, notes=(*plan.notes, note))
-    if task_name == "bootstrap.cluster" and dry_run:
-        from k8s_ops.bootstrap.drcheck import material_push_note
+            pulls = material_plan(load_cluster(cluster), task=task_name)
+            if pulls is not None and not dry_run:
+                # one lock for both plans: released between them, another run could take the cluster in between
+                whole = replace(pulls, title=f"{task_name} --cluster {cluster} (both phases)")
+                hold.enter_context(locked(whole, runner, timeout=lock_timeout, break_lock=break_lock))
+            if pulls is not None:
+                pulled = finish(
+                    pulls,
+                    runner,
+                    dry_run=dry_run,
+                    json=json,
+                    yes=yes,
+                    echo_plan=True,
+                    on_step_failed=failed,
+                    lock_timeout=lock_timeout,
+                    break_lock=break_lock,
+                )
+                if pulled is None:  # dry run: phase 2 is planned once the material exists
+                    return
+                clear_cache()
+        plan = build_plan(options, runner)
+        if note is not None:
+            plan = replace(plan, notes=(*plan.notes, note))
+        if task_name == "bootstrap.cluster" and dry_run:
+            from k8s_ops.bootstrap.drcheck import material_push_note
 
-        push_note = material_push_note(load_cluster(cluster))
-        if push_note is not None:
-            plan = replace(plan, notes=(*plan.notes, push_note))
-    report = finish(
-        plan,
-        runner,
-        dry_run=dry_run,
-        json=json,
-        yes=yes,
-        echo_plan=True,
-        on_step_failed=failed,
-        lock_timeout=lock_timeout,
-        break_lock=break_lock,
-    )
-    if report is not None:
-        print(f"kubeconfig:  {paths.kubeconfig_path(plan.cluster)} (context {plan.cluster})")
-        print(f"talosconfig: {paths.talosconfig_path(plan.cluster)}")
-        if task_name == "bootstrap.cluster":
-            from k8s_ops.bootstrap.drcheck import offer_material_push
+            push_note = material_push_note(load_cluster(cluster))
+            if push_note is not None:
+                plan = replace(plan, notes=(*plan.notes, push_note))
+        report = finish(
+            plan,
+            runner,
+            dry_run=dry_run,
+            json=json,
+            yes=yes,
+            echo_plan=True,
+            on_step_failed=failed,
+            lock_timeout=lock_timeout,
+            break_lock=break_lock,
+        )
+        if report is not None:
+            print(f"kubeconfig:  {paths.kubeconfig_path(plan.cluster)} (context {plan.cluster})")
+            print(f"talosconfig: {paths.talosconfig_path(plan.cluster)}")
+            if task_name == "bootstrap.cluster":
+                from k8s_ops.bootstrap.drcheck import offer_material_push
 
-            offer_material_push(load_cluster(cluster), runner, yes=yes)
+                offer_material_push(load_cluster(cluster), runner, yes=yes)
 
 
 def stage_failed(exc: StepFailed, *, task_name: str, cluster: str) -> ToolkitError:

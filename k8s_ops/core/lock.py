@@ -6,6 +6,10 @@ dies, so a crashed run never blocks the next one); `<cluster>.holder.json` besid
 naming the holder and since when. `break_lock` is for a holder known dead that still holds the lock (e.g. a hung
 run on a shared state dir): after a typed confirmation the lock file is unlinked and a fresh one is taken — never
 while the holder's pid is alive on this host.
+
+A plan that writes local files only and belongs to no cluster (the fleet's merged kubeconfig/talosconfig) takes a
+local lock of its own, `<state_dir>/locks/_<name>.lock` ('_' is never in a cluster name, so it cannot be a
+cluster's), and no cluster-side Lease.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from k8s_ops.core import paths
 from k8s_ops.core.errors import Aborted, ClusterLocked
 from k8s_ops.core.prompt import Confirm, confirm
 
-__all__ = ["ClusterLocked", "Holder", "cluster_lock", "lock_path"]
+__all__ = ["ClusterLocked", "Holder", "cluster_lock", "describe_local", "local_label", "lock_path"]
 
 _POLL = 0.1
 
@@ -101,9 +105,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def lock_path(cluster: str) -> Path:
-    """`<state_dir>/locks/<cluster>.lock`; the holder record is `<cluster>.holder.json` beside it."""
-    return paths.state_dir() / "locks" / f"{cluster}.lock"
+def lock_path(cluster: str, *, local: bool = False) -> Path:
+    """`<state_dir>/locks/<cluster>.lock` (`local`: `_<name>.lock`, a lock of local files that belong to no
+    cluster); the holder record is `<cluster>.holder.json` beside it."""
+    return paths.state_dir() / "locks" / (f"_{cluster}.lock" if local else f"{cluster}.lock")
+
+
+def local_label(name: str) -> str:
+    """How messages name the local-files lock `name` (a cluster's lock is "cluster <name>")."""
+    return f"the {name} (local files)"
+
+
+def describe_local(name: str) -> str:
+    """The one `--dry-run` line of a plan that writes local files only and belongs to no cluster."""
+    return (
+        f"lock: the run takes the lock of {local_label(name)}: {lock_path(name, local=True)} "
+        "(local files only: no cluster, so no cluster-side Lease)"
+    )
 
 
 def _holder_path(lock: Path) -> Path:
@@ -146,25 +164,28 @@ def cluster_lock(
     prompt: Confirm = confirm,
     out: Callable[[str], None] = lambda _: None,
     on_wait: Callable[[Holder | None], None] | None = None,
+    local: bool = False,
 ) -> Iterator[Holder]:
     """Hold the cluster's lock for the `with` body; released on exit (success, failure, Ctrl-C).
 
     Waits up to `timeout` seconds (0: fail at once) and raises ClusterLocked naming the holder; `on_wait` is
     called once when the lock is found busy (tests use it instead of sleeps). `break_lock` removes a lock whose
-    holder is dead after the operator types the cluster name.
+    holder is dead after the operator types the cluster name. `local`: `cluster` names local files that belong
+    to no cluster (`lock_path`), and the messages say so.
     """
-    lock = lock_path(cluster)
+    label = local_label(cluster) if local else f"cluster {cluster}"
+    lock = lock_path(cluster, local=local)
     lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     record = _holder_path(lock)
     fd = _open_locked(lock)
     if fd is None and break_lock:
-        fd = _break(lock, record, cluster, prompt, out)
+        fd = _break(lock, record, cluster, label, prompt, out)
     if fd is None:
         deadline = time.monotonic() + max(timeout, 0.0)
         if on_wait is not None:
             on_wait(Holder.load(record))
         if timeout > 0:
-            out(f"waiting up to {timeout:g}s for the lock on cluster {cluster}: {_who(record)}")
+            out(f"waiting up to {timeout:g}s for the lock on {label}: {_who(record)}")
         while fd is None and time.monotonic() < deadline:
             time.sleep(_POLL)
             fd = _open_locked(lock)
@@ -173,12 +194,12 @@ def cluster_lock(
         hint = "wait for it to finish, or re-run with --lock-timeout SECONDS to wait for it"
         if holder is not None and holder.alive() is not True:
             hint = "if that run is known dead, re-run with --break-lock (asks you to type the cluster name)"
-        raise ClusterLocked(f"cluster {cluster} is locked by another run", _who(record), hint=hint)
+        raise ClusterLocked(f"{label} is locked by another run", _who(record), hint=hint)
     me = Holder.me(cluster, task)
     try:
         previous = Holder.load(record)
         if previous is not None and previous.pid != os.getpid():
-            out(f"note: stale lock record of cluster {cluster} replaced: {previous.describe()} (no longer holds it)")
+            out(f"note: stale lock record of {label} replaced: {previous.describe()} (no longer holds it)")
         _write_holder(record, me)
         yield me
     finally:
@@ -193,22 +214,24 @@ def _who(record: Path) -> str:
     return holder.describe() if holder is not None else "holder unknown (no readable record)"
 
 
-def _break(lock: Path, record: Path, cluster: str, prompt: Confirm, out: Callable[[str], None]) -> int | None:
+def _break(
+    lock: Path, record: Path, cluster: str, label: str, prompt: Confirm, out: Callable[[str], None]
+) -> int | None:
     holder = Holder.load(record)
     if holder is not None and holder.alive():
         raise ClusterLocked(
-            f"refusing to break the lock on cluster {cluster}",
+            f"refusing to break the lock on {label}",
             f"its holder is running: {holder.describe()}",
             hint=f"stop pid {holder.pid} first, or wait for it",
         )
     who = holder.describe() if holder is not None else "holder unknown"
     try:
-        prompt(cluster, f"break the lock on cluster {cluster} held by {who} — only if that run is dead", yes=False)
+        prompt(cluster, f"break the lock on {label} held by {who} — only if that run is dead", yes=False)
     except Aborted as exc:
         raise Aborted(exc.message, hint="--break-lock always asks; run it from a terminal") from None
     with contextlib.suppress(FileNotFoundError):
         lock.unlink()
     with contextlib.suppress(FileNotFoundError):
         record.unlink()
-    out(f"lock on cluster {cluster} broken (was {who})")
+    out(f"lock on {label} broken (was {who})")
     return _open_locked(lock)

@@ -148,6 +148,8 @@ def finish(
     summary: bool = True,
     lock_timeout: float = 0.0,
     break_lock: bool = False,
+    local_lock: str | None = None,
+    json_progress: bool = False,
 ) -> Report | None:
     """Show the plan (`dry_run`: text, or JSON with `json`; returns None) or execute it and print one summary line.
 
@@ -162,22 +164,27 @@ def finish(
     (ClusterLocked, exit 75) naming the holder; `break_lock` takes a dead holder's lock after a typed
     confirmation. Read-only plans take no lock; a dry run of a mutating plan says in one line which lock the run
     would take (stdout after the plan; stderr with `--json`, so the JSON stays the plan) and takes none.
+    `local_lock` names the lock of a plan that belongs to no cluster and writes local files only (the fleet's
+    merged configs): that local lock alone, no Lease. `json_progress`: the task streams its progress as JSON lines
+    with --json (a rollout), so --json is not just a dry-run option there and no note says it is.
     """
     if dry_run:
         show(plan, json=json)
-        if mutates(plan) and plan.cluster not in _HELD.get():
+        if mutates(plan) and _lock_key(plan, local_lock) not in _HELD.get():
             from k8s_ops.core.lease import describe
+            from k8s_ops.core.lock import describe_local
 
-            print(describe(plan.cluster), file=sys.stderr if json else sys.stdout, flush=True)
+            line = describe_local(local_lock) if local_lock is not None else describe(plan.cluster)
+            print(line, file=sys.stderr if json else sys.stdout, flush=True)
         return None
-    if json:
+    if json and not json_progress:
         print("note: --json only changes --dry-run output", file=sys.stderr)
     from k8s_ops.core.execute import StepFailed
 
     if echo_plan:
         print(plan.to_text(), end="", file=sys.stderr)
     try:
-        with locked(plan, runner, timeout=lock_timeout, break_lock=break_lock):
+        with locked(plan, runner, timeout=lock_timeout, break_lock=break_lock, local=local_lock):
             report = run(plan, runner, yes=yes, confirm_name=confirm_name, max_concurrency=max_concurrency)
     except StepFailed as exc:
         if on_step_failed is not None:
@@ -202,12 +209,17 @@ def locked(
     break_lock: bool = False,
     prompt: Confirm | None = None,
     clock: Clock | None = None,
+    local: str | None = None,
 ) -> Iterator[None]:
     """Hold the plan's cluster lock around the body when the plan mutates (and this thread does not hold it yet):
     the local lock, then — with a `runner` and an API that answers — the cluster's Lease, both within `timeout`
-    seconds in all. `prompt`/`clock` are for tests (the typed confirmation, the lease's time)."""
+    seconds in all. Nested `locked`/`finish` calls of the same thread for the same cluster run inside the held
+    lock (a task of several plans holds it across all of them). `local` names the lock of a plan that belongs to
+    no cluster (local files only): no Lease. `prompt`/`clock` are for tests (the typed confirmation, the lease's
+    time)."""
     held = _HELD.get()
-    if not mutates(plan) or plan.cluster in held:
+    key = _lock_key(plan, local)
+    if not mutates(plan) or key in held:
         yield
         return
     import time
@@ -218,9 +230,12 @@ def locked(
 
     ask = prompt or confirm
     started = time.monotonic()
-    with cluster_lock(plan.cluster, plan.title, timeout=timeout, break_lock=break_lock, prompt=ask, out=_stderr) as me:
+    name = local if local is not None else plan.cluster
+    with cluster_lock(
+        name, plan.title, timeout=timeout, break_lock=break_lock, prompt=ask, out=_stderr, local=local is not None
+    ) as me:
         lease: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-        if runner is not None:
+        if runner is not None and local is None:
             lease = cluster_lease(
                 runner,
                 plan.cluster,
@@ -232,11 +247,16 @@ def locked(
                 clock=clock,
             )
         with lease:
-            token = _HELD.set(held | {plan.cluster})
+            token = _HELD.set(held | {key})
             try:
                 yield
             finally:
                 _HELD.reset(token)
+
+
+def _lock_key(plan: Plan, local: str | None) -> str:
+    """What `_HELD` records: the cluster, or `_<name>` for a local-files lock ('_' is never in a cluster name)."""
+    return f"_{local}" if local is not None else plan.cluster
 
 
 def run(

@@ -350,12 +350,17 @@ class Plan:
             out.append(f"[{n}] {step.description}{suffix}")
             prev_group = step.group
             out += [f"    gate: {c.description}" for c in step.before]
-            out += [f"    {e.display()}" for e in step.prepare]
+            out += [_effect_line(e) for e in step.prepare]
             for w in step.writes:
                 diff = w.diff()
                 out.append(f"    write {w.path} ({oct(w.mode)})" + ("" if diff else " — unchanged"))
                 out += ["      " + line for line in diff.splitlines()]
             out += [f"    $ {c.display()}" for c in step.commands]
-            out += [f"    {e.display()}" for e in step.finish]
+            out += [_effect_line(e) for e in step.finish]
             out += [f"    wait: {c.description}" for c in step.after]
         return "\n".join(out) + "\n"
+
+
+def _effect_line(effect: Any) -> str:
+    """One effect of a step as the dry run shows it: a command line after `$` (like the step's commands)."""
+    return f"    $ {effect.display()}" if isinstance(effect, Command) else f"    {effect.display()}"

@@ -22,6 +22,7 @@ from k8s_ops.core import paths
 from k8s_ops.core.errors import ToolkitError
 from k8s_ops.core.plan import EnsureDir, FileWrite, Plan, Step
 from k8s_ops.core.secret import Secret
+from k8s_ops.talos import yamlio
 from k8s_ops.talos.talosconfig import talosconfig_write
 
 __all__ = [
@@ -52,12 +53,14 @@ class Merged:
 
 
 def _load(path: Path, what: str, hint: str = "fetch it again") -> Any:
+    # kubeconfigs are read by client-go with YAML 1.1 rules; bounded like every file the toolkit reads
     try:
-        return yaml.safe_load(path.read_bytes())
+        return yamlio.load_document(yamlio.read_bytes(path), loader=yaml.SafeLoader)
     except FileNotFoundError:
         return None
-    except yaml.YAMLError as exc:
-        raise ToolkitError(f"{path}: not a {what} ({type(exc).__name__})", hint=hint) from None
+    except yamlio.YAMLError as exc:
+        where = f" (line {exc.line})" if exc.line else ""
+        raise ToolkitError(f"{path}: not a {what}{where}: {exc}", hint=hint) from None
 
 
 def _named(items: Any, name: str) -> Mapping[str, Any] | None:
@@ -144,8 +147,8 @@ def _write(path: Path, content: bytes, kind: Kind) -> FileWrite:
         return talosconfig_write(path, Secret(content))
     mask: list[Secret] = []
     try:
-        doc = yaml.safe_load(content)
-    except yaml.YAMLError:
+        doc = yamlio.load_document(content, loader=yaml.SafeLoader)
+    except yamlio.YAMLError:
         doc = None
     for u in (doc.get("users") if isinstance(doc, Mapping) else None) or []:
         values = u.get("user") if isinstance(u, Mapping) else None

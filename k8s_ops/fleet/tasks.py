@@ -82,7 +82,17 @@ def _merge(
     merged = merge_kubeconfigs(names) if kind == "kubeconfig" else merge_talosconfigs(names)
     path = Path(out).expanduser() if out else default_path(kind, names)
     plan = plan_merge(kind, merged, path, install=install, now=_now())
-    finish(plan, runner_from(c), dry_run=dry_run, json=json, lock_timeout=lock_timeout, break_lock=break_lock)
+    # the merged files belong to no cluster: a local lock of the fleet's files (two merges never interleave their
+    # writes of ~/.kube/config), no cluster-side Lease
+    finish(
+        plan,
+        runner_from(c),
+        dry_run=dry_run,
+        json=json,
+        lock_timeout=lock_timeout,
+        break_lock=break_lock,
+        local_lock="fleet",
+    )
 
 
 def _merge_help(kind: str, home: str) -> dict[str, str]:

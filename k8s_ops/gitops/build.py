@@ -30,6 +30,7 @@ import yaml
 
 from k8s_ops.core.command import Command
 from k8s_ops.core.errors import ToolkitError, ToolNotFound
+from k8s_ops.talos import yamlio
 
 __all__ = [
     "KUSTOMIZATION_FILES",
@@ -117,7 +118,12 @@ def flux_kustomization(directory: Path, spec: Mapping[str, Any]) -> tuple[dict[s
     for by the repository itself."""
     kfile = _kustomization_file(directory)
     if kfile is not None:
-        data = yaml.load(kfile.read_text(encoding="utf-8"), Loader=_Loader) or {}
+        try:  # bounded: a kustomization.yaml comes from the repository (a pull request)
+            data = yamlio.load_document(yamlio.read_text(kfile), loader=_Loader) or {}
+        except yamlio.YAMLError as exc:
+            raise BuildError(f"{kfile}{f':{exc.line}' if exc.line else ''}: {exc}") from None
+        except OSError as exc:
+            raise BuildError(f"{kfile}: cannot read: {exc.strerror}") from None
         if not isinstance(data, dict):
             raise BuildError(f"{kfile}: not a kustomization (a mapping)")
     else:
@@ -176,8 +182,8 @@ def shadow_tree(root: Path, rel: Path, tmp: Path, kustomization: Mapping[str, An
 
 def _origin_file(annotation: str, shadow_dir: Path, root: Path) -> str | None:
     try:
-        origin = yaml.load(annotation, Loader=_Loader)
-    except yaml.YAMLError:
+        origin = yamlio.load_document(annotation, loader=_Loader)
+    except yamlio.YAMLError:
         return None
     if not isinstance(origin, dict):
         return None
@@ -208,7 +214,11 @@ def run_build(runner: Any, kubectl: str, root: Path, path: str, spec: Mapping[st
             text = (result.stderr or result.stdout).strip().replace(str(tmp) + "/", "")
             raise BuildError(f"kustomize build of {rel.as_posix()} failed: {text}")
         out: list[Built] = []
-        for doc in yaml.load_all(result.stdout, Loader=_Loader):
+        try:  # what kustomize built from the repository's files: the same bounds as the files themselves
+            docs = yamlio.load_documents(result.stdout, loader=_Loader)
+        except yamlio.YAMLError as exc:
+            raise BuildError(f"kustomize build of {rel.as_posix()} printed unreadable YAML: {exc}") from None
+        for doc in docs:
             if not isinstance(doc, dict):
                 continue
             meta = doc.get("metadata") or {}

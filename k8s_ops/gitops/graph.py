@@ -84,7 +84,9 @@ def _ref(ref: Any, default_ns: str) -> tuple[str, str, str] | None:
 def check_graph(nodes: Sequence[Node], world: Iterable[Mapping[str, Any]] = ()) -> list[GraphIssue]:
     """Every graph problem among `nodes` (the repository's objects), with `world` (what bootstrap creates) known."""
     issues: list[GraphIssue] = []
+    world = list(world)
     index = _Index(nodes, world)
+    order = _Order(nodes, world)
 
     seen: dict[Key, Node] = {}
     for node in nodes:
@@ -152,6 +154,10 @@ def check_graph(nodes: Sequence[Node], world: Iterable[Mapping[str, Any]] = ()) 
                             f"substituteFrom {sref[0]} {ns}/{sref[2]} is not defined (and not optional)",
                         )
                     )
+                    continue
+                problem = order.problem(f"{ns}/{name}", (sref[0], ns, sref[2]))
+                if problem is not None:
+                    issues.append(GraphIssue(node, ("spec", "postBuild", "substituteFrom", i), problem))
         if flux_hr:
             chart = (spec.get("chart") or {}).get("spec") if isinstance(spec.get("chart"), Mapping) else None
             chart_ref = spec.get("chartRef")
@@ -201,6 +207,80 @@ def check_graph(nodes: Sequence[Node], world: Iterable[Mapping[str, Any]] = ()) 
         text = " → ".join(f"{n[1]}/{n[2]}" for n in (*cycle, cycle[0]))
         issues.append(GraphIssue(head, ("spec", "dependsOn"), f"dependsOn cycle: {text}"))
     return issues
+
+
+class _Order:
+    """Whether a `substituteFrom` source exists before its Kustomization builds.
+
+    kustomize-controller reads the ConfigMap/Secret from the cluster at build time and fails the whole
+    Kustomization while it is missing (fluxcd/pkg kustomize `LoadVariables`), retrying every retryInterval. It
+    exists in time when bootstrap creates it, or an ancestor Kustomization (the one that applied this one, or its
+    own ancestors) applies it, or this one `dependsOn` (transitively) the Kustomization that applies it. Applied by
+    this Kustomization itself, by one it creates, or by one that depends on it, it never exists: a deadlock.
+    """
+
+    def __init__(self, nodes: Sequence[Node], world: Sequence[Mapping[str, Any]]) -> None:
+        self.world = {key_of(o)[1:] for o in world}
+        self.parent: dict[str, str] = {}
+        self.deps: dict[str, set[str]] = {}
+        self.owners: dict[tuple[str, str, str], list[str]] = {}
+        for n in nodes:
+            _, kind, ns, name = key_of(n.obj)
+            self.owners.setdefault((kind, ns, name), []).append(n.owner)
+            if kind == "ExternalSecret":
+                target = (_spec(n.obj).get("target") or {}).get("name") or name
+                self.owners.setdefault(("Secret", ns, str(target)), []).append(n.owner)
+            if kind == "Kustomization" and _group(str(n.obj.get("apiVersion", ""))) == "kustomize.toolkit.fluxcd.io":
+                me = f"{ns}/{name}"
+                self.parent.setdefault(me, n.owner)
+                for dep in _spec(n.obj).get("dependsOn") or []:
+                    ref = _ref(dep, ns)
+                    if ref is not None:
+                        self.deps.setdefault(me, set()).add(f"{ref[1]}/{ref[2]}")
+
+    def _ancestors(self, ks: str) -> list[str]:
+        out: list[str] = []
+        while ks in self.parent and self.parent[ks] not in out:  # a Kustomization applying itself: no loop
+            ks = self.parent[ks]
+            out.append(ks)
+        return out
+
+    def _depends(self, ks: str, on: str) -> bool:
+        seen: set[str] = set()
+        todo = [ks]
+        while todo:
+            cur = todo.pop()
+            for dep in self.deps.get(cur, ()):
+                if dep == on:
+                    return True
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return False
+
+    def problem(self, ks: str, source: tuple[str, str, str]) -> str | None:
+        """Why `source` may not exist when Kustomization `ks` builds (None: it does)."""
+        owners = self.owners.get(source, [])
+        if source in self.world or not owners:
+            return None
+        ancestors = self._ancestors(ks)
+        if any(o in ancestors or self._depends(ks, o) for o in owners):
+            return None
+        owner = owners[0]
+        what = f"substituteFrom {source[0]} {source[1]}/{source[2]}"
+        if owner == ks:
+            return (
+                f"{what} is defined by this Kustomization itself: Flux reads it from the cluster before applying, "
+                "so the build fails until it exists and it never does (move it to a Kustomization this one dependsOn)"
+            )
+        if ks in self._ancestors(owner):
+            return (
+                f"{what} is defined by Kustomization {owner}, which this one creates: the build fails until it "
+                "exists and it never does (move it to a Kustomization this one dependsOn)"
+            )
+        if self._depends(owner, ks):
+            return f"{what} is defined by Kustomization {owner}, which dependsOn this one: neither ever becomes Ready"
+        return f"{what} is defined by Kustomization {owner} (must exist before this one: add dependsOn)"
 
 
 def _cycles(deps: Mapping[tuple[str, str, str], list[tuple[str, str, str]]]) -> list[list[tuple[str, str, str]]]:

@@ -137,24 +137,46 @@ def _pin_dir(pin: CrdPin) -> Path:
 
 def fetch_pins(groups: Iterable[str], *, offline: bool, client: Any = None) -> tuple[list[Path], list[str]]:
     """The cached CRD files of every pin defining one of `groups` (fetching missing pins unless `offline`, with
-    `client`, an httpx.Client, or a new one), and notes on what was skipped."""
+    `client`, an httpx.Client, or a new one), and notes on what was skipped, each saying how to fill the cache.
+    Once the network fails (no connection, a timeout) the other pins are not tried: a run without a network
+    costs one failed connection, not one per pin."""
     wanted = set(groups)
     files: list[Path] = []
     notes: list[str] = []
+    down: str | None = None
     for pin in PINS:
         if not wanted.intersection(pin.groups):
             continue
         d = _pin_dir(pin)
         if not (d.is_dir() and any(d.glob("*.yaml"))):
             if offline:
-                notes.append(f"offline: no cached CRDs for {pin.name} {pin.version} in {d}; its kinds are skipped")
+                notes.append(
+                    f"offline: no cached CRDs for {pin.name} {pin.version}; its kinds are skipped" + _fill(pin)
+                )
                 continue
-            problem = _download(pin, d, client)
+            problem = f"not tried after {down}" if down else _download(pin, d, client)
             if problem is not None:
+                if problem.startswith(_NETWORK):
+                    down = problem
                 notes.append(f"could not fetch CRDs of {pin.name} {pin.version} ({problem}); its kinds are skipped")
+                notes[-1] += _fill(pin)
                 continue
         files.extend(sorted(d.glob("*.yaml")))
     return files, notes
+
+
+_NETWORK = ("ConnectError", "ConnectTimeout", "ReadTimeout", "PoolTimeout", "ProxyError", "NetworkError")
+"""httpx's transport failures: the network (or the host) is not there, so no other pin is tried either."""
+
+
+def _fill(pin: CrdPin) -> str:
+    hosts = ", ".join(sorted({url.split("/")[2] for url in pin.urls}))
+    return (
+        f" — to fill the cache run gitops.validate once without --offline where {hosts} answers, or save the CRD "
+        f"YAML of {pin.urls[0]}"
+        + (f" (and {len(pin.urls) - 1} more)" if len(pin.urls) > 1 else "")
+        + f" into {_pin_dir(pin)}/"
+    )
 
 
 def _download(pin: CrdPin, target: Path, client: Any = None) -> str | None:

@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from k8s_ops.talos import yamlio
+
 __all__ = [
     "DISABLED_KEY",
     "VAR_NAME",
@@ -282,8 +284,9 @@ def substitute_object(obj: dict[str, Any], lookup: Lookup) -> tuple[dict[str, An
     text = yaml.dump(obj, Dumper=_Dumper, default_flow_style=False, sort_keys=False, width=1 << 30)
     expansion = expand(text, lookup)
     try:
-        data = yaml.load(expansion.text, Loader=_Loader)
-    except yaml.YAMLError as exc:
+        # bounded: the values come from the repository's ConfigMaps and Secrets (an alias bomb in a variable)
+        data = yamlio.load_document(expansion.text, loader=_Loader)
+    except yamlio.YAMLError as exc:
         raise SubstitutionError(f"the object is no longer valid YAML after substitution: {exc}") from None
     if not isinstance(data, dict):
         raise SubstitutionError("the object is no longer a mapping after substitution")

@@ -7,7 +7,11 @@
    Kustomizations found in a build (after its substitution) are the next level. Only Kustomizations whose
    source is the cluster's own repository are followed; others are skipped with a note.
 3. Each build gets its Kustomization's `postBuild` substitution (`substitute`), then `commonMetadata`
-   (labels/annotations set on every object, as kustomize-controller does at apply time).
+   (labels/annotations set on every object, as kustomize-controller does at apply time). Flux reads
+   `substituteFrom` sources from the cluster; offline, the cluster is what bootstrap creates plus what any
+   Kustomization of this build applies (an ExternalSecret's Secret: keys unknown), so a Kustomization whose
+   source comes from a build not done yet is substituted again at the end (whether the source exists in time
+   is the graph check's). A post-build failure fails the whole Kustomization: nothing of it is applied.
 4. The graph (`graph.check_graph`) and every object's schema (`schemas.SchemaSet`) are checked.
 
 Variables from a Secret come from the SOPS-encrypted Secret in the repository (decrypted when a key is
@@ -32,6 +36,7 @@ from k8s_ops.gitops import build as _build
 from k8s_ops.gitops.graph import Node, check_graph, key_of
 from k8s_ops.gitops.schemas import SchemaSet, fetch_pins
 from k8s_ops.gitops.substitute import VAR_NAME, SubstitutionError, substitute_object, substitution_disabled
+from k8s_ops.talos import yamlio
 
 if TYPE_CHECKING:
     from k8s_ops.core.runner import Runner
@@ -110,8 +115,8 @@ class _Files:
     def text(self, rel: str) -> list[str]:
         if rel not in self._text:
             try:
-                self._text[rel] = (self.root / rel).read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError):
+                self._text[rel] = yamlio.read_text(self.root / rel).splitlines()
+            except (OSError, yamlio.YAMLError):  # the build reports what is wrong with it; no line numbers here
                 self._text[rel] = []
         return self._text[rel]
 
@@ -123,6 +128,7 @@ class _Files:
             for node in yaml.compose_all("\n".join(self.text(rel)), Loader=_Loader):
                 if node is None:
                     continue
+                yamlio.check_graph(node)  # walked below: no alias bomb, no nesting past the bound
                 lines: dict[tuple[Any, ...], int] = {}
                 _index(node, (), lines)
                 data: dict[str, Any] = {}
@@ -138,7 +144,7 @@ class _Files:
                         if isinstance(k, yaml.ScalarNode) and k.value == "name" and isinstance(v, yaml.ScalarNode):
                             name = v.value
                 out.append(_Doc(node.start_mark.line + 1, node.end_mark.line + 1, kind, name, lines))
-        except yaml.YAMLError:
+        except (yaml.YAMLError, yamlio.YAMLError):
             pass
         self._docs[rel] = out
         return out
@@ -222,6 +228,9 @@ class _Run:
     by_id: dict[tuple[str, str, str], list[Node]] = field(default_factory=dict)
     secrets: list[Secret] = field(default_factory=list)
     decrypt_problem: str | None = None
+    # Kustomizations whose substituteFrom names a ConfigMap/Secret not built yet (it may come from a deeper or
+    # later Kustomization): substituted again once every build is in
+    waiting: set[str] = field(default_factory=set)
     _key: Any = None
 
     def add(
@@ -246,6 +255,12 @@ class _Run:
         self.nodes.extend(nodes)
         for n in nodes:
             self.by_id.setdefault(key_of(n.obj)[1:], []).append(n)
+
+    def drop(self, owner: str) -> None:
+        """Forget the objects one Kustomization applies (to substitute them again)."""
+        kept = [n for n in self.nodes if n.owner != owner]
+        self.nodes, self.by_id = [], {}
+        self.extend(kept)
 
     def find(self, kind: str, ns: str, name: str) -> list[Mapping[str, Any]]:
         """Objects of the repository (built so far), then of the bootstrap world, with that kind/namespace/name."""
@@ -308,8 +323,8 @@ class _Run:
             if self._key is None:
                 self._key = resolve_age_key(inventory_key_file=self.cluster.age_key_file, cluster=self.cluster.name)
             plain = Sops(key=self._key).decrypt(self.root / origin)
-            docs = [d for d in yaml.load_all(plain.reveal(), Loader=_Loader) if isinstance(d, dict)]
-        except (ToolkitError, yaml.YAMLError) as exc:
+            docs = [d for d in yamlio.load_documents(plain.reveal(), loader=_Loader) if isinstance(d, dict)]
+        except (ToolkitError, yamlio.YAMLError) as exc:
             self.decrypt_problem = type(exc).__name__
             self.notes.append(f"SOPS Secrets not decrypted ({type(exc).__name__}): their variables are {UNKNOWN}")
             return unknown, True
@@ -334,6 +349,7 @@ class _Run:
             if found is None:
                 if not src.get("optional"):
                     complete = False  # reported by the graph check
+                    self.waiting.add(ks.id)
                 continue
             values, known = found
             complete = complete and known
@@ -378,20 +394,28 @@ def _follow(ks: _Ks, run: _Run) -> str | None:
 
 
 def _post_process(ks: _Ks, built: list[_build.Built], run: _Run) -> list[Node]:
-    """Substitution then commonMetadata for one build; problems recorded; the objects Flux would apply."""
+    """Substitution then commonMetadata for one build; problems recorded; the objects Flux would apply.
+
+    kustomize-controller substitutes object by object inside its build and returns the first error (an invalid
+    variable name, text envsubst cannot parse, YAML broken by a value): the Kustomization is then BuildFailed and
+    none of its objects is applied. Such a failure is one finding on the Kustomization and its objects are not
+    validated as if applied."""
     out: list[Node] = []
     post = ks.spec.get("postBuild")
     vars_: dict[str, str | None] = {}
     complete = True
+    problems: list[str] = []
     if isinstance(post, Mapping):
         vars_, complete, problems = run.variables(ks)
-        for problem in problems:
-            run.add(ks.origin, ks.obj, "substitute", problem, path=("spec", "postBuild"))
     always = ks.spec.get("substituteStrategy") == "Always"
+    runs = isinstance(post, Mapping) and bool(vars_ or always)
+    if problems and runs and any(not substitution_disabled(b.obj) for b in built):
+        run.add(ks.origin, ks.obj, "substitute", "; ".join(problems) + _failed(built), path=("spec", "postBuild"))
+        return []
     common = ks.spec.get("commonMetadata") if isinstance(ks.spec.get("commonMetadata"), Mapping) else None
     for b in built:
         obj = b.obj
-        if isinstance(post, Mapping) and (vars_ or always) and not substitution_disabled(obj):
+        if runs and not substitution_disabled(obj):
 
             def lookup(name: str) -> str | None:
                 if name not in vars_:
@@ -402,15 +426,19 @@ def _post_process(ks: _Ks, built: list[_build.Built], run: _Run) -> list[Node]:
             try:
                 obj, expansion = substitute_object(obj, lookup)
             except SubstitutionError as exc:
-                run.add(b.file, b.obj, "substitute", f"variable substitution failed: {exc}", owner=ks.id)
-            else:
-                for name in expansion.missing:
-                    message = f"variable ${{{name}}} is not set (Kustomization {ks.id} substitutes it)"
-                    severity = "error"
-                    if not complete:
-                        message += "; a source of its postBuild.substituteFrom is not readable here"
-                        severity = "warning"
-                    run.add(b.file, b.obj, "substitute", message, needle="${" + name, severity=severity, owner=ks.id)
+                line = run.files.line(b.file, b.obj) if b.file else None
+                where = b.file or f"generated by Kustomization {ks.id}"
+                where += f":{line}" if line else ""
+                message = f"post build failed for {describe(b.obj)} ({where}): {exc}" + _failed(built)
+                run.add(ks.origin, ks.obj, "substitute", message, path=("spec", "postBuild"))
+                return []
+            for name in expansion.missing:
+                message = f"variable ${{{name}}} is not set (Kustomization {ks.id} substitutes it)"
+                severity = "error"
+                if not complete:
+                    message += "; a source of its postBuild.substituteFrom is not readable here"
+                    severity = "warning"
+                run.add(b.file, b.obj, "substitute", message, needle="${" + name, severity=severity, owner=ks.id)
         if common is not None:
             meta = obj.setdefault("metadata", {})
             for key in ("labels", "annotations"):
@@ -419,6 +447,10 @@ def _post_process(ks: _Ks, built: list[_build.Built], run: _Run) -> list[Node]:
                     meta[key] = {**(meta.get(key) or {}), **{str(k): str(v) for k, v in extra.items()}}
         out.append(Node(obj, b.file, ks.id))
     return out
+
+
+def _failed(built: Sequence[_build.Built]) -> str:
+    return f" — Flux fails the whole Kustomization: none of its {len(built)} object(s) is applied (nor validated here)"
 
 
 def _is_flux_ks(obj: Mapping[str, Any]) -> bool:
@@ -444,6 +476,7 @@ def validate_cluster(
     root = _Ks(dict(root_kustomization(cluster).manifest), None)
     level: list[_Ks] = [root]
     seen: set[str] = set()
+    deferred: list[tuple[_Ks, list[_build.Built]]] = []
     count = 0
     build_seconds = 0.0
     pool_size = workers or max(2, os.cpu_count() or 2)
@@ -481,9 +514,20 @@ def validate_cluster(
                     else:
                         run.add(ks.origin, ks.obj, "build", _relative(built, repo), path=("spec", "path"))
                     continue
+                mark = len(run.findings)
                 nodes = _post_process(ks, built, run)
+                if ks.id in run.waiting:  # its findings come from the second substitution below
+                    del run.findings[mark:]
+                    deferred.append((ks, built))
                 run.extend(nodes)
                 level.extend(_Ks(n.obj, n.origin) for n in nodes if _is_flux_ks(n.obj))
+
+    # Flux reads substituteFrom sources from the cluster, where any Kustomization may have created them: once
+    # every build is in, substitute again those whose source was not known yet (graph.py checks the ordering)
+    for ks, built in deferred:
+        run.waiting.discard(ks.id)
+        run.drop(ks.id)
+        run.extend(_post_process(ks, built, run))
 
     for issue in check_graph(run.nodes, run.world):
         run.add(issue.node.origin, issue.node.obj, "graph", issue.message, path=issue.path, owner=issue.node.owner)
@@ -532,10 +576,10 @@ def _check_schemas(run: _Run, *, offline: bool) -> SchemaSet:
         try:
             cached.extend(
                 d
-                for d in yaml.load_all(file.read_text(encoding="utf-8"), Loader=_Loader)
+                for d in yamlio.load_documents(yamlio.read_text(file), loader=_Loader)
                 if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"
             )
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, yamlio.YAMLError) as exc:
             run.notes.append(f"unreadable cached CRD file {file}: {exc}")
     schemas.add_crds(cached)
     schemas.add_crds(n.obj for n in run.nodes if n.obj.get("kind") == "CustomResourceDefinition")
@@ -592,8 +636,8 @@ def _render_charts(run: _Run, schemas: SchemaSet, helm: str) -> None:
             )
             continue
         try:
-            rendered = [d for d in yaml.load_all(result.stdout, Loader=_Loader) if isinstance(d, dict)]
-        except yaml.YAMLError as exc:
+            rendered = [d for d in yamlio.load_documents(result.stdout, loader=_Loader) if isinstance(d, dict)]
+        except yamlio.YAMLError as exc:
             run.add(node.origin, node.obj, "helm", f"helm template output is not YAML: {exc}", path=("spec",))
             continue
         for obj in rendered:

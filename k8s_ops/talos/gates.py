@@ -15,8 +15,10 @@ work. It must evaluate to true; a missing field counts as "not yet" (with the CE
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from k8s_ops.core import settings
 from k8s_ops.core.command import Command
 from k8s_ops.core.errors import CommandFailed, GateFailed, Problem, ProblemsError, ToolkitError, last_error_line
-from k8s_ops.core.facts import dig
+from k8s_ops.core.facts import Recording, Served, Shelf, dig
 from k8s_ops.core.plan import Check
 from k8s_ops.core.runner import Runner
 from k8s_ops.core.wait import NotYet, StopWaiting, wait_check, wait_for, wait_until
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from k8s_ops.talos.inventory.models import UpgradeWindow
 
 __all__ = [
+    "Ahead",
     "BootMemo",
     "CelGate",
     "CommandGate",
@@ -150,6 +153,13 @@ class GateContext:
     hold: float = DEFAULT_HOLD
     cel: tuple[CelGate, ...] = ()
     commands: tuple[CommandGate, ...] = ()
+    # the rollout's merged read rounds (`Ahead`): a gate's first poll may be answered from the round before it
+    shelf: Shelf = field(default_factory=Shelf, compare=False, repr=False)
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every inventory node, in inventory order: the one multi-node read per fact a round shares."""
+        return [_addr(n) for n in self.cluster.nodes]
 
 
 def _addr(node: Node) -> str:
@@ -246,7 +256,7 @@ def ready_problem(runner: Runner, ctx: GateContext, hostnames: Sequence[str], ku
 def mid_upgrade_problem(runner: Runner, ctx: GateContext, exclude: Collection[str]) -> str | None:
     """Which other nodes are not in Talos stage running + ready (upgrading, rebooting, down), or None."""
     others = _others(ctx, exclude)
-    return talos_ready_problem(runner, ctx, others) if others else None
+    return talos_ready_problem(runner, ctx, others, read_all=True) if others else None
 
 
 def nodes_ready(ctx: GateContext, exclude: Collection[str] = ()) -> Check:
@@ -481,13 +491,16 @@ def first_problems(probes: Sequence[tuple[str, Probe]]) -> str | None:
     return "; ".join(bad) if bad else None
 
 
-def health_gate(ctx: GateContext, exclude: Collection[str], *, when: str, drain: bool = False) -> Check:
+def health_gate(
+    ctx: GateContext, exclude: Collection[str], *, when: str, drain: bool = False, ahead: Ahead | None = None
+) -> Check:
     """The full gate before taking `exclude` down (or after the rollout, with nothing excluded): etcd has one
     healthy member per controlplane and no alarm, every other node is Ready and running (none mid-upgrade), every
     object check holds (on one object or on every selected one) and every command check exits 0. The parts are
     read concurrently; the gate holds while any fails and names it. A check with its own `timeout` stops the gate
     once that ran out; when the gate gives up, the failing objects' conditions and recent events are shown.
-    `drain`: also no PodDisruptionBudget may block draining `exclude` (read in the same round)."""
+    `drain`: also no PodDisruptionBudget may block draining `exclude` (read in the same round). `ahead`: the
+    previous node's round also makes this gate's reads, and its first poll is answered from them (`Ahead`)."""
     n = len(ctx.cluster.controlplanes)
     others = [x.hostname for x in _others(ctx, exclude)]
     scope = "other " if exclude else ""
@@ -520,9 +533,13 @@ def health_gate(ctx: GateContext, exclude: Collection[str], *, when: str, drain:
     desc = f"health gate {when}: " + " · ".join(name for name, _, _ in parts)
     hold = max([ctx.hold, *(t for _, _, t in parts if t is not None)])
 
-    def run(runner: Runner) -> None:
+    if ahead is not None:
+        ahead.add(lambda r: first_problems([(name, _bind(fn, r)) for name, fn, _ in parts]))
+
+    def run(live: Runner) -> None:
         started = time.monotonic()
         scale = settings.timeout_scale()
+        runner = Served(live, ctx.shelf)
 
         def bound(name: str, fn: Callable[[Runner], str | None], timeout: float | None) -> Probe:
             def probe() -> str | None:
@@ -562,6 +579,56 @@ class BootMemo:
         self.value: str | None = None
 
 
+class Ahead:
+    """The next node's guard and gate reads, made in the round that sees the last of `expect` nodes (a batch) back.
+
+    `merged` (no post-node hooks between): the node-back wait of the batch's last node makes them in each of its
+    polls, concurrently with its own probes (`node_returned`); otherwise each node's last step ends with `check()`
+    and the last one runs them. Every read goes through a `Recording` runner (identical reads run once), so the
+    guard and the gate that follow find them on the shelf and cost no round of their own. Their first poll uses
+    those results (read when the previous node was seen back); a gate that holds polls live from its second poll on.
+    """
+
+    def __init__(self, shelf: Shelf, expect: int = 1) -> None:
+        self.shelf = shelf
+        self.reads: list[Callable[[Runner], object]] = []
+        self.merged = False  # set by the plan builder: the reads ride along with the node-back polls
+        self._left = expect
+        self._lock = threading.Lock()
+
+    def add(self, read: Callable[[Runner], object]) -> None:
+        self.reads.append(read)
+
+    def rides_along(self) -> bool:
+        """Whether a node-back poll should make the reads now: merged, and the poller is the last one out."""
+        with self._lock:
+            return self.merged and self._left == 1 and bool(self.reads)
+
+    def read_all(self, runner: Runner) -> None:
+        """Every registered read once, concurrently, shelved (failures are left to the checks themselves)."""
+        if not self.reads:
+            return
+        recording = runner if isinstance(runner, Recording) else Recording(runner, self.shelf)
+
+        def safe(read: Callable[[Runner], object]) -> None:
+            with contextlib.suppress(ToolkitError, NotYet, StopWaiting):  # a head start: the check reads again
+                read(recording)
+
+        with ThreadPoolExecutor(max_workers=len(self.reads)) as pool:
+            list(pool.map(safe, self.reads))
+
+    def arrived(self, runner: Runner, *, read: bool = True) -> None:
+        """One node is back; the last one makes the reads (unless its final poll already did: `read=False`)."""
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last and read:
+            self.read_all(runner)
+
+    def check(self, when: str) -> Check:
+        return Check(f"read the next node's guard and gate in one round ({when})", self.arrived)
+
+
 def record_boot_id(ctx: GateContext, node: Node, memo: BootMemo) -> Check:
     """Read the node's boot id right before acting, so the wait can tell the reboot happened."""
     desc = f"record the boot id of {node.hostname}"
@@ -580,15 +647,31 @@ def node_returned(
     timeout: float,
     version: str | None = None,
     volumes: bool = False,
+    extensions: Sequence[str] | None = None,
+    ahead: Ahead | None = None,
 ) -> Check:
     """Wait: the node rebooted (boot id changed), Talos reports stage running and ready (and `version`), and its
     Kubernetes node is Ready (and, with `volumes`, every VolumeAttachment naming it is attached without error). The
-    reads run concurrently on every poll."""
+    reads run concurrently on every poll; machine status, version and extensions are one read over every node,
+    shared with the rest of the round (`Ahead`).
+
+    `extensions` (official names): once the rest holds, the node must run exactly the schematic's system extensions
+    (the same round read them). Extension statuses are set once at boot, so a mismatch then is final: it fails at
+    once, naming them; only "no answer" is waited for.
+
+    `ahead` (when `merged`): the next node's guard and gate reads ride along with the polls of the batch's last
+    node, so the round that sees it back is also the next node's read round."""
     addr = _addr(node)
+    everyone = ctx.addresses if node.hostname in {n.hostname for n in ctx.cluster.nodes} else [addr]
     parts = (["new boot id"] if memo is not None else []) + ["stage running, ready"]
     parts += [f"Talos {version}"] if version else []
     parts.append("Kubernetes node Ready")
     parts += ["its VolumeAttachments attached"] if volumes else []
+    if extensions is not None:
+        from k8s_ops.talos.schematic import extension_name
+
+        names = ", ".join(extension_name(e) for e in extensions) or "none"
+        parts.append(f"the schematic's system extensions ({names})")
     desc = f"{node.hostname} back: " + ", ".join(parts)
 
     rebooted_seen: list[bool] = []  # whether any poll saw a new boot id (or no answer: the node went down)
@@ -608,20 +691,49 @@ def node_returned(
         return None
 
     def running(runner: Runner) -> str | None:
-        statuses = facts.machine_statuses(ctx.tctl, [addr]).gather(runner)
+        statuses = facts.machine_statuses(ctx.tctl, everyone).gather(runner)
         st = statuses.get(addr)
         if st is None:
             return f"no answer ({statuses.error or 'no status'})"
         return None if st.running_ready else st.describe()
 
     def at_version(runner: Runner) -> str | None:
-        versions = facts.talos_versions(ctx.tctl, [addr]).gather(runner)
+        versions = facts.talos_versions(ctx.tctl, everyone).gather(runner)
         seen = versions.get(addr)
         if seen is None:
             return f"no answer ({versions.error or 'no version'})"
         return None if seen == version else f"reports {seen}"
 
-    def run(runner: Runner) -> None:
+    seen_extensions: list[Any] = []  # this poll's answer: None (no answer) or the node's extensions
+
+    def installed(runner: Runner) -> str | None:
+        read = facts.installed_extensions(ctx.tctl, everyone).gather(runner)
+        seen_extensions[:] = [read.get(addr)]
+        return None  # judged once the rest holds (before the reboot the old extensions are expected)
+
+    rode_along: list[bool] = []  # whether the last poll also made the next node's reads
+
+    def poll(runner: Runner, probes: list[tuple[str, Probe]]) -> str | None:
+        rode_along[:] = []
+        if ahead is not None and ahead.merged and ahead.rides_along():
+            rode_along.append(True)
+
+            def next_reads() -> None:
+                ahead.read_all(runner)
+                return None
+
+            probes = [*probes, ("next node", next_reads)]
+        problem = first_problems(probes)
+        if problem is not None or extensions is None:
+            return problem
+        exts = seen_extensions[0] if seen_extensions else None
+        if exts is None:
+            return "extensions: no answer"
+        _extensions_final(ctx, _extensions_desc(node, extensions), extensions, exts)
+        return None
+
+    def one_poll(live: Runner) -> str | None:
+        runner = Recording(live, ctx.shelf)  # one round: its reads run once, and serve the next guard and gate
         probes: list[tuple[str, Probe]] = []
         if memo is not None:
             probes.append(("boot id", _bind(rebooted, runner)))
@@ -631,10 +743,19 @@ def node_returned(
         probes.append(("Kubernetes", lambda: ready_problem(runner, ctx, [node.hostname])))
         if volumes:
             probes.append(("volumes", lambda: attachment_problem(runner, ctx, node.hostname)))
+        if extensions is not None:
+            probes.append(("extensions", _bind(installed, runner)))
+        return poll(runner, probes)
+
+    def run(live: Runner) -> None:
         try:
-            wait_until(desc, lambda: first_problems(probes), timeout=timeout)
+            wait_until(desc, lambda: one_poll(live), timeout=timeout)
         except GateFailed as exc:
-            raise _not_back(runner, ctx, node, exc, staged=memo is not None and not rebooted_seen) from None
+            if extensions is not None and exc.gate == _extensions_desc(node, extensions):
+                raise  # the extensions came back wrong: final, already explained
+            raise _not_back(live, ctx, node, exc, staged=memo is not None and not rebooted_seen) from None
+        if ahead is not None and ahead.merged:
+            ahead.arrived(live, read=not rode_along)
 
     return Check(desc, run)
 
@@ -665,12 +786,10 @@ def extensions_installed(ctx: GateContext, node: Node, wanted: Sequence[str], *,
     Extension statuses are set once at boot, so once the node is back a mismatch is final: it fails at once,
     naming the extensions; only "no answer" is waited for.
     """
-    from k8s_ops.talos.schematic import extension_name, extensions_mismatch, schematic_id
-    from k8s_ops.tools.talosctl import Extension, installed_schematic
+    from k8s_ops.tools.talosctl import Extension
 
     addr = _addr(node)
-    names = ", ".join(extension_name(e) for e in wanted) or "none"
-    desc = f"{node.hostname} runs the schematic's system extensions ({names})"
+    desc = _extensions_desc(node, wanted)
 
     def installed(runner: Runner) -> tuple[Extension, ...]:
         read = facts.installed_extensions(ctx.tctl, [addr]).gather(runner)
@@ -681,23 +800,38 @@ def extensions_installed(ctx: GateContext, node: Node, wanted: Sequence[str], *,
 
     def run(runner: Runner) -> None:
         exts = wait_for(desc, lambda: installed(runner), timeout=timeout)
-        seen = tuple(e.name for e in exts)
-        reported, expected = installed_schematic(exts), schematic_id(ctx.cluster)
-        if reported is not None and reported != expected:
-            raise GateFailed(
-                desc,
-                f"it came back with schematic {reported}, not {expected}",
-                hint="the installer image was built from another schematic; compare `invoke talos.schematic`",
-            )
-        if problem := extensions_mismatch(wanted, seen):
-            raise GateFailed(
-                desc,
-                f"it came back with other extensions: {problem}",
-                hint="the installer image did not carry the schematic's extensions; check the schematic ID in "
-                "the image (`invoke talos.schematic`) and that it exists on the Image Factory",
-            )
+        _extensions_final(ctx, desc, wanted, exts)
 
     return Check(desc, run)
+
+
+def _extensions_desc(node: Node, wanted: Sequence[str]) -> str:
+    from k8s_ops.talos.schematic import extension_name
+
+    names = ", ".join(extension_name(e) for e in wanted) or "none"
+    return f"{node.hostname} runs the schematic's system extensions ({names})"
+
+
+def _extensions_final(ctx: GateContext, desc: str, wanted: Sequence[str], exts: Sequence[Any]) -> None:
+    """GateFailed (named `desc`) unless the node came back with the schematic and exactly `wanted` extensions."""
+    from k8s_ops.talos.schematic import extensions_mismatch, schematic_id
+    from k8s_ops.tools.talosctl import installed_schematic
+
+    seen = tuple(e.name for e in exts)
+    reported, expected = installed_schematic(tuple(exts)), schematic_id(ctx.cluster)
+    if reported is not None and reported != expected:
+        raise GateFailed(
+            desc,
+            f"it came back with schematic {reported}, not {expected}",
+            hint="the installer image was built from another schematic; compare `invoke talos.schematic`",
+        )
+    if problem := extensions_mismatch(wanted, seen):
+        raise GateFailed(
+            desc,
+            f"it came back with other extensions: {problem}",
+            hint="the installer image did not carry the schematic's extensions; check the schematic ID in "
+            "the image (`invoke talos.schematic`) and that it exists on the Image Factory",
+        )
 
 
 def kube_node_ready(ctx: GateContext, hostnames: Sequence[str], *, timeout: float, kubelet: str | None = None) -> Check:
@@ -764,9 +898,12 @@ def booted_config(ctx: GateContext, node: Node, *, timeout: float) -> Check:
     return wait_check(desc, lambda r: _booted_problem(r, ctx, node), timeout=timeout)
 
 
-def talos_ready_problem(runner: Runner, ctx: GateContext, nodes: Sequence[Node]) -> str | None:
-    """Nodes not in stage running and ready, each with Talos' own unmet conditions, or None."""
-    addrs = [_addr(n) for n in nodes]
+def talos_ready_problem(
+    runner: Runner, ctx: GateContext, nodes: Sequence[Node], *, read_all: bool = False
+) -> str | None:
+    """Nodes not in stage running and ready, each with Talos' own unmet conditions, or None. `read_all`: read
+    every inventory node (the all-node read a rollout's round shares) and judge only `nodes`."""
+    addrs = ctx.addresses if read_all else [_addr(n) for n in nodes]
     statuses = facts.machine_statuses(ctx.tctl, addrs).gather(runner)
     bad = []
     for n in nodes:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,9 +226,102 @@ def _matchers(am: Alertmanager, node: Node) -> list[dict[str, Any]]:
     ]
 
 
-def silence_create(am: Alertmanager, node: Node, memo: SilenceMemo, *, minutes: float, why: str) -> Action:
-    """POST a silence for the node's alerts, ending by itself after `minutes`."""
-    url = am.url.rstrip("/") + "/api/v2/silences"
+def _base(am: Alertmanager) -> str:
+    """Alertmanager's base URL, or for a `service` the path of its Kubernetes API service proxy (`<scheme>:<name>:
+    <port>`: the scheme to reach the pods with and the Service's port name or number)."""
+    if am.url is not None:
+        return am.url.rstrip("/")
+    svc = am.service
+    assert svc is not None
+    return f"/api/v1/namespaces/{svc.namespace}/services/{svc.scheme}:{svc.name}:{svc.port}/proxy"
+
+
+@dataclass(frozen=True)
+class _ApiServer:
+    """How httpx reaches the Kubernetes API server as the kubeconfig's context does: its URL, TLS verification
+    (the cluster's CA, or the system's), the client certificate or bearer token. Nothing of it is written to disk."""
+
+    server: str
+    verify: Any = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+def _api_server(kube: KubeTarget) -> _ApiServer:
+    """The kubeconfig context's API server and credentials (ToolkitError naming what is missing)."""
+    import base64
+    import ssl
+
+    import yaml
+
+    from k8s_ops.core.facts import dig
+    from k8s_ops.core.files import anonymous_file
+
+    where = f"kubeconfig {kube.kubeconfig}"
+    try:
+        doc = yaml.safe_load(kube.kubeconfig.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ToolkitError(f"{where}: cannot read it ({exc})") from None
+
+    def named(section: str, name: str) -> dict[str, Any]:
+        for item in doc.get(section) or []:
+            if isinstance(item, dict) and item.get("name") == name:
+                return dict(item)
+        raise ToolkitError(f"{where}: no {section[:-1]} named {name!r}")
+
+    ctx = dig(named("contexts", kube.context), "context", default={})
+    cluster = dig(named("clusters", str(ctx.get("cluster"))), "cluster", default={})
+    user = dig(named("users", str(ctx.get("user"))), "user", default={}) if ctx.get("user") else {}
+    server = str(cluster.get("server") or "").rstrip("/")
+    if not server:
+        raise ToolkitError(f"{where}: context {kube.context} names no server")
+    if not server.startswith("https://"):
+        return _ApiServer(server, True, user.get("token"))
+    if cluster.get("insecure-skip-tls-verify"):
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    elif cluster.get("certificate-authority-data"):
+        tls = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    else:
+        tls = ssl.create_default_context(cafile=cluster.get("certificate-authority"))
+    cert, key = user.get("client-certificate-data"), user.get("client-key-data")
+    if cert and key:
+        # the key reaches OpenSSL through anonymous in-memory files, closed right after loading
+        fds = [anonymous_file(base64.b64decode(cert)), anonymous_file(base64.b64decode(key))]
+        try:
+            tls.load_cert_chain(f"/dev/fd/{fds[0]}", f"/dev/fd/{fds[1]}")
+        finally:
+            for fd in fds:
+                os.close(fd)
+    elif user.get("client-certificate") and user.get("client-key"):
+        tls.load_cert_chain(user["client-certificate"], user["client-key"])
+    return _ApiServer(server, tls, user.get("token"))
+
+
+def _http(am: Alertmanager, kube: KubeTarget | None) -> tuple[str, dict[str, Any]]:
+    """The base URL and httpx arguments for `am`: a URL as it is, a service through the API server's proxy."""
+    if am.url is not None:
+        return _base(am), {}
+    if kube is None:
+        raise ToolkitError("upgrade.alertmanager.service needs the cluster's kubeconfig")
+    api = _api_server(kube)
+    return api.server + _base(am), {"verify": api.verify, "headers": api.headers()}
+
+
+def silence_create(
+    am: Alertmanager,
+    node: Node,
+    memo: SilenceMemo,
+    *,
+    minutes: float,
+    why: str,
+    kube: KubeTarget | None = None,
+) -> Action:
+    """POST a silence for the node's alerts, ending by itself after `minutes` (`kube`: for a `service`)."""
+    shown_url = _base(am) + "/api/v2/silences"
     shown = ",".join(f"{m['name']}={m['value']}" for m in _matchers(am, node))
 
     def run(_: Runner) -> str:
@@ -241,8 +335,10 @@ def silence_create(am: Alertmanager, node: Node, memo: SilenceMemo, *, minutes: 
             "createdBy": am.created_by,
             "comment": why,
         }
+        base, extra = _http(am, kube)
+        url = base + "/api/v2/silences"
         try:
-            response = httpx.post(url, json=body, timeout=30)
+            response = httpx.post(url, json=body, timeout=30, **extra)
             response.raise_for_status()
             silence_id = response.json().get("silenceID")
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
@@ -254,27 +350,28 @@ def silence_create(am: Alertmanager, node: Node, memo: SilenceMemo, *, minutes: 
 
     return Action(
         "alertmanager-silence",
-        url,
+        shown_url,
         run,
         detail=(("matchers", shown), ("minutes", f"{minutes:g}")),
     )
 
 
-def silence_expire(am: Alertmanager, node: Node, memo: SilenceMemo) -> Action:
+def silence_expire(am: Alertmanager, node: Node, memo: SilenceMemo, *, kube: KubeTarget | None = None) -> Action:
     """DELETE the node's silence (expires it); nothing when none was created."""
-    base = am.url.rstrip("/") + "/api/v2/silence/"
+    shown = _base(am) + "/api/v2/silence/"
 
     def run(_: Runner) -> None:
         import httpx
 
         if memo.id is None:
             return
+        base, extra = _http(am, kube)
         try:
-            httpx.delete(base + memo.id, timeout=30).raise_for_status()
+            httpx.delete(base + "/api/v2/silence/" + memo.id, timeout=30, **extra).raise_for_status()
         except httpx.HTTPError as exc:
             raise ToolkitError(
                 f"expiring the Alertmanager silence {memo.id} of {node.hostname} failed: {exc}"
             ) from None
         memo.id = None
 
-    return Action("alertmanager-expire", base + "<id>", run, detail=(("node", node.hostname),))
+    return Action("alertmanager-expire", shown + "<id>", run, detail=(("node", node.hostname),))

@@ -15,7 +15,11 @@ Decisions worth knowing:
   (one gate per batch, then a concurrent `Step.group`; `execute(max_concurrency=K)`). Each node is awaited back
   (new boot id, running + ready, target version, Kubernetes Ready); the gate before the next node is the
   "after it returned" check of the previous one, and a final step re-checks the gate after the last node. A gate
-  part is one or two CLI reads and all parts run concurrently, so a gate costs about one call's latency.
+  part is one or two CLI reads and all parts run concurrently, so a gate costs about one call's latency. Reads are
+  merged into one round per node (`gates.Ahead`, `k8s_ops.core.facts.Shelf`): the polls that see a node (the
+  last of a batch) back also make the next node's guard and gate reads — one multi-node call per fact, identical
+  reads once — and the guard and the gate take their first answers from that round (a gate that holds polls live;
+  postNode hooks run first and the shelf is cleared, so the next reads follow them).
 * **apply** asks `apply-config --dry-run` what applying would do: no change is a no-op; live changes on
   configured nodes run concurrently; a change that reboots a configured node is rolled like an upgrade
   (controlplanes one at a time, gated). Maintenance-mode nodes get `--insecure` (and only they do).
@@ -46,13 +50,13 @@ from typing import TYPE_CHECKING, Literal
 from k8s_ops.core import settings
 from k8s_ops.core.command import Command
 from k8s_ops.core.errors import GateFailed, Problem, ProblemsError, ToolkitError
-from k8s_ops.core.facts import dig
+from k8s_ops.core.facts import Served, Shelf, dig
 from k8s_ops.core.plan import Action, Check, Effect, EnsureDir, EnsureMode, FileWrite, Plan, Step, Undo
 from k8s_ops.core.runner import Runner
 from k8s_ops.core.wait import NotYet, wait_for
 from k8s_ops.talos import facts, gates, hooks
 from k8s_ops.talos.facts import ApplyTarget, ResetFacts, ResetTarget, UpgradeTarget
-from k8s_ops.talos.gates import BootMemo, CelGate, CommandGate, GateContext
+from k8s_ops.talos.gates import Ahead, BootMemo, CelGate, CommandGate, GateContext
 from k8s_ops.talos.schematic import (
     extensions_mismatch,
     installer_image,
@@ -160,6 +164,7 @@ class Env:
     commands: tuple[CommandGate, ...] = ()
     rollout: Rollout = field(default_factory=lambda: Rollout())
     progress: Progress | None = field(default=None, compare=False)  # per-node states while the plan runs
+    shelf: Shelf = field(default_factory=Shelf, compare=False, repr=False)  # merged read rounds (gates.Ahead)
 
     @classmethod
     def for_cluster(cls, cluster: Cluster, *, timeouts: Timeouts | None = None, rollout: Rollout | None = None) -> Env:
@@ -176,7 +181,13 @@ class Env:
     @property
     def gate(self) -> GateContext:
         return GateContext(
-            self.cluster, self.tctl, self.kube, hold=self.timeouts.hold, cel=self.cel, commands=self.commands
+            self.cluster,
+            self.tctl,
+            self.kube,
+            hold=self.timeouts.hold,
+            cel=self.cel,
+            commands=self.commands,
+            shelf=self.shelf,
         )
 
     @property
@@ -264,9 +275,12 @@ def around_node(
     task: str,
     drains: bool = False,
     post_extra: tuple[Effect, ...] = (),
+    ahead: Ahead | None = None,
 ) -> tuple[Step, Step | None]:
     """`step` (one node's action) with the rollout's per-node gates, effects and waits (see above), and its
-    post-node step (None when there is nothing to do after the node). `task` names the rollout for resume hints."""
+    post-node step (None when there is nothing to do after the node). `task` names the rollout for resume hints.
+    `ahead`: the next node's reads (`gates.Ahead`), given to the step's node-back wait too: they ride along with its
+    polls, or, when the node has post-node steps, follow those."""
     if step.noop is not None:
         return step, None
     ctx = env.gate
@@ -281,9 +295,18 @@ def around_node(
     memo = hooks.SilenceMemo()
     if am is not None:
         minutes = max(1.0, _tool(env.timeouts.upgrade) / 60)
-        prepare.append(hooks.silence_create(am, node, memo, minutes=minutes, why=f"k8s-ops: {step.description}"))
+        prepare.append(
+            hooks.silence_create(am, node, memo, minutes=minutes, why=f"k8s-ops: {step.description}", kube=env.kube)
+        )
     prepare += _hooks(env, "preNode", node)
     ran = _Ran()
+    post: list[Effect] = list(post_extra)
+    if am is not None:
+        post.append(hooks.silence_expire(am, node, memo, kube=env.kube))
+    post += _hooks(env, "postNode", node)
+    # the next node's reads: with the node-back wait's polls (which got `ahead`), or after the post-node hooks
+    if ahead is not None and not post:
+        ahead.merged = True
     after = [*step.after, _marker(ran, node)]
     if env.progress is not None:
         # the same checks, timed per phase: the gates, the wait for the node back (the reboot), what follows it
@@ -295,10 +318,6 @@ def around_node(
             before[-1] = pg.mark(before[-1], h, "rebooting")
         after = [pg.timed(after[0], h, "rebooting"), *(pg.timed(c, h, "verifying") for c in after[1:-1])]
         after.append(pg.mark(_marker(ran, node), h, "done"))
-    post: list[Effect] = list(post_extra)
-    if am is not None:
-        post.append(hooks.silence_expire(am, node, memo))
-    post += _hooks(env, "postNode", node)
     undo = step.undo
     always = _always(env, "postNode", node)
     if always is not None:  # both undo the step: the always post-node hooks, then the step's own undo
@@ -308,10 +327,17 @@ def around_node(
         return wrapped, None
 
     def guard(_: Runner) -> str | None:
-        return None if ran.value else f"{node.hostname} was not touched in this run"
+        if not ran.value:
+            return f"{node.hostname} was not touched in this run"
+        env.shelf.clear()  # the hooks may change what the next gate sees: nothing read before them is reused
+        return None
 
     return wrapped, Step(
-        f"after {node.hostname}: post-node hooks", prepare=tuple(post), guard=guard, node=node.hostname
+        f"after {node.hostname}: post-node hooks",
+        prepare=tuple(post),
+        guard=guard,
+        node=node.hostname,
+        after=(ahead.check(f"{node.hostname} is back, its hooks ran"),) if ahead is not None else (),
     )
 
 
@@ -374,20 +400,27 @@ def _at_target(target: str) -> str:
     return f"already at {target} with the schematic's extensions"
 
 
-def _version_guard(env: Env, node: Node, target: str, memo: BootMemo) -> Callable[[Runner], str | None]:
+def _version_guard(
+    env: Env, node: Node, target: str, memo: BootMemo, ahead: Ahead | None = None
+) -> Callable[[Runner], str | None]:
     """At execution: skip a node already at `target` (version and extensions); wait for one still
     mid-upgrade, then decide.
 
     The same read round records the node's boot id (into `memo`), so the wait after the upgrade can prove the
-    node rebooted without a separate call.
+    node rebooted without a separate call. Version, machine status and extensions are one read over every node
+    (shared by a batch's guards and the round that made them ahead: `ahead`); the first read is answered from
+    that round, a wait for a node mid-upgrade reads live.
     """
     addr = _addr(node)
+    everyone = [_addr(n) for n in env.cluster.nodes]
+    if addr not in everyone:
+        everyone = [addr]
 
     def read(runner: Runner) -> tuple[str | None, str | None, str | None]:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            version = pool.submit(facts.talos_versions(env.tctl, [addr]).gather, runner)
-            status = pool.submit(facts.machine_statuses(env.tctl, [addr]).gather, runner)
-            exts = pool.submit(facts.installed_extensions(env.tctl, [addr]).gather, runner)
+            version = pool.submit(facts.talos_versions(env.tctl, everyone).gather, runner)
+            status = pool.submit(facts.machine_statuses(env.tctl, everyone).gather, runner)
+            exts = pool.submit(facts.installed_extensions(env.tctl, everyone).gather, runner)
             boot = pool.submit(facts.boot_id(env.tctl, addr, node.hostname).try_gather, runner)
             st = status.result().get(addr)
             memo.value = boot.result()
@@ -397,7 +430,11 @@ def _version_guard(env: Env, node: Node, target: str, memo: BootMemo) -> Callabl
             why = _upgrade_reason(env, version.result().get(addr), names, target, schematic)
             return version.result().get(addr), why, (st.stage if st is not None else None)
 
-    def guard(runner: Runner) -> str | None:
+    if ahead is not None:
+        ahead.add(read)
+
+    def guard(live: Runner) -> str | None:
+        runner = Served(live, env.shelf)
         version, why, stage = read(runner)
         if version is not None and why is None:
             return _at_target(target)
@@ -430,7 +467,11 @@ def _upgrade_step(
     after_gate: Check | None = None,
     group: str | None = None,
     task: str = "talos.upgrade-cluster",
+    fed_by: Ahead | None = None,
+    ahead: Ahead | None = None,
 ) -> tuple[Step, Step | None]:
+    """One node's upgrade. `fed_by`: the previous node's round reads this guard's facts; `ahead`: this node's
+    round (once it is back) reads the next one's (`gates.Ahead`)."""
     node = target.node
     why = _pending(env, target, version)
     if why is None:
@@ -441,8 +482,16 @@ def _upgrade_step(
     memo = BootMemo()  # filled by the guard's read round, right before the gate and the upgrade
     before = (gate,) if gate is not None else ()
     after = (
-        gates.node_returned(ctx, node, memo, timeout=env.timeouts.upgrade, version=version, volumes=True),
-        gates.extensions_installed(ctx, node, env.cluster.schematic.extensions, timeout=env.timeouts.ready),
+        gates.node_returned(
+            ctx,
+            node,
+            memo,
+            timeout=env.timeouts.upgrade,
+            version=version,
+            volumes=True,
+            extensions=env.cluster.schematic.extensions,
+            ahead=ahead,
+        ),
         *((after_gate,) if after_gate is not None else ()),
     )
     ro = env.rollout
@@ -467,13 +516,13 @@ def _upgrade_step(
         prepare=staged,
         before=before,
         after=after,
-        guard=_version_guard(env, node, version, memo),
+        guard=_version_guard(env, node, version, memo, fed_by),
         node=node.hostname,
         group=group,
         destructive=True,  # the node reboots into a new image: confirmed by the operator (or --yes)
         undo=Undo(uncordon, f"uncordoned {node.hostname}") if uncordon else None,
     )
-    return around_node(env, step, node, gated=gate is not None, task=task, post_extra=uncordon)
+    return around_node(env, step, node, gated=gate is not None, task=task, post_extra=uncordon, ahead=ahead)
 
 
 def _pending(env: Env, target: UpgradeTarget, version: str) -> str | None:
@@ -481,9 +530,10 @@ def _pending(env: Env, target: UpgradeTarget, version: str) -> str | None:
     return _upgrade_reason(env, target.version, target.extensions, version, target.schematic)
 
 
-def _gate(env: Env, names: Sequence[str], *, when: str, drain: bool = False) -> Check:
-    """The health gate; `drain`: these nodes will be drained, so no PodDisruptionBudget may block that (same round)."""
-    return gates.health_gate(env.gate, names, when=when, drain=drain)
+def _gate(env: Env, names: Sequence[str], *, when: str, drain: bool = False, fed_by: Ahead | None = None) -> Check:
+    """The health gate; `drain`: these nodes will be drained, so no PodDisruptionBudget may block that (same round);
+    `fed_by`: the previous node's round makes its reads (`gates.Ahead`)."""
+    return gates.health_gate(env.gate, names, when=when, drain=drain, ahead=fed_by)
 
 
 def node_version(env: Env, node: Node) -> str:
@@ -590,28 +640,53 @@ def plan_upgrade_cluster(
             env.progress.add(t.node.hostname, t.node.role, t.version or "?", node_version(env, t.node))
     source = snapshot_source or env.cluster.controlplanes[0]
     done = "every selected node already runs its target version with the schematic's extensions"
-    pairs: list[tuple[Step, Step | None]] = [(_snapshot_step(env, source, snapshot, noop=None if todo else done), None)]
+    first_step = _snapshot_step(env, source, snapshot, noop=None if todo else done)
+    # A node's last round (once it is back) also reads the next node's guard and gate (`gates.Ahead`): `prev` is
+    # the round of the previous node or batch (for the first node: the round after the snapshot), which feeds the
+    # next gate and guards.
+    prev: Ahead | None = None
+    if todo:
+        prev = Ahead(env.shelf)
+        first_step = replace(first_step, after=(*first_step.after, prev.check("after the snapshot")))
+    pairs: list[tuple[Step, Step | None]] = [(first_step, None)]
 
-    def one(t: UpgradeTarget, *, gate: Check | None, group: str | None = None) -> tuple[Step, Step | None]:
-        return _upgrade_step(env, t, node_image(env, t.node), node_version(env, t.node), gate=gate, group=group)
+    def one(
+        t: UpgradeTarget, *, gate: Check | None, group: str | None = None, ahead: Ahead | None = None
+    ) -> tuple[Step, Step | None]:
+        fed = prev if pending(t) else None
+        return _upgrade_step(
+            env, t, node_image(env, t.node), node_version(env, t.node), gate=gate, group=group, fed_by=fed,
+            ahead=ahead if pending(t) else None,
+        )  # fmt: skip
+
+    def single(t: UpgradeTarget) -> tuple[Step, Step | None]:
+        nonlocal prev
+        h = t.node.hostname
+        if not pending(t):
+            return one(t, gate=_gate(env, [h], when=f"before {h} goes down", drain=drain))
+        nxt = Ahead(env.shelf)
+        pair = one(t, gate=_gate(env, [h], when=f"before {h} goes down", drain=drain, fed_by=prev), ahead=nxt)
+        prev = nxt
+        return pair
 
     order: list[str] = []
     drain = True  # Talos' upgrade drains the node (a staged one is drained here): PDBs are gated
     # Canaries first, each behind the full gate; then the gate must stay healthy for the soak.
     for t in canaries:
         h = t.node.hostname
-        pairs.append(one(t, gate=_gate(env, [h], when=f"before {h} goes down", drain=drain)))
+        pairs.append(single(t))
         if pending(t):
             order.append(f"{h} (canary, {node_version(env, t.node)})")
     if any(pending(t) for t in canaries) and env.rollout.canary_soak > 0:
         names = ", ".join(t.node.hostname for t in canaries if pending(t))
         pairs.append((Step(f"soak the canary {names} for {env.rollout.canary_soak:g}s before the rest",
                            before=(gates.soak(env.gate, env.rollout.canary_soak, after=names),)), None))  # fmt: skip
+        prev = None  # the soak reads live for its whole length: nothing read before it is reused
     # Controlplanes strictly one at a time, each behind the full gate (which also proves the previous one
     # returned healthy: etcd whole again, every node Ready, checks true).
     for t in cps:
         h = t.node.hostname
-        pairs.append(one(t, gate=_gate(env, [h], when=f"before {h} goes down", drain=drain)))
+        pairs.append(single(t))
         if pending(t):
             order.append(h)
     pairs += [one(t, gate=None) for t in workers if not pending(t)]
@@ -619,25 +694,26 @@ def plan_upgrade_cluster(
     for i, batch in enumerate(worker_batches([t.node for t in todo_workers], max_unavailable), start=1):
         hosts = [n.hostname for n in batch]
         if len(batch) == 1:
-            gate = _gate(env, hosts, when=f"before {hosts[0]} goes down", drain=drain)
-            pairs.append(one(by_host[hosts[0]], gate=gate))
+            pairs.append(single(by_host[hosts[0]]))
             order.append(hosts[0])
             continue
         # One gate for the batch (its members are excluded from "others"), then the batch concurrently.
         gate_step = Step(
             f"health gate before taking down {', '.join(hosts)}",
-            before=(_gate(env, hosts, when=f"before batch {i}", drain=drain),),
+            before=(_gate(env, hosts, when=f"before batch {i}", drain=drain, fed_by=prev),),
             prepare=job_checks(env, when=f"before batch {i}"),
         )
         pairs.append((gate_step, None))
-        pairs += [one(by_host[n], gate=None, group=f"workers-{i}") for n in hosts]
+        nxt = Ahead(env.shelf, expect=len(hosts))
+        pairs += [one(by_host[n], gate=None, group=f"workers-{i}", ahead=nxt) for n in hosts]
+        prev = nxt
         order.append("[" + " ".join(hosts) + "]")
     final = "verify the cluster after the rollout"
     pairs.append(
         (
             Step(
                 final,
-                before=(_gate(env, [], when="after the last node returned"),),
+                before=(_gate(env, [], when="after the last node returned", fed_by=prev),),
                 prepare=job_checks(env, when="after the last node"),
             )
             if todo

@@ -202,13 +202,15 @@ def _taints(node: Node, cluster: Cluster) -> tuple[dict[str, str], list[str]]:
 
 
 def _main_overlay(cluster: Cluster, node: Node) -> Document:
-    from k8s_ops.talos.schematic import installer_image
+    from k8s_ops.talos.schematic import installer_image_for, schematic_for
 
     controlplane = node.role == "controlplane"
     machine: Document = {}
     if controlplane:
         machine["certSANs"] = cert_sans(cluster)
-    install: Document = {"image": installer_image(cluster)}
+    # a canary's own talosVersion: its config installs (and apply-cluster carries) the version it was upgraded to
+    image = installer_image_for(schematic_for(cluster), node.talos_version or cluster.talos_version)
+    install: Document = {"image": image}
     if isinstance(node.install_disk, str):
         install["disk"] = node.install_disk
     else:

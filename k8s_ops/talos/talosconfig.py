@@ -30,6 +30,7 @@ import yaml
 
 from k8s_ops.core.errors import SecretError
 from k8s_ops.core.secret import Secret
+from k8s_ops.talos import yamlio
 from k8s_ops.talos.pki import issue_client_certificate as issue_certificate
 from k8s_ops.talos.pki import load_private_key, private_key_pem
 from k8s_ops.talos.secrets import SecretsBundle
@@ -52,6 +53,7 @@ __all__ = [
     "endpoints_and_nodes",
     "issue_client_certificate",
     "plan_talosconfig",
+    "read_existing",
     "talosconfig_write",
 ]
 
@@ -164,8 +166,8 @@ def _existing_entry(existing: bytes | None, context: str) -> Mapping[str, Any] |
     if not existing:
         return None
     try:
-        doc = yaml.safe_load(existing)
-    except yaml.YAMLError:
+        doc = yamlio.load_document(existing)
+    except yamlio.YAMLError:
         return None
     contexts = doc.get("contexts") if isinstance(doc, Mapping) else None
     entry = contexts.get(context) if isinstance(contexts, Mapping) else None
@@ -210,6 +212,19 @@ def plan_talosconfig(
     return TalosconfigResult(content=content, action=action, reason=reason)
 
 
+def read_existing(path: Path) -> bytes | None:
+    """The talosconfig already at `path` (None when there is none), read bounded: a FIFO, device or huge file there
+    is refused, never blocked on."""
+    from k8s_ops.core.errors import ToolkitError
+
+    try:
+        return yamlio.read_bytes(path)
+    except FileNotFoundError:
+        return None
+    except yamlio.YAMLError as exc:
+        raise ToolkitError(f"{path}: {exc}", hint="move it away; talos.talosconfig writes a new one") from None
+
+
 def talosconfig_write(path: Path, content: Secret) -> FileWrite:
     """The talosconfig as a 0600 FileWrite with every context's client key masked in diffs.
 
@@ -220,10 +235,10 @@ def talosconfig_write(path: Path, content: Secret) -> FileWrite:
 
     mask: list[Secret] = []
     try:
-        doc = yaml.safe_load(content.reveal())
+        doc = yamlio.load_document(content.reveal())
         for ctx in (doc.get("contexts") or {}).values():
             if isinstance(ctx, dict) and isinstance(ctx.get("key"), str):
                 mask.append(Secret(ctx["key"]))
-    except (yaml.YAMLError, AttributeError):
+    except (yamlio.YAMLError, AttributeError):
         mask.append(content)
     return FileWrite(path, content.reveal(), 0o600, tuple(mask))

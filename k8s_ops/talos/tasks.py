@@ -108,19 +108,27 @@ def _setup(
         "cluster": _CLUSTER,
         "dry-run": "show what would be generated and where it would be written; change nothing",
         "json": JSON_HELP,
+        "yes": "skip the typed confirmation naming the recipients the bundle is encrypted to (non-interactive use)",
         **_LOCK,
     }
 )
 @guarded
 def gen_secrets(
-    c: Context, cluster: str, dry_run: bool = False, json: bool = False, lock_timeout: int = 0, break_lock: bool = False
+    c: Context,
+    cluster: str,
+    dry_run: bool = False,
+    json: bool = False,
+    yes: bool = False,
+    lock_timeout: int = 0,
+    break_lock: bool = False,
 ) -> None:
     """Create a cluster's Talos secrets bundle (talosctl gen secrets shape), sops-encrypted; never overwrites.
 
     Generates CAs, keys and tokens in Python, encrypts them with sops to the recipients of the `.sops.yaml`
     rule matching clusters/<cluster>/talos/secrets.sops.yaml (plaintext only via stdin), checks the result
     decrypts back when your age key is at hand, and creates the file. An existing bundle is never replaced:
-    new CAs would lock the running cluster's nodes and clients out.
+    new CAs would lock the running cluster's nodes and clients out. Asks you to type the cluster name, showing the
+    recipients (only their keys will decrypt the cluster's CAs); --yes skips.
     """
     from k8s_ops.core.plan import Action, Plan, Step
     from k8s_ops.talos.secrets import new_bundle_target, refuse_existing
@@ -136,7 +144,9 @@ def gen_secrets(
         lambda runner: recipients.extend(_generate_bundle(target)),
         detail=(*detail, ("recipients", ", ".join(target.recipients) or "(per .sops.yaml)")),
     )
-    step = Step(f"generate, encrypt and create {target.path}", prepare=(generate,))
+    # the typed confirmation shows the step: the recipients are who can ever decrypt the cluster's CAs
+    to = ", ".join(target.recipients) or "the recipients of the .sops.yaml rule"
+    step = Step(f"generate, encrypt to {to} and create {target.path}", prepare=(generate,), destructive=True)
     notes = target.describe().splitlines()
     plan = Plan("generate the Talos secrets bundle", target.cluster, (step,), notes=tuple(notes))
     ran = finish(
@@ -144,6 +154,7 @@ def gen_secrets(
         runner_from(c),
         dry_run=dry_run,
         json=json,
+        yes=yes,
         summary=False,
         lock_timeout=lock_timeout,
         break_lock=break_lock,
@@ -230,12 +241,12 @@ def talosconfig(
     from k8s_ops.core.plan import FileWrite, Plan, Step
     from k8s_ops.talos.inventory import load_cluster
     from k8s_ops.talos.secrets import load_bundle
-    from k8s_ops.talos.talosconfig import plan_talosconfig, talosconfig_write
+    from k8s_ops.talos.talosconfig import plan_talosconfig, read_existing, talosconfig_write
 
     inventory = load_cluster(cluster)
     bundle = load_bundle(inventory)
     path = paths.talosconfig_path(cluster)
-    existing = _read_existing(path)
+    existing = read_existing(path)
     result = plan_talosconfig(inventory, bundle, existing=existing, force=force)
     if result.action == "keep":
         ok = existing is not None and stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -261,13 +272,6 @@ def talosconfig(
         return
     done = {"create": "created", "update": "updated", "renew": "renewed"}[result.action]
     print(f"{done} {path} (0600): {result.reason}")
-
-
-def _read_existing(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
 
 
 # --- render, validate, schematic ------------------------------------------------------------------------------
@@ -806,6 +810,7 @@ def upgrade_cluster(
             max_concurrency=k,
             lock_timeout=lock_timeout,
             break_lock=break_lock,
+            json_progress=json,
         )
     if report is not None and snapshot.exists():
         print(f"etcd snapshot saved: {snapshot} (0600)")
@@ -973,6 +978,7 @@ def reboot_cluster(
             max_concurrency=k,
             lock_timeout=lock_timeout,
             break_lock=break_lock,
+            json_progress=json,
         )
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "check_graph",
     "dump_document",
     "dump_documents",
+    "load_document",
     "load_documents",
     "load_located_documents",
     "nul_line",
@@ -86,8 +87,8 @@ def _not_regular(mode: int) -> str | None:
     return next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file")
 
 
-def read_text(path: Path | str) -> str:
-    """The UTF-8 text of a regular file of at most MAX_FILE_BYTES; YAMLError for anything else.
+def read_bytes(path: Path | str) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES; YAMLError for anything else.
 
     The file type is checked before opening (so a FIFO never blocks the read) and again on the open descriptor
     (opened non-blocking, so a file swapped for a FIFO in between cannot block either). OSError (missing file,
@@ -104,6 +105,12 @@ def read_text(path: Path | str) -> str:
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise YAMLError(f"file is larger than {MAX_FILE_BYTES} bytes; not a cluster file or patch")
+    return data
+
+
+def read_text(path: Path | str) -> str:
+    """The UTF-8 text of a regular file of at most MAX_FILE_BYTES (`read_bytes`); YAMLError for anything else."""
+    data = read_bytes(path)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -279,13 +286,16 @@ def reader_error_line(exc: yaml.YAMLError, text: str | bytes) -> int | None:
     return None
 
 
-def _documents(text: str | bytes) -> Iterator[tuple[yaml.SafeLoader, yaml.Node, Any]]:
+def _documents(
+    text: str | bytes, loader_class: type[yaml.SafeLoader] | None = None
+) -> Iterator[tuple[yaml.SafeLoader, yaml.Node, Any]]:
     """(loader, node, data) per non-empty document, each checked by `check_graph` before it is constructed; every
-    problem a YAMLError with its line (the one bounded reading `load_documents` and `load_located_documents` share)."""
+    problem a YAMLError with its line (the one bounded reading `load_documents` and `load_located_documents` share).
+    `loader_class` (default: this module's dialect) is for files another tool reads with YAML 1.1 rules."""
     line = nul_line(text)
     if line is not None:
         raise YAMLError("invalid YAML: a NUL byte (binary data, not a YAML text)", line)
-    loader = _Loader(text)
+    loader = (loader_class or _Loader)(text)
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -307,11 +317,20 @@ def _documents(text: str | bytes) -> Iterator[tuple[yaml.SafeLoader, yaml.Node, 
         loader.dispose()
 
 
-def load_documents(text: str | bytes) -> list[Any]:
+def load_documents(text: str | bytes, *, loader: type[yaml.SafeLoader] | None = None) -> list[Any]:
     """Every document of a (multi-document) YAML stream; empty documents (`---` alone, comments) are skipped.
 
-    Bounded (module docstring): every problem is a YAMLError with its line."""
-    return [data for _, _, data in _documents(text)]
+    Bounded (module docstring): every problem is a YAMLError with its line. `loader`: another SafeLoader dialect
+    (e.g. PyYAML's YAML 1.1 one, for files Kubernetes, Flux or helm read with YAML 1.1 rules), same bounds."""
+    return [data for _, _, data in _documents(text, loader)]
+
+
+def load_document(text: str | bytes, *, loader: type[yaml.SafeLoader] | None = None) -> Any:
+    """The one document of a YAML text (None when empty), bounded as `load_documents`; YAMLError for several."""
+    docs = load_documents(text, loader=loader)
+    if len(docs) > 1:
+        raise YAMLError(f"expected one YAML document, found {len(docs)}")
+    return docs[0] if docs else None
 
 
 @dataclass(frozen=True)

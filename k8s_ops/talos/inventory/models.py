@@ -642,13 +642,31 @@ class UpgradeHooks(_Model):
     post_cluster: tuple[HookAction, ...] = ()
 
 
-class Alertmanager(_Model):
-    """An Alertmanager silence per node while it reboots (`url`: Alertmanager's base URL, e.g. through
-    `kubectl proxy` or the Kubernetes API service proxy); matchers get the node's name in `{node}`."""
+class AlertmanagerService(_Model):
+    """Alertmanager as a Service reached through the Kubernetes API service proxy, with the kubeconfig's
+    credentials: `/api/v1/namespaces/<namespace>/services/<scheme>:<name>:<port>/proxy/`."""
 
-    url: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    namespace: str = Field(default="monitoring", min_length=1)
+    port: str = Field(default="9093", min_length=1)  # a port number or the Service's port name
+    scheme: Literal["http", "https"] = "http"
+
+
+class Alertmanager(_Model):
+    """An Alertmanager silence per node while it reboots: `url` (Alertmanager's base URL, e.g. through
+    `kubectl proxy`) or `service` (through the Kubernetes API service proxy); matchers get the node's name in
+    `{node}`."""
+
+    url: str | None = Field(default=None, min_length=1)
+    service: AlertmanagerService | None = None
     matchers: dict[str, str] = Field(default_factory=lambda: {"instance": "{node}"})
     created_by: str = "k8s-ops"
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Alertmanager:
+        if (self.url is None) == (self.service is None):
+            raise ValueError("give exactly one of `url` (Alertmanager's base URL) and `service` ({namespace, name})")
+        return self
 
 
 class UpgradeWindow(_Model):

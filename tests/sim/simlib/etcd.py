@@ -187,6 +187,27 @@ def raise_space_alarms(cluster: JSON) -> None:
             raise_alarm(cluster, m["id"], "NOSPACE")
 
 
+# etcd-io/etcd v3.6 api/v3rpc/rpctypes/error.go ErrGRPCNoSpace: what a refused write answers (a gRPC
+# ResourceExhausted); kube-apiserver passes it on as a 500 without a reason, so kubectl prints
+# "Error from server: etcdserver: mvcc: database space exceeded".
+NOSPACE_ERROR = "etcdserver: mvcc: database space exceeded"
+
+
+def write_refused(cluster: JSON) -> str | None:
+    """Why etcd refuses a write now (None: it accepts it).
+
+    While a NOSPACE alarm is raised etcd's capped applier refuses every Put, every Txn that puts, and LeaseGrant;
+    reads, and Txns that only delete, still pass (server/etcdserver/apply/apply.go `applierV3Capped`,
+    uber_applier.go `restoreAlarms`). A write that finds the file over the quota raises the alarm first
+    (v3rpc/quota.go `quotaAlarmer.check`)."""
+    if not etcd(cluster).get("members"):
+        return None
+    raise_space_alarms(cluster)
+    if any(a["alarm"] == "NOSPACE" for a in alarms(cluster)):
+        return NOSPACE_ERROR
+    return None
+
+
 def leader_id(world: World, cluster: JSON) -> str:
     """The raft leader: the first healthy member in join order (the bootstrap node until it fails)."""
     members = etcd(cluster)["members"]

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from .cliparse import Flag, Parsed, ParseError, parse, split_command
-from .kube import Kube, condition
+from .kube import ApiError, Kube, condition
 from .kubeconfig import Unreachable, dial, load
 from .runtime import Ctx, Fail
 from .util import JSON, dig, rfc3339, table
@@ -82,7 +82,10 @@ def main(ctx: Ctx) -> int:
         p = parse(rest, spec)
     except ParseError as e:
         raise Fail(f"✗ {e.message}") from e
-    return int(HANDLERS[cmd](ctx, p))
+    try:
+        return int(HANDLERS[cmd](ctx, p))
+    except ApiError as e:  # a write the API server refused (etcd NOSPACE): flux prints the error after ✗
+        raise Fail(f"✗ {e.message}") from e
 
 
 def _kube(ctx: Ctx, p: Parsed, world: Any) -> Kube:
@@ -91,7 +94,7 @@ def _kube(ctx: Ctx, p: Parsed, world: Any) -> Kube:
         c = dial(world, t)
     except Unreachable as e:
         raise Fail(f'✗ Get "{t.server}/api?timeout=32s": {e.dial()}') from e
-    return Kube(c, world.now)
+    return Kube(c, world.now, client=True)
 
 
 def _target(p: Parsed) -> tuple[str, str, str]:

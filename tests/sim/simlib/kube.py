@@ -96,6 +96,12 @@ class ApiError(Exception):
         self.message = message
         self.reason = reason
 
+    @property
+    def prefix(self) -> str:
+        """kubectl's lead-in: `Error from server (<reason>)`, or `Error from server` for a status without a reason
+        (kubernetes/kubectl pkg/cmd/util/helpers.go `StandardErrorMessage`)."""
+        return f"Error from server ({self.reason})" if self.reason else "Error from server"
+
 
 class MappingError(Exception):
     def __init__(self, api_version: str, kind: str) -> None:
@@ -118,11 +124,25 @@ def obj_key(group: str, kind: str, ns: str, name: str) -> str:
 class Kube:
     """Operations over `cluster["k8s"]`."""
 
-    def __init__(self, cluster: JSON, now: float) -> None:
+    def __init__(self, cluster: JSON, now: float, *, client: bool = False) -> None:
         self.cluster = cluster
         self.data: JSON = cluster.setdefault("k8s", {"objects": {}, "rv": 1, "owners": {}})
         self.data.setdefault("owners", {})
         self.now = now
+        # a client's request through kube-apiserver (kubectl, flux): its writes reach etcd and can be refused;
+        # the simulated controllers write directly (their refusal is not modelled)
+        self.client = client
+
+    def _check_write(self) -> None:
+        if not self.client:
+            return
+        from .etcd import write_refused
+
+        why = write_refused(self.cluster)
+        if why is not None:
+            # kube-apiserver turns an etcd error into a Status with code 500 and no reason
+            # (k8s.io/apiserver pkg/endpoints/handlers/responsewriters/status.go `ErrorToAPIStatus`)
+            raise ApiError(why, "")
 
     @property
     def objects(self) -> dict[str, JSON]:
@@ -246,6 +266,7 @@ class Kube:
         new_fields.pop("metadata.name", None)
         new_fields.pop("metadata.namespace", None)
         if live is None:
+            self._check_write()
             body = copy.deepcopy(obj)
             bm = body["metadata"]
             bm["uid"] = new_uuid()
@@ -290,6 +311,7 @@ class Kube:
                 if ssa:
                     owners[f] = manager
             return "unchanged"
+        self._check_write()  # an unchanged object never reaches etcd (the apiserver skips the no-op update)
         if merged.get("spec") != live.get("spec") and "generation" in live["metadata"]:
             merged["metadata"]["generation"] = int(live["metadata"]["generation"]) + 1
         merged["metadata"]["resourceVersion"] = self._bump()
@@ -302,6 +324,7 @@ class Kube:
         """Controllers' status writes; returns whether anything changed."""
         if obj.get("status") == status:
             return False
+        self._check_write()
         obj["status"] = copy.deepcopy(status)
         obj["metadata"]["resourceVersion"] = self._bump()
         return True
@@ -316,6 +339,7 @@ class Kube:
         if obj is None:
             return False
         if stuck or obj["metadata"].get("finalizers"):
+            self._check_write()  # setting deletionTimestamp is an update (a Txn that puts)
             obj["metadata"].setdefault("deletionTimestamp", rfc3339(self.now))
             return True
         self.delete_key(key)

@@ -184,7 +184,10 @@ def main(ctx: Ctx) -> int:
         p = parse(rest, _spec(cmd))
     except ParseError as e:
         raise Fail(f"error: {e.message}\nSee 'kubectl {cmd} --help' for usage.") from e
-    return int(handler(ctx, p))
+    try:
+        return int(handler(ctx, p))
+    except ApiError as e:  # a write refused by the API server where the command has no wording of its own
+        raise Fail(f"{e.prefix}: {e.message}") from e
 
 
 # ---- connection ----------------------------------------------------------------------------------------
@@ -203,7 +206,7 @@ def connect(world: World, t: Target) -> Kube:
         c = dial(world, t)
     except Unreachable as e:
         raise Fail(e.kubectl()) from e
-    return Kube(c, world.now)
+    return Kube(c, world.now, client=True)
 
 
 def ns_of(p: Parsed, t: Target) -> str:
@@ -597,9 +600,9 @@ def cmd_apply(ctx: Ctx, p: Parsed) -> int:
                         "  command with the `--force-conflicts` flag.\n"
                     )
                 elif ssa:
-                    ctx.err(f"Error from server ({e.reason}): {e.message}\n")
+                    ctx.err(f"{e.prefix}: {e.message}\n")
                 else:
-                    ctx.err(f'Error from server ({e.reason}): error when creating "{src}": {e.message}\n')
+                    ctx.err(f'{e.prefix}: error when creating "{src}": {e.message}\n')
                 rc = 1
                 continue
             verb = "serverside-applied" if ssa else res
@@ -685,7 +688,7 @@ def cmd_create(ctx: Ctx, p: Parsed) -> int:
         try:
             kube.put(obj, manager="kubectl-create")
         except ApiError as e:
-            raise Fail(f"Error from server ({e.reason}): {e.message}") from e
+            raise Fail(f"{e.prefix}: {e.message}") from e
         ctx.out(f"{k.ref}/{obj['metadata']['name']} created\n")
     return 0
 
@@ -710,7 +713,7 @@ def _create_files(ctx: Ctx, p: Parsed) -> int:
             try:
                 kube.put(obj, manager="kubectl-create")
             except ApiError as e:
-                ctx.err(f'Error from server ({e.reason}): error when creating "{src}": {e.message}\n')
+                ctx.err(f'{e.prefix}: error when creating "{src}": {e.message}\n')
                 rc = 1
                 continue
             _written(ctx, p, k, kube.get(k, obj["metadata"].get("namespace"), obj["metadata"]["name"]), "created")
@@ -772,7 +775,7 @@ def cmd_replace(ctx: Ctx, p: Parsed) -> int:
             try:
                 kube.put(obj, manager=p["field-manager"] or "kubectl-replace")
             except ApiError as e:
-                ctx.err(f'Error from server ({e.reason}): error when replacing "{src}": {e.message}\n')
+                ctx.err(f'{e.prefix}: error when replacing "{src}": {e.message}\n')
                 rc = 1
                 continue
             _written(ctx, p, k, kube.get(k, meta.get("namespace"), name), "replaced")

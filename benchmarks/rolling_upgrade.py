@@ -29,9 +29,10 @@ this benchmark is about real time spent around reboots of R seconds.
 Each simulated tool call is a fresh Python process (~0.12 s idle, more on a busy 2-core machine), so a round of ~12
 concurrent reads costs ~1.2 s of CPU per node on the dev box whatever their concurrency, independent of R: the
 ratio approaches 1 as R grows (on real hardware a talosctl call costs milliseconds and R is minutes). Measured on
-the shared 2-core dev box (load 3-8), R=10s, 3 + 30 nodes: K=1 1.121 (14.3 calls/node, 1.2 read phases/round),
-K=3 1.119 (8.9, 2.4), K=5 1.140 (7.2, 2.6); before the merged rounds K=1 1.13-1.19 (21.7 calls/node), K=3
-1.24-1.32, K=5 1.29-1.57. The goal of 1.05 is not reached here: what is left per round is process start-up.
+the shared 2-core dev box (load 2-8, two runs), R=10s, 3 + 30 nodes: K=1 1.121-1.128 (14.3 calls/node, 1.2 read
+phases/round), K=3 1.119-1.149 (8.9, 2.3-2.4), K=5 1.140-1.173 (7.2, 2.4-2.6); before the merged rounds K=1
+1.13-1.19 (21.7 calls/node), K=3 1.24-1.32, K=5 1.29-1.57. The goal of 1.05 is not reached here: what is left
+per round is process start-up.
 """
 
 from __future__ import annotations

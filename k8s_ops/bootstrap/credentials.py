@@ -262,7 +262,6 @@ def load_git_credentials(cluster: Cluster, key: AgeKey) -> GitCredentials | None
     An ssh repository without the file, an undecryptable file or missing keys are ProblemsErrors naming the file.
     """
     from k8s_ops.bootstrap.charts import load_charts
-    from k8s_ops.tools.sops import Sops
 
     path = git_credentials_path(cluster)
     scheme = urlsplit(cluster.gitops.repository).scheme
@@ -280,25 +279,7 @@ def load_git_credentials(cluster: Cluster, key: AgeKey) -> GitCredentials | None
                 hint=f"create it with: sops {path}",
             )
         return None
-    plaintext = Sops(key=key).decrypt(path)
-    try:
-        raw = yamlio.load_document(plaintext.reveal(), loader=yaml.SafeLoader)
-    except yamlio.YAMLError:
-        raise ProblemsError([Problem(str(path), "", "decrypted content is not YAML")]) from None
-    if not isinstance(raw, dict):
-        raise ProblemsError([Problem(str(path), "", "expected a mapping of credential keys")])
-    data: dict[str, Secret] = {}
-    problems: list[Problem] = []
-    for k, v in raw.items():
-        if not isinstance(k, str):
-            problems.append(Problem(str(path), str(k), "keys must be strings"))
-            continue
-        if k.endswith("_unencrypted") or k == "sops":
-            continue
-        if not isinstance(v, str | int):
-            problems.append(Problem(str(path), k, "values must be strings"))
-            continue
-        data[k] = Secret(str(v))
+    data, problems = sops_secret_mapping(path, key, "a mapping of credential keys")
     problems += validate_git_credentials(cluster, data, path, flux_version=load_charts().flux_version)
     if problems:
         raise ProblemsError(problems)
@@ -382,29 +363,41 @@ def connect_secrets(cluster: Cluster, reader: FieldReader) -> list[ExtraSecret]:
 
 
 def _sops_mapping(path: Path, key: AgeKey) -> dict[str, Secret]:
-    from k8s_ops.tools.sops import Sops
-
     if not path.is_file():
         raise ProblemsError([Problem(str(path), "", "missing: bootstrap.secrets names this SOPS file")])
+    data, problems = sops_secret_mapping(path, key, "a flat mapping of Secret keys")
+    if not data and not problems:
+        problems.append(Problem(str(path), "", "no keys to put in the Secret"))
+    if problems:
+        raise ProblemsError(problems)
+    return data
+
+
+def sops_secret_mapping(path: Path, key: AgeKey, expected: str) -> tuple[dict[str, Secret], list[Problem]]:
+    """A SOPS-encrypted flat mapping of string values, decrypted into Secrets (sops' own `sops` and
+    `*_unencrypted` keys left out), and the problems of the keys left out for being wrong (the caller adds its own
+    and reports them all at once); content that is not a mapping is a ProblemsError at once."""
+    from k8s_ops.tools.sops import Sops
+
     plaintext = Sops(key=key).decrypt(path)
     try:
         raw = yamlio.load_document(plaintext.reveal(), loader=yaml.SafeLoader)
     except yamlio.YAMLError:
         raise ProblemsError([Problem(str(path), "", "decrypted content is not YAML")]) from None
     if not isinstance(raw, dict):
-        raise ProblemsError([Problem(str(path), "", "expected a flat mapping of Secret keys")])
+        raise ProblemsError([Problem(str(path), "", f"expected {expected}")])
     data: dict[str, Secret] = {}
+    problems: list[Problem] = []
     for k, v in raw.items():
         if not isinstance(k, str):
-            raise ProblemsError([Problem(str(path), str(k)[:32], "keys must be strings")])
-        if k.endswith("_unencrypted") or k == "sops":
+            problems.append(Problem(str(path), str(k)[:32], "keys must be strings"))
+        elif k.endswith("_unencrypted") or k == "sops":
             continue
-        if not isinstance(v, str | int):
-            raise ProblemsError([Problem(str(path), k, "values must be strings")])
-        data[k] = Secret(str(v))
-    if not data:
-        raise ProblemsError([Problem(str(path), "", "no keys to put in the Secret")])
-    return data
+        elif not isinstance(v, str | int):
+            problems.append(Problem(str(path), k, "values must be strings"))
+        else:
+            data[k] = Secret(str(v))
+    return data, problems
 
 
 def extra_secrets(cluster: Cluster, key: AgeKey | None, reader: FieldReader | None) -> list[ExtraSecret]:

@@ -7,6 +7,7 @@ tests/sim.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import uuid
@@ -160,8 +161,9 @@ class World:
             return Result(0, "\n".join(rows) + "\n")
         if verb == "etcd" and words[1] == "snapshot":
             self.log.append(("snapshot", n.hostname))
+            db = b"\0" * 4096  # etcd's shape: whole pages, then the SHA-256 of them (k8s_ops/backups/snapshot.py)
             with open(words[2], "wb") as fh:
-                fh.write(b"etcd-snapshot-bytes")
+                fh.write(db + hashlib.sha256(db).digest())
             return Result(0, f"etcd snapshot saved to {words[2]!r}\n")
         if verb == "upgrade":
             self.log.append(("upgrade", n.hostname))

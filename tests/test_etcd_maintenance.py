@@ -308,3 +308,15 @@ def test_recovering_from_a_snapshot_whose_digest_does_not_match_is_refused_unles
     assert r.returncode == 1 and "expected sha256" in r.stderr
     skip = ("bootstrap", "--recover-from", str(bad), "--recover-skip-hash-check")
     assert "recovering from snapshot" in ok(sim_demo, "talosctl", "--talosconfig", str(tc), "-n", CPS[0], *skip)
+
+
+def test_a_corrupt_pre_upgrade_snapshot_stops_the_upgrade_before_any_node(
+    lab: Sim,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # without backups.etcd the pre-upgrade snapshot stays local: it is verified all the same
+    lab.fault("etcd-snapshot-corrupt", node=CPS[0])
+    err = failing("upgrade-cluster", capsys)
+    assert "corrupt" in err
+    assert talosctl_calls(lab, "upgrade") == []
+    assert all(n["talos_version"] == "v1.12.0" for n in lab.state()["nodes"].values())

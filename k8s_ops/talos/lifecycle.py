@@ -585,19 +585,25 @@ def _snapshot_step(env: Env, source: Node, path: Path, *, noop: str | None = Non
     directory = path.parent
 
     def saved(_: Runner) -> None:
+        from k8s_ops.backups.snapshot import SnapshotCorrupt, verify_file
+
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             raise GateFailed(f"etcd snapshot {path}", "talosctl finished but wrote no file") from None
         if size == 0:
             raise GateFailed(f"etcd snapshot {path}", "the snapshot is empty")
+        try:  # the SHA-256 etcd appends to every snapshot: a truncated or altered file is no backup
+            verify_file(path)
+        except SnapshotCorrupt as exc:
+            raise GateFailed(f"etcd snapshot {path}", str(exc)) from None
 
     return Step(
         desc,
         prepare=(EnsureDir(directory, 0o700),),
         commands=(env.tctl.etcd_snapshot(_addr(source), path, host=source.hostname),),
         finish=(EnsureMode(path, stat.S_IRUSR | stat.S_IWUSR),),
-        after=(Check(f"snapshot {path} is non-empty", saved),),
+        after=(Check(f"snapshot {path} is non-empty and verified", saved),),
         node=source.hostname,
     )
 

@@ -158,3 +158,18 @@ def test_a_kubeconfig_to_merge_that_is_a_fifo_or_an_alias_bomb_is_refused(fifo: 
     with pytest.raises(ToolkitError, match="alias") as exc:
         configs._load(bomb, "kubeconfig")
     assert str(bomb) in str(exc.value)
+
+
+def test_every_kubeconfig_read_is_bounded_and_never_echoes_the_file(fifo: Path, tmp_path: Path) -> None:
+    from k8s_ops.tools.kubectl import read_kubeconfig
+
+    with pytest.raises(yamlio.YAMLError, match="FIFO"):
+        read_kubeconfig(fifo)
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("users:\n- name: a\n  user: {client-key-data: SECRETKEYMATERIAL\n")  # unclosed flow mapping
+    with pytest.raises(yamlio.YAMLError) as exc:
+        read_kubeconfig(bad)
+    assert "SECRETKEYMATERIAL" not in str(exc.value)
+    ok = tmp_path / "ok"
+    ok.write_text("contexts:\n- name: demo\n  context: {cluster: demo}\n")
+    assert read_kubeconfig(ok)["contexts"][0]["name"] == "demo"

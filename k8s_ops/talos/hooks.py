@@ -254,15 +254,14 @@ def _api_server(kube: KubeTarget) -> _ApiServer:
     import base64
     import ssl
 
-    import yaml
-
     from k8s_ops.core.facts import dig
     from k8s_ops.core.files import anonymous_file
+    from k8s_ops.talos.yamlio import YAMLError
 
     where = f"kubeconfig {kube.kubeconfig}"
     try:
-        doc = yaml.safe_load(kube.kubeconfig.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        doc = kubectl.read_kubeconfig(kube.kubeconfig) or {}
+    except (OSError, YAMLError) as exc:
         raise ToolkitError(f"{where}: cannot read it ({exc})") from None
 
     def named(section: str, name: str) -> dict[str, Any]:

@@ -1121,13 +1121,14 @@ def plan_kubeconfig(env: Env, path: Path, node: Node | None = None) -> Plan:
 
 
 def _check_kubeconfig(path: Path, context: str) -> None:
-    import yaml
+    from k8s_ops.talos.yamlio import YAMLError
+    from k8s_ops.tools.kubectl import read_kubeconfig
 
     try:
-        data = yaml.safe_load(path.read_bytes())
+        data = read_kubeconfig(path)
     except FileNotFoundError:
         raise GateFailed(f"kubeconfig {path}", "talosctl wrote no file") from None
-    except yaml.YAMLError as exc:
+    except YAMLError as exc:
         raise GateFailed(f"kubeconfig {path}", f"not YAML: {exc}") from None
     names = [c.get("name") for c in dig(data, "contexts", default=[]) if isinstance(c, dict)]
     if context not in names:

@@ -58,6 +58,7 @@ __all__ = [
     "parse_server_version",
     "parse_time",
     "read",
+    "read_kubeconfig",
     "ready_condition_problem",
     "readyz",
     "replace",
@@ -559,3 +560,14 @@ def readyz(target: str | KubeTarget, *, server: str | None = None, request_timeo
         argv=kubectl(target, *extra, f"--request-timeout={request_timeout}", "get", "--raw", "/readyz"),
         description=f"ask {server or 'the API server'} /readyz",
     )
+
+
+def read_kubeconfig(path: Path) -> Any:
+    """A kubeconfig file parsed as client-go reads it (YAML 1.1), bounded like every file the toolkit reads (a FIFO,
+    a huge file or an alias bomb is a `yamlio.YAMLError` naming the line, never a hang). FileNotFoundError and other
+    OSErrors propagate; the file's content (client keys, tokens) is never part of an error."""
+    import yaml
+
+    from k8s_ops.talos import yamlio
+
+    return yamlio.load_document(yamlio.read_bytes(path), loader=yaml.SafeLoader)

@@ -47,7 +47,7 @@ class InvalidName(ToolkitError):
 
 # An age secret key, a PEM block, or a long base64/hex/token run: never quoted in an error, not even in part.
 KEY_MATERIAL = re.compile(
-    r"AGE-SECRET-KEY-?[0-9A-Z]*|-----BEGIN[^\n]*|PRIVATE KEY|[A-Za-z0-9+/=_-]{32,}", re.IGNORECASE
+    r"AGE-SECRET-KEY(?:-?[0-9A-Z]*)|-----BEGIN[^\n]*|PRIVATE KEY|[A-Za-z0-9+/=_-]{32,}", re.IGNORECASE
 )
 
 

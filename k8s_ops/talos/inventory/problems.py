@@ -52,7 +52,7 @@ _LONG_SEGMENT = re.compile(rf'[^.\[\]"]{{{_PREFIX + 1},}}')
 
 def safe_field(field: str) -> str:
     """A field path as shown in a problem: a key that looks like key material is `<not shown>`, a long key is cut
-    (a mapping key is input too: `vars.AGE-SECRET-KEY-…` must not print the key)."""
+    (a mapping key is input too: a `vars` key that is an age secret key must not print the key)."""
     if looks_like_key_material(field):
         field = KEY_MATERIAL.sub("<not shown>", mask_text(field))
     return _LONG_SEGMENT.sub(lambda m: m.group(0)[:_PREFIX] + "...", field)

@@ -186,7 +186,8 @@ class KubeNode:
     reason: str = field(default="", compare=False)
 
 
-def _kube_node(obj: Mapping[str, Any]) -> KubeNode:
+def kube_node(obj: Mapping[str, Any]) -> KubeNode:
+    """A `kubectl get nodes` item as a KubeNode."""
     o = kubectl.Obj(obj)
     cond = o.condition("Ready") or {}
     return KubeNode(
@@ -202,7 +203,7 @@ def kube_nodes(kube: KubeTarget) -> Fact[dict[str, KubeNode]]:
     """Every Kubernetes node by name (= Talos hostname)."""
 
     def parse(result: Result) -> dict[str, KubeNode]:
-        nodes = [_kube_node(o) for o in kubectl.parse_items(result)]
+        nodes = [kube_node(o) for o in kubectl.parse_items(result)]
         return {n.name: n for n in nodes}
 
     return Fact(kubectl.get(kube, "nodes", description="read Kubernetes nodes"), parse)

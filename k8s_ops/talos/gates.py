@@ -34,6 +34,7 @@ from k8s_ops.core.plan import Check
 from k8s_ops.core.runner import Runner
 from k8s_ops.core.wait import NotYet, StopWaiting, wait_check, wait_for, wait_until
 from k8s_ops.talos import cel, facts
+from k8s_ops.talos.kuberound import ATTACHMENTS, NODES, PDBS, PODS, KubeRound
 from k8s_ops.tools import kubectl
 from k8s_ops.tools.kubectl import KubeTarget
 from k8s_ops.tools.talosctl import Talosctl, parse_machinestatus
@@ -155,6 +156,9 @@ class GateContext:
     commands: tuple[CommandGate, ...] = ()
     # the rollout's merged read rounds (`Ahead`): a gate's first poll may be answered from the round before it
     shelf: Shelf = field(default_factory=Shelf, compare=False, repr=False)
+    # a rollout reads nodes, pods, budgets, attachments and built-in checked kinds in one call per round (None: a
+    # read per kind, for one-off gates and waits)
+    kube_round: KubeRound | None = None
 
     @property
     def addresses(self) -> list[str]:
@@ -238,7 +242,10 @@ def _except(exclude: Collection[str]) -> str:
 def ready_problem(runner: Runner, ctx: GateContext, hostnames: Sequence[str], kubelet: str | None = None) -> str | None:
     """Why these Kubernetes nodes are not all Ready (at kubelet `kubelet`, if given), or None."""
     try:
-        nodes = facts.kube_nodes(ctx.kube).gather(runner)
+        if ctx.kube_round is not None:
+            nodes = {n.name: n for n in map(facts.kube_node, ctx.kube_round.objects(runner, ctx.kube, NODES))}
+        else:
+            nodes = facts.kube_nodes(ctx.kube).gather(runner)
     except ToolkitError as exc:
         return f"Kubernetes API: {last_error_line(exc)}"
     bad = []
@@ -342,6 +349,8 @@ def selected_objects(runner: Runner, ctx: GateContext, gate: CelGate) -> list[di
     """The objects a check looks at: its one named object (or none), or every object its selectors match."""
     hc = gate.check
     assert hc.api_version is not None and hc.kind is not None
+    if ctx.kube_round is not None and (folded := ctx.kube_round.selected(runner, ctx.kube, hc)) is not None:
+        return folded
     resource = kube_resource(hc.api_version, hc.kind)
     if hc.name:
         obj = kubectl.get_or_none(runner, ctx.kube, resource, hc.name, namespace=hc.namespace)
@@ -540,10 +549,12 @@ def health_gate(
         started = time.monotonic()
         scale = settings.timeout_scale()
         runner = Served(live, ctx.shelf)
+        # each poll is one round: parts that make the same read (the round's one Kubernetes read) share it
+        this_poll: list[Runner] = [runner]
 
         def bound(name: str, fn: Callable[[Runner], str | None], timeout: float | None) -> Probe:
             def probe() -> str | None:
-                problem = fn(runner)
+                problem = fn(this_poll[0])
                 if problem is not None and timeout is not None and time.monotonic() - started >= timeout * scale:
                     raise StopWaiting(f"{name}: {problem} (its timeout of {timeout:g}s ran out)")
                 return problem
@@ -551,8 +562,13 @@ def health_gate(
             return probe
 
         probes = [(name, bound(name, fn, t)) for name, fn, t in parts]
+
+        def poll() -> str | None:
+            this_poll[0] = Recording(runner, Shelf())
+            return first_problems(probes)
+
         try:
-            wait_until(desc, lambda: first_problems(probes), timeout=hold)
+            wait_until(desc, poll, timeout=hold)
         except GateFailed as exc:
             extra = [line for gate in ctx.cel if gate.description in exc.detail
                      for line in object_diagnostics(runner, ctx, gate)]  # fmt: skip
@@ -573,10 +589,22 @@ def _bind(fn: Callable[[Runner], str | None], runner: Runner) -> Probe:
 
 
 class BootMemo:
-    """The boot id read just before a node is rebooted, kept for the wait after it (one per step)."""
+    """What proves, after the action, that a node rebooted (one per step): the boot id read just before it, or —
+    for an upgrade from an older version (`before`) — reaching the target version, which only booting the new image
+    changes (`set` by the step's guard; `record_boot_id` sets the boot id)."""
 
     def __init__(self) -> None:
         self.value: str | None = None
+        self.before: str | None = None  # the running version when no boot id was read: the target proves the reboot
+
+    def set(self, boot_id: str | None, running: str | None) -> None:
+        self.value = boot_id
+        self.before = running if boot_id is None else None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the reboot can be proven: a boot id, or a version to leave behind."""
+        return self.value is not None or self.before is not None
 
 
 class Ahead:
@@ -663,7 +691,8 @@ def node_returned(
     node, so the round that sees it back is also the next node's read round."""
     addr = _addr(node)
     everyone = ctx.addresses if node.hostname in {n.hostname for n in ctx.cluster.nodes} else [addr]
-    parts = (["new boot id"] if memo is not None else []) + ["stage running, ready"]
+    proof = "new boot id" + (" (or the new version)" if version else "")
+    parts = ([proof] if memo is not None else []) + ["stage running, ready"]
     parts += [f"Talos {version}"] if version else []
     parts.append("Kubernetes node Ready")
     parts += ["its VolumeAttachments attached"] if volumes else []
@@ -679,6 +708,8 @@ def node_returned(
     def rebooted(runner: Runner) -> str | None:
         assert memo is not None
         if memo.value is None:
+            if version and memo.before is not None and memo.before != version:
+                return None  # the `version` probe proves it: the node can only reach it by booting the new image
             raise ToolkitError(f"the boot id of {node.hostname} was not read before acting")
         try:
             current = facts.boot_id(ctx.tctl, addr, node.hostname).gather(runner)
@@ -712,6 +743,7 @@ def node_returned(
         return None  # judged once the rest holds (before the reboot the old extensions are expected)
 
     rode_along: list[bool] = []  # whether the last poll also made the next node's reads
+    last_round: list[Recording] = []  # the reads of the poll that saw the node back
 
     def poll(runner: Runner, probes: list[tuple[str, Probe]]) -> str | None:
         rode_along[:] = []
@@ -734,6 +766,7 @@ def node_returned(
 
     def one_poll(live: Runner) -> str | None:
         runner = Recording(live, ctx.shelf)  # one round: its reads run once, and serve the next guard and gate
+        last_round[:] = [runner]
         probes: list[tuple[str, Probe]] = []
         if memo is not None:
             probes.append(("boot id", _bind(rebooted, runner)))
@@ -753,9 +786,11 @@ def node_returned(
         except GateFailed as exc:
             if extensions is not None and exc.gate == _extensions_desc(node, extensions):
                 raise  # the extensions came back wrong: final, already explained
-            raise _not_back(live, ctx, node, exc, staged=memo is not None and not rebooted_seen) from None
+            staged = memo is not None and memo.value is not None and not rebooted_seen
+            raise _not_back(live, ctx, node, exc, staged=staged) from None
         if ahead is not None and ahead.merged:
-            ahead.arrived(live, read=not rode_along)
+            # the batch's last node back makes the next reads; those its final poll made are not made again
+            ahead.arrived(last_round[0] if last_round else live, read=not rode_along)
 
     return Check(desc, run)
 
@@ -989,32 +1024,43 @@ def pdb_problem(runner: Runner, ctx: GateContext, hostnames: Sequence[str]) -> s
     if not hostnames:
         return None
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            # one node: only its pods (a field selector the API server evaluates), not every pod of the cluster
-            one = f"spec.nodeName={hostnames[0]}" if len(hostnames) == 1 else None
-            pods_f = pool.submit(
-                kubectl.list_or_empty,
-                runner,
-                ctx.kube,
-                "pods",
-                all_namespaces=True,
-                description=f"read the pods on {', '.join(hostnames)}",
-                field_selector=one,
-            )
-            pdbs_f = pool.submit(
-                kubectl.list_or_empty,
-                runner,
-                ctx.kube,
-                "poddisruptionbudgets.v1.policy",
-                all_namespaces=True,
-                description="read PodDisruptionBudgets",
-            )
-            pods, pdbs = pods_f.result(), pdbs_f.result()
+        if ctx.kube_round is not None:
+            pods = ctx.kube_round.objects(runner, ctx.kube, PODS)
+            pdbs = ctx.kube_round.objects(runner, ctx.kube, PDBS)
+        else:
+            pods, pdbs = _pods_and_pdbs(runner, ctx, hostnames)
     except ToolkitError as exc:
         return f"Kubernetes API: {last_error_line(exc)}"
     on_nodes = [p for p in pods if dig(p, "spec", "nodeName") in hostnames]
     found = blocking_pdbs(on_nodes, pdbs)
     return "; ".join(found) if found else None
+
+
+def _pods_and_pdbs(
+    runner: Runner, ctx: GateContext, hostnames: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pods on these nodes (one node: a field selector the API server evaluates, not every pod of the
+    cluster) and every PodDisruptionBudget, read concurrently."""
+    one = f"spec.nodeName={hostnames[0]}" if len(hostnames) == 1 else None
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pods_f = pool.submit(
+            kubectl.list_or_empty,
+            runner,
+            ctx.kube,
+            PODS.resource,
+            all_namespaces=True,
+            description=f"read the pods on {', '.join(hostnames)}",
+            field_selector=one,
+        )
+        pdbs_f = pool.submit(
+            kubectl.list_or_empty,
+            runner,
+            ctx.kube,
+            PDBS.resource,
+            all_namespaces=True,
+            description="read PodDisruptionBudgets",
+        )
+        return pods_f.result(), pdbs_f.result()
 
 
 def pdbs_allow_drain(ctx: GateContext, hostnames: Sequence[str]) -> Check:
@@ -1025,9 +1071,12 @@ def pdbs_allow_drain(ctx: GateContext, hostnames: Sequence[str]) -> Check:
 
 
 def _attachments(runner: Runner, ctx: GateContext, hostname: str) -> list[kubectl.Obj]:
-    items = kubectl.list_or_empty(
-        runner, ctx.kube, "volumeattachments.v1.storage.k8s.io", description=f"read the VolumeAttachments of {hostname}"
-    )
+    if ctx.kube_round is not None:
+        items = ctx.kube_round.objects(runner, ctx.kube, ATTACHMENTS)
+    else:
+        items = kubectl.list_or_empty(
+            runner, ctx.kube, ATTACHMENTS.resource, description=f"read the VolumeAttachments of {hostname}"
+        )
     return [kubectl.Obj(v) for v in items if dig(v, "spec", "nodeName") == hostname]
 
 
@@ -1072,10 +1121,11 @@ def soak(ctx: GateContext, seconds: float, *, after: str) -> Check:
         full.run(runner)  # healthy at the start (held up to the gate hold)
         started = time.monotonic()
         end = started + seconds * settings.timeout_scale()
-        probes = [(name, _bind(fn, runner)) for name, fn in _soak_parts(ctx)]
+        parts = _soak_parts(ctx)
         while time.monotonic() < end:
             time.sleep(min(settings.poll_interval(), max(0.0, end - time.monotonic())))
-            problem = first_problems(probes)
+            this_poll = Recording(runner, Shelf())  # parts that make the same read share it
+            problem = first_problems([(name, _bind(fn, this_poll)) for name, fn in parts])
             if problem is not None:
                 raise GateFailed(desc, f"broke after {time.monotonic() - started:.0f}s: {problem}")
 

@@ -57,6 +57,7 @@ from k8s_ops.core.wait import NotYet, wait_for
 from k8s_ops.talos import facts, gates, hooks
 from k8s_ops.talos.facts import ApplyTarget, ResetFacts, ResetTarget, UpgradeTarget
 from k8s_ops.talos.gates import Ahead, BootMemo, CelGate, CommandGate, GateContext
+from k8s_ops.talos.kuberound import KubeRound
 from k8s_ops.talos.schematic import (
     extensions_mismatch,
     installer_image,
@@ -188,6 +189,8 @@ class Env:
             cel=self.cel,
             commands=self.commands,
             shelf=self.shelf,
+            # a rollout task reads Kubernetes once per round; one-off gates and waits read only what they need
+            kube_round=KubeRound.for_checks(self.upgrade.health_checks) if self.rollout.windowed else None,
         )
 
     @property
@@ -401,34 +404,43 @@ def _at_target(target: str) -> str:
 
 
 def _version_guard(
-    env: Env, node: Node, target: str, memo: BootMemo, ahead: Ahead | None = None
+    env: Env, node: Node, target: str, memo: BootMemo, ahead: Ahead | None = None, *, boot: bool = True
 ) -> Callable[[Runner], str | None]:
     """At execution: skip a node already at `target` (version and extensions); wait for one still
     mid-upgrade, then decide.
 
-    The same read round records the node's boot id (into `memo`), so the wait after the upgrade can prove the
-    node rebooted without a separate call. Version, machine status and extensions are one read over every node
-    (shared by a batch's guards and the round that made them ahead: `ahead`); the first read is answered from
-    that round, a wait for a node mid-upgrade reads live.
+    The same read round tells the wait after the upgrade how to prove the node rebooted (`memo`): a node below
+    `target` proves it by reaching `target` (its running version changes only by booting the new image; talosctl's
+    own `--wait` has tracked the reboot); one already at `target` (only extensions or the schematic differ) and a
+    staged upgrade (`boot`: talosctl does not wait) by a new boot id, read here. Version, machine status and
+    extensions are one read over every node (shared by a batch's guards and the round that made them ahead:
+    `ahead`); the first read is answered from that round, a wait for a node mid-upgrade reads live.
     """
     addr = _addr(node)
     everyone = [_addr(n) for n in env.cluster.nodes]
     if addr not in everyone:
         everyone = [addr]
+    boot_id = facts.boot_id(env.tctl, addr, node.hostname)
 
     def read(runner: Runner) -> tuple[str | None, str | None, str | None]:
         with ThreadPoolExecutor(max_workers=4) as pool:
             version = pool.submit(facts.talos_versions(env.tctl, everyone).gather, runner)
             status = pool.submit(facts.machine_statuses(env.tctl, everyone).gather, runner)
             exts = pool.submit(facts.installed_extensions(env.tctl, everyone).gather, runner)
-            boot = pool.submit(facts.boot_id(env.tctl, addr, node.hostname).try_gather, runner)
+            booted = pool.submit(boot_id.try_gather, runner) if boot else None
             st = status.result().get(addr)
-            memo.value = boot.result()
+            running = version.result().get(addr)
+            if booted is not None:
+                memo.set(booted.result(), running)
+            elif running is not None and running != target:
+                memo.set(None, running)  # reaching the target proves the reboot
+            else:  # at the target already (only the extensions differ) or no answer: the boot id proves it
+                memo.set(boot_id.try_gather(runner), running)
             installed = exts.result().get(addr)
             names = tuple(e.name for e in installed) if installed is not None else None
             schematic = installed_schematic(installed) if installed is not None else None
-            why = _upgrade_reason(env, version.result().get(addr), names, target, schematic)
-            return version.result().get(addr), why, (st.stage if st is not None else None)
+            why = _upgrade_reason(env, running, names, target, schematic)
+            return running, why, (st.stage if st is not None else None)
 
     if ahead is not None:
         ahead.add(read)
@@ -438,12 +450,12 @@ def _version_guard(
         version, why, stage = read(runner)
         if version is not None and why is None:
             return _at_target(target)
-        if stage == "running" and memo.value is not None:
+        if stage == "running" and memo.ready:
             return None
 
         def settled() -> tuple[str | None] | None:
             v, w, st = read(runner)
-            if st != "running" or v is None or memo.value is None:
+            if st != "running" or v is None or not memo.ready:
                 raise NotYet(f"stage {st}" if st else "no answer")
             return (w,)
 
@@ -516,7 +528,8 @@ def _upgrade_step(
         prepare=staged,
         before=before,
         after=after,
-        guard=_version_guard(env, node, version, memo, fed_by),
+        # a node at `version` already (extensions differ) needs its boot id read; others prove it by the version
+        guard=_version_guard(env, node, version, memo, fed_by, boot=ro.stage or target.version == version),
         node=node.hostname,
         group=group,
         destructive=True,  # the node reboots into a new image: confirmed by the operator (or --yes)

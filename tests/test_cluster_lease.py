@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -128,6 +129,16 @@ def test_sim_kubectl_create_of_an_existing_object_fails_already_exists() -> None
 
 
 @pytest.mark.usefixtures("lab")
+def test_sim_kubectl_create_in_a_missing_namespace_is_not_found_naming_the_namespace() -> None:
+    missing = kc("create", "-f", "-", "-o", "json", stdin=json.dumps(lease_doc(OTHER, datetime.now(UTC))))
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.startswith(
+        f'Error from server (NotFound): error when creating "STDIN": namespaces "{NAMESPACE}" not found'
+    )
+    assert lease() is None  # and the read of a Lease in a missing namespace is plain NotFound (None)
+
+
+@pytest.mark.usefixtures("lab")
 def test_sim_kubectl_replace_checks_the_resource_version() -> None:
     now = datetime.now(UTC)
     missing = kc("replace", "-f", "-", stdin=json.dumps(lease_doc(OTHER, now, rv="1")))
@@ -176,6 +187,93 @@ def test_two_creators_exactly_one_wins() -> None:
     b = _Lease(SubprocessRunner(), "demo", "b@host-b t (pid 2)", Clock())
     assert [a.create(), b.create()] == [True, False]
     assert (lease() or pytest.fail("gone")).holder == "a@host-a t (pid 1)"
+
+
+class _Looking:
+    """The real runner, noting each kubectl verb (after the global flags); its first two calls must meet (a
+    Barrier): made one after the other they would break it, so passing proves the first look is one round trip."""
+
+    def __init__(self) -> None:
+        self.inner = SubprocessRunner()
+        self.calls: list[list[str]] = []
+        self.meet = threading.Barrier(2, timeout=60)
+        self._lock = threading.Lock()
+
+    def run(self, command: Command, *, check: bool = True) -> Result:
+        argv = command.display_argv()
+        with self._lock:
+            self.calls.append(argv)
+            first = len(self.calls) <= 2
+        if first:
+            self.meet.wait()
+        return self.inner.run(command, check=check)
+
+    @property
+    def verbs(self) -> list[str]:
+        return [next(a for a in argv[5:] if not a.startswith("--")) for argv in self.calls]
+
+
+def _looked(take: Callable[[_Looking], None]) -> list[str]:
+    """The kubectl verbs of one acquisition: the first look (read and create at once, sorted), then the rest."""
+    looking = _Looking()
+    take(looking)
+    assert not any("/readyz" in argv for argv in looking.calls)  # the first look's answers say the API answers
+    return [*sorted(looking.verbs[:2]), "|", *looking.verbs[2:]]
+
+
+@pytest.mark.usefixtures("lab")
+def test_the_first_look_reads_and_creates_at_once_so_each_common_case_costs_fewest_round_trips() -> None:
+    me = "me@here t (pid 1)"
+
+    def hold(runner: _Looking) -> None:
+        with cluster_lease(runner, "demo", me, renew_every=3600) as held:  # no renewal among the counted calls
+            assert held is not None and held.holder == me and (lease() or pytest.fail("gone")).holder == me
+            runner.calls.append(["kubectl", "-", "-", "-", "-", "released:"])  # the release follows this mark
+
+    # a fresh cluster: the create is NotFound (no namespace yet), so the namespace, then the Lease again
+    assert _looked(hold) == ["create", "get", "|", "apply", "create", "released:", "replace"]
+    # every later run finds the released Lease: its read is the loop's first read, the create's refusal changed nothing
+    assert _looked(hold) == ["create", "get", "|", "replace", "released:", "replace"]
+    assert (lease() or pytest.fail("gone")).transitions == 1 and (lease() or pytest.fail("gone")).holder == ""
+    # the namespace is there but not the Lease (an admin created and RBAC-scoped it): the create wins at once
+    assert kc("delete", "leases.coordination.k8s.io", "demo", "--namespace", NAMESPACE).returncode == 0
+    assert _looked(hold) == ["create", "get", "|", "released:", "replace"]
+    # held by another run: its read names the holder, nothing is written
+    put_lease(OTHER, datetime.now(UTC))
+
+    def refused(runner: _Looking) -> None:
+        with pytest.raises(ClusterLocked, match="ops@laptop-2"), cluster_lease(runner, "demo", me):
+            pytest.fail("took a live lease")
+
+    assert _looked(refused) == ["create", "get", "|"]
+    assert (lease() or pytest.fail("gone")).holder == OTHER
+
+
+def test_a_first_look_without_an_answer_asks_readyz_and_an_api_that_answers_is_then_locked_as_usual() -> None:
+    kubeconfig = paths.kubeconfig_path("demo")
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    kubeconfig.write_text("apiVersion: v1\n")
+    slow = Result(1, "", "Unable to connect to the server: net/http: request canceled (Client.Timeout exceeded)")
+    stored = lease_doc("me", datetime.now(UTC), rv="7")
+    runner = FakeRunner({
+        re.compile(r"--request-timeout=5s (get|create) --filename|--request-timeout=5s get leases"): slow,
+        re.compile(r"get --raw /readyz"): Result(0, "ok"),
+        re.compile(r"^kubectl \S+ \S+ --context demo get leases"): Result(1, "", NOT_FOUND_LEASE),
+        re.compile(r"^kubectl \S+ \S+ --context demo create --filename"): Result(0, json.dumps(stored)),
+        re.compile(r"replace --filename"): Result(0, json.dumps(stored)),
+    })  # fmt: skip
+    notes: list[str] = []
+    with cluster_lease(runner, "demo", "me", out=notes.append) as held:
+        assert held is not None and held.holder == "me"
+    assert notes == []
+    verbs = [" ".join(a[5:7]) for a in runner.argvs]
+    assert sorted(verbs[:2]) == ["--request-timeout=5s create", "--request-timeout=5s get"]
+    # /readyz answered: the API is there, so the usual read and create (without the first look's timeout)
+    assert verbs[2:] == ["--request-timeout=5s get", "get leases.coordination.k8s.io", "create --filename",
+                         "replace --filename"]  # fmt: skip
+
+
+NOT_FOUND_LEASE = 'Error from server (NotFound): leases.coordination.k8s.io "demo" not found'
 
 
 # --------------------------------------------------------------------------- another machine's lease
@@ -501,13 +599,15 @@ def test_without_kubeconfig_or_api_the_run_holds_the_local_lock_only_and_says_so
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     kubeconfig.write_text("apiVersion: v1\n")
     refused = Result(1, "", "The connection to the server 10.5.0.10:6443 was refused - did you specify the right host?")
-    runner = FakeRunner({("kubectl", "--kubeconfig", str(kubeconfig), "--context", "demo", "--request-timeout=5s",
-                          "get", "--raw", "/readyz"): refused})  # fmt: skip
+    runner = FakeRunner({re.compile(r"^kubectl .* --request-timeout=5s (get|create) "): refused})
     notes.clear()
     with cluster_lease(runner, "demo", "me", out=notes.append) as held:
         assert held is None
     assert len(notes) == 1 and "the Kubernetes API does not answer" in notes[0] and "local lock only" in notes[0]
-    assert len(runner.calls) == 1
+    # the first look (read and create at once) got no answer, so /readyz decided — nothing else was tried
+    first, probe = runner.argvs[:2], runner.argvs[2:]
+    assert sorted(a[5:7] for a in first) == [["--request-timeout=5s", "create"], ["--request-timeout=5s", "get"]]
+    assert [a[5:] for a in probe] == [["--request-timeout=5s", "get", "--raw", "/readyz"]]
 
 
 READ_ONLY = {

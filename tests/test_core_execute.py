@@ -186,6 +186,31 @@ def test_preflight_reports_every_missing_or_old_tool_at_once() -> None:
     tools.reset_cache()
 
 
+def test_preflight_asks_the_tools_at_once_lists_problems_in_order_and_caches() -> None:
+    tools.reset_cache()
+    together = threading.Barrier(4, timeout=60)  # breaks (BrokenBarrierError: no version read) if asked in turn
+    versions = {"talosctl": "Client v1.12.1", "kubectl": '{"clientVersion": {"gitVersion": "v1.20.0"}}',
+                "helm": "v3.1.0", "flux": "flux: v2.6.4"}  # fmt: skip
+
+    def answer(c: Command) -> Result:
+        together.wait()
+        return Result(0, versions[c.tool])
+
+    runner = FakeRunner(handler=answer)
+    with pytest.raises(ToolNotFound) as info:
+        tools.preflight(runner, ["talosctl", "kubectl", "helm", "flux"])
+    lines = str(info.value).splitlines()[1:]
+    assert [ln.split()[1] for ln in lines] == ["kubectl", "helm"]  # every problem, in the order the task named them
+    assert len(runner.calls) == 4
+    runner.calls.clear()
+    assert tools.preflight(runner, ["flux", "talosctl"]) == [
+        tools.ToolVersion("flux", (2, 6, 4)),
+        tools.ToolVersion("talosctl", (1, 12, 1)),
+    ]
+    assert runner.calls == []  # both were found good above: nothing asked again
+    tools.reset_cache()
+
+
 def test_stop_waiting_fails_at_once() -> None:
     calls = 0
 

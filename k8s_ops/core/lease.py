@@ -22,16 +22,26 @@ a mutating run also holds the Lease `k8s-ops/<cluster>`:
 
 Before the API exists (no kubeconfig yet, or the API does not answer: a bootstrap) the run holds the local lock
 only and says so in one line.
+
+The first look is one round trip: the Lease is read and created at once, each bounded by `ANSWER_WITHIN`. A fresh
+cluster: the create fails NotFound (the namespace), so the namespace, then the Lease again; the namespace there
+but no Lease: the create wins; a Lease there (every run after the first, since a release keeps it): the read is
+judged as above, the create failed AlreadyExists and changed nothing. An answer to either proves the API answers;
+only when neither got one does `/readyz` decide between "the API does not answer" (local lock only) and an error
+to report. (A create whose answer the timeout cut off may still have been stored; it then lapses like a killed
+holder's, DURATION seconds on.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,6 +52,7 @@ from k8s_ops.core.prompt import Confirm, confirm
 from k8s_ops.tools import kubectl
 
 if TYPE_CHECKING:
+    from k8s_ops.core.command import Command, Result
     from k8s_ops.core.runner import Runner
 
 __all__ = [
@@ -62,10 +73,22 @@ RENEW_EVERY = 15.0
 """Seconds between renewals (DURATION/4: three renewals may fail in a row before the lease can expire)."""
 POLL = 2.0
 """Seconds between reads while waiting for another machine's lease (client-go's default RetryPeriod)."""
+ANSWER_WITHIN = "5s"
+"""kubectl --request-timeout of the first look (and of the `/readyz` probe): a silent API means local lock only."""
 
 _RESOURCE = "leases.coordination.k8s.io"
 _ETCD_NOSPACE = "etcdserver: mvcc: database space exceeded"
 """What the API server answers to every write while etcd's NOSPACE alarm is raised (see tests/sim/FIDELITY.md)."""
+
+
+class _Unread(enum.Enum):
+    """The Lease is not read yet (None is "read: absent")."""
+
+    UNREAD = enum.auto()
+
+
+_UNREAD = _Unread.UNREAD
+
 _IDENTITY = re.compile(r"^(?P<who>\S+@\S+) (?P<task>.*) \(pid (?P<pid>\d+)\)$")
 
 
@@ -183,15 +206,19 @@ class _Lease:
             "leaseTransitions": transitions,
         }
 
-    def create(self) -> bool:
-        """Create the Lease held by us; False when someone created it first."""
-        now = self.clock.now()
-        command = kubectl.create(
+    def _create_command(self, request_timeout: str | None = None) -> Command:
+        return kubectl.create(
             self.cluster,
-            self._manifest(self._spec(now, 0), None),
+            self._manifest(self._spec(self.clock.now(), 0), None),
             description=f"take the Lease {NAMESPACE}/{self.cluster}",
+            request_timeout=request_timeout,
         )
-        result = self.runner.run(command, check=False)
+
+    def create(self, sent: Result | None = None) -> bool:
+        """Create the Lease held by us; False when someone created it first. `sent`: the answer to a create
+        already sent (the first look), carried on from there."""
+        command = self._create_command()
+        result = sent if sent is not None else self.runner.run(command, check=False)
         if kubectl.is_not_found(result):  # the namespace does not exist yet: create it, then try once more
             self.runner.run(
                 kubectl.apply_manifest(
@@ -313,14 +340,46 @@ class _Renewer:
 
 
 def _api_answers(runner: Runner, cluster: str) -> str | None:
-    """None when the cluster's API can hold a Lease, else why not (one line)."""
-    if not paths.kubeconfig_path(cluster).exists():
-        return "no kubeconfig yet"
+    """None when the cluster's API can hold a Lease, else why not (one line): `/readyz`, asked only when the first
+    look got no answer (the API is down, or answered an error worth reporting)."""
     try:
-        result = runner.run(kubectl.readyz(cluster), check=False)
+        result = runner.run(kubectl.readyz(cluster, request_timeout=ANSWER_WITHIN), check=False)
     except ToolkitError as exc:
         return last_error_line(exc)
     return None if result.ok else f"the Kubernetes API does not answer: {last_error_line(result)}"
+
+
+def _answered(result: Result | None) -> bool:
+    """The API server answered (the object, or that it or its namespace is missing, or that it exists)."""
+    return result is not None and (result.ok or kubectl.is_not_found(result) or kubectl.is_already_exists(result))
+
+
+def _first_look(lease: _Lease) -> tuple[bool, LeaseHolder | _Unread | None]:
+    """Read and create the Lease concurrently (see the module docstring): (did the API answer, the Lease as read or
+    _UNREAD when the loop must read it itself). `lease.held` is set when the create won."""
+
+    def run(command: Command) -> Result | None:
+        try:
+            return lease.runner.run(command, check=False)
+        except ToolkitError:  # kubectl missing, a broken kubeconfig: the probe tells what
+            return None
+
+    get = kubectl.get(lease.cluster, _RESOURCE, lease.cluster, namespace=NAMESPACE, request_timeout=ANSWER_WITHIN)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        creating = pool.submit(run, lease._create_command(request_timeout=ANSWER_WITHIN))
+        got = run(get)
+        made = creating.result()
+    if made is not None and made.ok:  # the create won (the read may have raced it: ours is the Lease now)
+        lease.held = LeaseHolder.parse(kubectl.parse_object(made))
+        return True, _UNREAD
+    if not (_answered(got) or _answered(made)):
+        return False, _UNREAD
+    if got is not None and got.ok:  # there: its read starts the loop; the create's refusal changed nothing
+        return True, LeaseHolder.parse(kubectl.parse_object(got))
+    if got is not None and kubectl.is_not_found(got) and made is not None and kubectl.is_not_found(made):
+        # the namespace is missing (a Lease create is NotFound only then): create it and the Lease, as `create` does
+        lease.create(sent=made)
+    return True, _UNREAD  # created by a racer meanwhile, or an error the loop's own read/create reports
 
 
 @contextlib.contextmanager
@@ -345,20 +404,25 @@ def cluster_lease(
     known dead: its renewals would fail Conflict and it warns). `me` is the holderIdentity (see `identity`).
     """
     clock = clock or Clock()
-    why_not = _api_answers(runner, cluster)
-    if why_not is not None:
-        out(f"lock: cluster {cluster}: {why_not} — local lock only, no cluster-side Lease")
-        yield None
-        return
     lease = _Lease(runner, cluster, me, clock)
+    why_not: str | None = "no kubeconfig yet"
+    current: LeaseHolder | _Unread | None = _UNREAD
     try:
-        _acquire(lease, timeout=timeout, break_lock=break_lock, prompt=prompt, out=out, on_wait=on_wait)
+        if paths.kubeconfig_path(cluster).exists():
+            answered, current = _first_look(lease)
+            why_not = None if answered else _api_answers(runner, cluster)
+        if why_not is None and lease.held is None:
+            _acquire(lease, current, timeout=timeout, break_lock=break_lock, prompt=prompt, out=out, on_wait=on_wait)
     except ToolkitError as exc:
         if _ETCD_NOSPACE not in str(exc):
             raise
         # etcd refuses the Lease like every other write; the tasks that free the space (etcd-defrag,
         # etcd-alarm-disarm) must still run, so the local lock alone guards them
         out(f"lock: cluster {cluster}: etcd refuses writes (NOSPACE alarm) — local lock only, no cluster-side Lease")
+        yield None
+        return
+    if why_not is not None:
+        out(f"lock: cluster {cluster}: {why_not} — local lock only, no cluster-side Lease")
         yield None
         return
     renewer = _Renewer(lease, renew_every, out)
@@ -377,6 +441,7 @@ def cluster_lease(
 
 def _acquire(
     lease: _Lease,
+    first: LeaseHolder | _Unread | None,
     *,
     timeout: float,
     break_lock: bool,
@@ -389,7 +454,8 @@ def _acquire(
     seen: tuple[str, datetime] | None = None  # (resourceVersion, when we first saw it): client-go's observedTime
     waited = False
     while True:
-        current = lease.read()
+        current = lease.read() if isinstance(first, _Unread) else first  # the first look's read is the first read
+        first = _UNREAD
         now = clock.now()
         if current is None:
             if lease.create():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from k8s_ops.core.command import Command, Result, cmd
@@ -71,40 +72,52 @@ _seen: dict[str, ToolVersion] = {}
 
 
 def preflight(runner: Runner, names: Iterable[str]) -> list[ToolVersion]:
-    """Check every named tool; report all missing or too-old tools at once. Cached for the process."""
+    """Check every named tool; report all missing or too-old tools at once. Cached for the process.
+
+    The tools not checked yet are asked their version concurrently (each answer is independent), so a task's
+    preflight costs one tool call of wall time however many tools it needs."""
+    wanted = list(names)
+    unchecked = list(dict.fromkeys(name for name in wanted if name not in _seen))
+    if len(unchecked) > 1:
+        with ThreadPoolExecutor(max_workers=len(unchecked)) as pool:
+            answers = dict(zip(unchecked, pool.map(lambda name: _check(runner, name), unchecked), strict=True))
+    else:
+        answers = {name: _check(runner, name) for name in unchecked}
     found: list[ToolVersion] = []
     problems: list[str] = []
-    for name in names:
+    for name in wanted:  # in the order asked, so the message lists the tools as the task names them
         if name in _seen:
             found.append(_seen[name])
-            continue
-        spec = TOOLS[name]
-        if name == "kubectl":  # the wheel's kubectl when none is on PATH (tools/kubectl.executable)
-            from k8s_ops.tools.kubectl import executable
-
-            spec = ToolSpec(name, cmd(executable(), *spec.version_command.argv[1:]), spec.minimum, spec.extract)
-        try:
-            result = runner.run(spec.version_command, check=False)
-        except ToolNotFound:
-            problems.append(f"{name} not found on PATH — install it: {INSTALL_HINTS.get(name, '')}")
-            continue
-        except ToolkitError as exc:
-            problems.append(f"{name}: cannot read its version: {exc}")
-            continue
-        version = parse_version(spec.extract(result)) if result.ok else None
-        if version is None:
-            problems.append(f"{name}: cannot read its version from `{spec.version_command.display()}`")
-        elif version < spec.minimum:
-            need = format_version(spec.minimum)
-            problems.append(f"{name} {format_version(version)} is too old: k8s-ops needs {need} or newer")
+        elif isinstance(answer := answers[name], ToolVersion):
+            _seen[name] = answer
+            found.append(answer)
         else:
-            tv = ToolVersion(name, version)
-            _seen[name] = tv
-            found.append(tv)
+            problems.append(answer)
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise ToolNotFound(f"preflight: external tools are missing or too old:\n{listing}")
     return found
+
+
+def _check(runner: Runner, name: str) -> ToolVersion | str:
+    """One tool's version, or the problem with it (one line of the preflight message)."""
+    spec = TOOLS[name]
+    if name == "kubectl":  # the wheel's kubectl when none is on PATH (tools/kubectl.executable)
+        from k8s_ops.tools.kubectl import executable
+
+        spec = ToolSpec(name, cmd(executable(), *spec.version_command.argv[1:]), spec.minimum, spec.extract)
+    try:
+        result = runner.run(spec.version_command, check=False)
+    except ToolNotFound:
+        return f"{name} not found on PATH — install it: {INSTALL_HINTS.get(name, '')}"
+    except ToolkitError as exc:
+        return f"{name}: cannot read its version: {exc}"
+    version = parse_version(spec.extract(result)) if result.ok else None
+    if version is None:
+        return f"{name}: cannot read its version from `{spec.version_command.display()}`"
+    if version < spec.minimum:
+        return f"{name} {format_version(version)} is too old: k8s-ops needs {format_version(spec.minimum)} or newer"
+    return ToolVersion(name, version)
 
 
 def checked(name: str) -> tuple[int, int, int] | None:

@@ -766,8 +766,11 @@ def upgrade_cluster(
     block the drain, `upgrade.hooks`, an Alertmanager silence, VolumeAttachments re-attached; --only/--exclude/--role
     select nodes, canaries (own talosVersion) go first, --pause suspends Flux/VolSync/KEDA for the run.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from k8s_ops.core import paths
     from k8s_ops.core.errors import ToolkitError
+    from k8s_ops.core.preflight import preflight
     from k8s_ops.talos import facts
     from k8s_ops.talos.lifecycle import (
         default_max_unavailable,
@@ -777,7 +780,7 @@ def upgrade_cluster(
         with_pauses,
     )
 
-    inventory, env, runner = _setup(c, cluster, ("talosctl", "kubectl"), gate_timeout=gate_timeout)
+    inventory, env, runner = _setup(c, cluster, (), gate_timeout=gate_timeout)  # tools: checked with the reads below
     env = rollout_env(env, only=only, exclude=exclude, role=role, canary_soak=canary_soak, reboot_mode=reboot_mode,
                       stage=stage, pause=pause, ignore_window=ignore_window)  # fmt: skip
     if not dry_run:
@@ -787,13 +790,20 @@ def upgrade_cluster(
         raise ToolkitError("--max-unavailable must be at least 1")
     k = max_unavailable or default_max_unavailable(inventory)
     chosen = env.rollout.selected
-    targets = [t for t in facts.gather_upgrade_targets(runner, env.tctl, inventory)
-               if chosen is None or t.node.hostname in chosen]  # fmt: skip
+    # the tool preflight, the snapshot source and the targets are independent reads: one round trip for the three
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        tools = pool.submit(preflight, runner, ("talosctl", "kubectl"))
+        healthy = pool.submit(facts.first_healthy_etcd, runner, env.tctl, inventory)
+        try:
+            gathered = facts.gather_upgrade_targets(runner, env.tctl, inventory)
+        finally:
+            tools.result()  # a missing or too-old tool is the error to report, whatever the reads made of it
+        source = healthy.result()
+    targets = [t for t in gathered if chosen is None or t.node.hostname in chosen]
     from k8s_ops.backups.catalog import snapshot_name
     from k8s_ops.backups.etcd import with_offsite_snapshot
 
     snapshot = paths.backups_dir(inventory.name) / snapshot_name(datetime.now(UTC))
-    source = facts.first_healthy_etcd(runner, env.tctl, inventory)
     plan = plan_upgrade_cluster(env, targets, max_unavailable=k, snapshot=snapshot, snapshot_source=source)
     plan = with_offsite_snapshot(plan, env, runner, snapshot, source)  # uploads when backups.etcd is set
     plan = with_pauses(plan, env, runner)

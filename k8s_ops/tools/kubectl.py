@@ -125,9 +125,12 @@ def get(
     selector: str | None = None,
     description: str = "",
     field_selector: str | None = None,
+    request_timeout: str | None = None,
 ) -> Command:
-    """A read: `kubectl get <resource> [name] -o json` (a List when no name is given)."""
-    args = ["get", resource]
+    """A read: `kubectl get <resource> [name] -o json` (a List when no name is given); `request_timeout` (`5s`)
+    bounds a read that doubles as "does the API answer?"."""
+    args = [f"--request-timeout={request_timeout}"] if request_timeout else []
+    args += ["get", resource]
     if name:
         args.append(name)
     args += _ns_args(namespace, all_namespaces)
@@ -229,12 +232,15 @@ def apply_manifest(
     )
 
 
-def create(target: str | KubeTarget, obj: Mapping[str, Any], *, description: str = "") -> Command:
+def create(
+    target: str | KubeTarget, obj: Mapping[str, Any], *, description: str = "", request_timeout: str | None = None
+) -> Command:
     """`kubectl create --filename - --output json` with the object on stdin: the object as stored (with its
     `metadata.resourceVersion`). Never overwrites: an existing object fails `(AlreadyExists)` (`is_already_exists`),
-    so of two creators exactly one wins."""
+    so of two creators exactly one wins. `request_timeout` as for `get`."""
+    timeout = (f"--request-timeout={request_timeout}",) if request_timeout else ()
     return Command(
-        argv=kubectl(target, "create", "--filename", "-", "--output", "json"),
+        argv=kubectl(target, *timeout, "create", "--filename", "-", "--output", "json"),
         stdin=json.dumps(obj, sort_keys=True).encode() + b"\n",
         description=description or f"create {obj.get('kind', 'object')} {dig(obj, 'metadata', 'name', default='')}",
         mutates=True,

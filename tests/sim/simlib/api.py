@@ -7,7 +7,6 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -17,6 +16,10 @@ from .kube import Kube
 from .sim_cli import add_fault, clear_faults
 from .state import Store
 from .util import JSON, dump_yaml
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 BIN = Path(__file__).resolve().parent.parent / "bin"
 

@@ -4,20 +4,30 @@ positionals, `--`; errors worded like pflag."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from .util import DurationError, parse_duration
+from .util import DurationError, Frozen, Record, parse_duration
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 VALUE_KINDS = ("string", "strings", "stringArray", "duration", "int", "float", "stringToString")
 
 
-@dataclass(frozen=True)
-class Flag:
-    name: str
-    short: str | None = None
-    kind: str = "bool"  # bool | string | strings | stringArray | duration | int | float | stringToString
-    default: Any = None
+class Flag(Frozen):
+    __slots__ = ("default", "kind", "name", "short")
+
+    def __init__(
+        self,
+        name: str,
+        short: str | None = None,
+        kind: str = "bool",  # bool | string | strings | stringArray | duration | int | float | stringToString
+        default: Any = None,
+    ) -> None:
+        self.name = name
+        self.short = short
+        self.kind = kind
+        self.default = default
 
     @property
     def takes_value(self) -> bool:
@@ -31,11 +41,11 @@ class ParseError(Exception):
         self.message = message
 
 
-@dataclass
-class Parsed:
-    values: dict[str, Any]
-    args: list[str]
-    given: set[str] = field(default_factory=set)
+class Parsed(Record):
+    def __init__(self, values: dict[str, Any], args: list[str], given: set[str] | None = None) -> None:
+        self.values = values
+        self.args = args
+        self.given: set[str] = set() if given is None else given
 
     def __getitem__(self, key: str) -> Any:
         return self.values.get(key)

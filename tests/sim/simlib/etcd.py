@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 from . import network
 from .state import World
 from .util import JSON
@@ -15,6 +13,8 @@ def etcd(cluster: JSON) -> JSON:
 
 
 def new_member_id() -> str:
+    import secrets  # local: each simulated call is a fresh interpreter, and few need it
+
     return secrets.token_hex(8)
 
 

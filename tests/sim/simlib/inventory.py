@@ -8,7 +8,6 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -16,6 +15,10 @@ from . import network
 from .schematic import register, schematic_id
 from .state import World
 from .util import JSON, new_uuid
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_TALOS = "v1.12.11"
 

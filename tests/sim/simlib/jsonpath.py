@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class JSONPathError(ValueError):
@@ -48,7 +51,7 @@ def _split_template(tpl: str) -> list[tuple[str, str]]:
     return parts
 
 
-_SEG_NAME = re.compile(r"(?:\\.|[^.\[\]\\])+")
+_SEG_NAME = r"(?:\\.|[^.\[\]\\])+"  # compiled on first use (re caches it): each simulated call is a fresh interpreter
 
 
 def _segments(path: str) -> list[tuple[str, Any]]:
@@ -59,13 +62,13 @@ def _segments(path: str) -> list[tuple[str, Any]]:
     i = 0
     while i < len(p):
         if p.startswith("..", i):
-            m = _SEG_NAME.match(p, i + 2)
+            m = re.compile(_SEG_NAME).match(p, i + 2)
             if not m:
                 raise JSONPathError(f"bad recursive descent in {path!r}")
             segs.append(("recurse", m.group(0).replace("\\.", ".")))
             i = m.end()
         elif p[i] == ".":
-            m = _SEG_NAME.match(p, i + 1)
+            m = re.compile(_SEG_NAME).match(p, i + 1)
             if not m:
                 i += 1
                 continue
@@ -93,7 +96,7 @@ def _segments(path: str) -> list[tuple[str, Any]]:
                 except ValueError as e:
                     raise JSONPathError(f"bad index [{inner}] in {path!r}") from e
         else:
-            m = _SEG_NAME.match(p, i)
+            m = re.compile(_SEG_NAME).match(p, i)
             if not m:
                 raise JSONPathError(f"unexpected character in {path!r}")
             segs.append(("field", m.group(0).replace("\\.", ".")))
@@ -114,7 +117,7 @@ def _recurse(v: Any, name: str) -> list[Any]:
     return out
 
 
-_FILTER = re.compile(r"^@((?:\.[^=!<>\s]+)*)\s*(==|!=|<=|>=|<|>|=~)?\s*(.*)$")
+_FILTER = r"^@((?:\.[^=!<>\s]+)*)\s*(==|!=|<=|>=|<|>|=~)?\s*(.*)$"  # re.compile'd on first use (cached by re)
 
 
 def _literal(text: str) -> Any:
@@ -133,7 +136,7 @@ def _literal(text: str) -> Any:
 
 
 def _filter_ok(item: Any, expr: str) -> bool:
-    m = _FILTER.match(expr)
+    m = re.match(_FILTER, expr)
     if not m:
         raise JSONPathError(f"unsupported filter {expr!r}")
     vals = evaluate(item, m.group(1) or "@") if m.group(1) else [item]

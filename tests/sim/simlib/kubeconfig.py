@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
-
-import yaml
 
 from . import etcd as etcdmod
 from . import network
 from .runtime import Ctx, Fail
 from .state import World
-from .util import JSON
+from .util import JSON, Record, safe_load
 
 
-@dataclass
-class Target:
-    server: str
-    host: str
-    port: int
-    ca: str | None
-    namespace: str
-    context: str
-    path: Path | None
+class Target(Record):
+    def __init__(
+        self, server: str, host: str, port: int, ca: str | None, namespace: str, context: str, path: Path | None
+    ) -> None:
+        self.server = server
+        self.host = host
+        self.port = port
+        self.ca = ca
+        self.namespace = namespace
+        self.context = context
+        self.path = path
 
 
 class Unreachable(Exception):
@@ -53,7 +52,7 @@ class Unreachable(Exception):
 
 def _load(path: Path) -> JSON:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_load(path.read_text()) or {}
     except FileNotFoundError:
         return {}
     return data if isinstance(data, dict) else {}

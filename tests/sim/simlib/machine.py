@@ -24,9 +24,11 @@ network are always ready here.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .util import JSON
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 Service = tuple[str, str, str]  # id, state, health (OK / Fail / ?)
 

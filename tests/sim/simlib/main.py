@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib
 import sys
 import time
-from typing import Any
 
 from .runtime import Ctx, Fail, log_call
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _module(tool: str) -> Any:
@@ -27,7 +30,7 @@ def run(tool: str, argv: list[str]) -> int:
     logged = False
     try:
         joined = " ".join([tool, *argv])
-        with ctx.store.tx(tick=False) as w:
+        with ctx.store.read() as w:  # consuming a fault marks it dirty: saved then
             latency = float(w.setting("latency"))
             lf = w.fault("latency", tool=tool, text=joined)
             if lf:

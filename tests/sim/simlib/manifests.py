@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .util import JSON
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 READY_COLS = [
     {"jsonPath": ".metadata.creationTimestamp", "name": "Age", "type": "date"},

@@ -22,17 +22,12 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-import yaml
+from .util import JSON, Record, memoized, short_hash
 
-from .util import JSON, short_hash
-
-try:  # the C loader when PyYAML has it: configs are parsed on every tool call that dials a node
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover - depends on the PyYAML build
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 # nethelpers.LinkType (siderolabs/talos v1.12.11 pkg/machinery/nethelpers/linktype.go)
 LINK_ETHER = 1
@@ -55,7 +50,7 @@ _DRIVERS: dict[str, tuple[str, str, str]] = {
 }
 _LINK_DOCS = ("LinkConfig", "BondConfig", "BridgeConfig", "VLANConfig", "DummyLinkConfig", "WireguardConfig")
 _DHCP_DOCS = ("DHCPv4Config", "DHCPv6Config")
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC_RE = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"  # re.compile'd on first use (cached by re)
 
 
 class HardwareError(ValueError):
@@ -100,7 +95,7 @@ def _mac_text(raw: bytes) -> str:
 
 
 # ---- a small CEL evaluator for link selectors -----------------------------------------------------------
-_TOKEN = re.compile(
+_TOKEN = (  # compiled on first use (re caches it): each simulated call is a fresh interpreter
     r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')|(?P<num>\d+u?)|(?P<op>&&|\|\||==|!=|<=|>=|[<>!().,\[\]])'
     r"|(?P<id>[A-Za-z_][A-Za-z0-9_]*))"
 )
@@ -112,7 +107,7 @@ def _tokens(expr: str) -> list[tuple[str, Any]]:
     while pos < len(expr):
         if expr[pos:].strip() == "":
             break
-        m = _TOKEN.match(expr, pos)
+        m = re.compile(_TOKEN).match(expr, pos)
         if not m:
             raise SelectorError(f"unsupported syntax at {expr[pos:]!r}")
         pos = m.end()
@@ -328,7 +323,7 @@ def _fill(pattern: str, fallback: str) -> str:
     """A value matching a selector glob: the fallback when it matches, else the pattern with `*` filled."""
     if glob(pattern, fallback):
         return fallback
-    if "*" in pattern and _MAC_RE.match(fallback):  # a MAC glob such as 52:54:00:*: keep the derived tail
+    if "*" in pattern and re.match(_MAC_RE, fallback):  # a MAC glob such as 52:54:00:*: keep the derived tail
         head = [o for o in pattern.split("*")[0].split(":") if len(o) == 2]
         cand = ":".join(head + fallback.split(":")[len(head) :])
         if glob(pattern, cand):
@@ -346,7 +341,7 @@ def nic(spec: Mapping[str, Any], k: int, seed: str) -> JSON:
     perm = _fill(str(spec.get("permanentAddr") or spec.get("hardwareAddr") or mac_default).lower(), mac_default)
     mac = _fill(str(spec.get("hardwareAddr") or perm).lower(), perm)  # differs only if the spec says so
     for value in (mac, perm):
-        if not _MAC_RE.match(value):
+        if not re.match(_MAC_RE, value):
             raise HardwareError(f"link {spec.get('name') or k}: {value!r} is not a MAC address like 52:54:00:12:34:56")
     bus = _fill(str(spec.get("busPath") or _bus_path(k)), _bus_path(k))
     driver = _fill(str(spec.get("driver") or "virtio_net"), "virtio_net")
@@ -401,31 +396,54 @@ def _selector_spec(sel: Mapping[str, Any]) -> JSON:
 
 
 # ---- evaluation -----------------------------------------------------------------------------------------
-@dataclass
-class Link:
+class Link(Record):
     """One LinkStatus: a physical NIC or a link Talos created from the config."""
 
-    name: str
-    index: int
-    kind: str = ""  # "" (physical or loopback), bond, bridge, vlan, dummy
-    type: int = LINK_ETHER
-    hw: str = ""
-    perm: str = ""
-    bus_path: str = ""
-    driver: str = ""
-    pci_id: str = ""
-    carrier: bool = True
-    up: bool = False  # administratively up (Talos set it up)
-    mtu: int = 1500
-    alias: str = ""
-    alt_names: list[str] = field(default_factory=list)
-    master: str = ""
-    parent: str = ""
-    vlan_id: int = 0
-    bond: JSON = field(default_factory=dict)
-    addresses: list[str] = field(default_factory=list)
-    dhcp: bool = False
-    oper: str = "down"
+    def __init__(
+        self,
+        name: str,
+        index: int,
+        kind: str = "",  # "" (physical or loopback), bond, bridge, vlan, dummy
+        type: int = LINK_ETHER,  # LinkStatus' field name
+        hw: str = "",
+        perm: str = "",
+        bus_path: str = "",
+        driver: str = "",
+        pci_id: str = "",
+        carrier: bool = True,
+        up: bool = False,  # administratively up (Talos set it up)
+        mtu: int = 1500,
+        alias: str = "",
+        alt_names: list[str] | None = None,
+        master: str = "",
+        parent: str = "",
+        vlan_id: int = 0,
+        bond: JSON | None = None,
+        addresses: list[str] | None = None,
+        dhcp: bool = False,
+        oper: str = "down",
+    ) -> None:
+        self.name = name
+        self.index = index
+        self.kind = kind
+        self.type = type
+        self.hw = hw
+        self.perm = perm
+        self.bus_path = bus_path
+        self.driver = driver
+        self.pci_id = pci_id
+        self.carrier = carrier
+        self.up = up
+        self.mtu = mtu
+        self.alias = alias
+        self.alt_names: list[str] = [] if alt_names is None else alt_names
+        self.master = master
+        self.parent = parent
+        self.vlan_id = vlan_id
+        self.bond: JSON = {} if bond is None else bond
+        self.addresses: list[str] = [] if addresses is None else addresses
+        self.dhcp = dhcp
+        self.oper = oper
 
     @property
     def physical(self) -> bool:
@@ -460,16 +478,24 @@ class Link:
         }
 
 
-@dataclass
-class Net:
+class Net(Record):
     """The node's links after Talos has applied its config, and what that makes reachable."""
 
-    links: list[Link]
-    node_address: str
-    dhcp_link: str | None  # the link whose DHCP lease carries the node address (assumption: a reservation)
-    vips: dict[str, str]  # VIP -> link, only those the node can hold
-    legacy: bool = False
-    notes: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        links: list[Link],
+        node_address: str,
+        dhcp_link: str | None,  # the link whose DHCP lease carries the node address (assumption: a reservation)
+        vips: dict[str, str],  # VIP -> link, only those the node can hold
+        legacy: bool = False,
+        notes: list[str] | None = None,
+    ) -> None:
+        self.links = links
+        self.node_address = node_address
+        self.dhcp_link = dhcp_link
+        self.vips = vips
+        self.legacy = legacy
+        self.notes: list[str] = [] if notes is None else notes
 
     def link(self, name: str) -> Link | None:
         return next((x for x in self.links if x.name == name), None)
@@ -495,9 +521,13 @@ def _ip(cidr: str) -> str:
         return ""
 
 
-def _docs(text: str) -> list[JSON]:
+def _parse_docs(text: str) -> list[JSON]:
+    import yaml  # on use: importing PyYAML costs a simulated call ~8 ms, and most need none
+
+    # the C loader when PyYAML has it: every call that dials a node needs its config's documents
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return [d for d in yaml.load_all(text, Loader=_Loader) if isinstance(d, dict)]
+        return [d for d in yaml.load_all(text, Loader=loader) if isinstance(d, dict)]
     except yaml.YAMLError:
         return []
 
@@ -511,9 +541,20 @@ def evaluate(node: Mapping[str, Any]) -> Net:
 
 @functools.lru_cache(maxsize=128)
 def _evaluate(text: str | None, hw_json: str, address: str) -> Net:
+    # memoized across calls (util.memoized): a multi-node call evaluates every node's network (33 on the
+    # benchmark's cluster), and parsing and building them anew cost it ~20 ms
+    rec = memoized("network", json.dumps([text, hw_json, address]), _evaluate_record)
+    links = [Link(**x) for x in rec.pop("links")]
+    return Net(links=links, **rec)
+
+
+def _evaluate_record(key: str) -> JSON:
+    """The network as plain data (what the memo stores): Net's fields, each Link as its attributes."""
+    text, hw_json, address = json.loads(key)
     hw: list[JSON] = [h for h in json.loads(hw_json) if h.get("name") != "lo" and h.get("type", "ether") == "ether"]
-    docs = _docs(text) if text is not None else []
-    return _Builder(hw, docs, address, configured=text is not None).run()
+    docs = _parse_docs(text) if text is not None else []
+    net = _Builder(hw, docs, address, configured=text is not None).run()
+    return {**vars(net), "links": [dict(vars(x)) for x in net.links]}
 
 
 class _Builder:

@@ -70,7 +70,7 @@ class Waiter:
 
     def __init__(self, ctx: Ctx, timeout: float | None) -> None:
         self.store = ctx.store
-        with self.store.tx(tick=False) as w:
+        with self.store.read() as w:
             self.interval = float(w.setting("poll_interval"))
             self.step = w.step
             self.wall = w.wall

@@ -13,18 +13,17 @@ import the toolkit, so only the simple case is reproduced: every value a plain s
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 
 from .util import JSON
 
-_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9._/=,+-]*$")
+_PLAIN = r"^[A-Za-z][A-Za-z0-9._/=,+-]*$"  # re.compile'd on first use (cached by re)
 _TYPED = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n", "inf", "nan"})
 
 
 def _plain(value: str) -> bool:
-    return bool(_PLAIN.match(value)) and value.lower() not in _TYPED
+    return bool(re.match(_PLAIN, value)) and value.lower() not in _TYPED
 
 
 def schematic_id(extensions: Sequence[str], kernel_args: Sequence[str] = ()) -> str | None:
@@ -38,6 +37,8 @@ def schematic_id(extensions: Sequence[str], kernel_args: Sequence[str] = ()) -> 
         lines += ["    systemExtensions:", "        officialExtensions:", *(f"            - {e}" for e in extensions)]
     if len(lines) == 1:
         lines = ["customization: {}"]
+    import hashlib  # local: each simulated call is a fresh interpreter, and few need it
+
     return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
 
 

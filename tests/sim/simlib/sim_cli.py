@@ -7,7 +7,6 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -16,6 +15,10 @@ from .network import HARDWARE_FIELDS
 from .schematic import register, schematic_id
 from .state import SETTINGS_DEFAULTS, Store
 from .util import JSON
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 FAULT_KINDS = {
     "node-never-returns": "the node's next reboot/upgrade/install never finishes (--node)",

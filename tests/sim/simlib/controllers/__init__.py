@@ -10,20 +10,24 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from ..kube import Kube
-from ..util import JSON
+from ..util import JSON, Frozen
 
-Reconcile = Callable[[Any, JSON, Kube], bool]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
+
+    Reconcile = Callable[[Any, JSON, Kube], bool]
 
 
-@dataclass(frozen=True)
-class Controller:
-    name: str
-    order: int
-    reconcile: Reconcile
+class Controller(Frozen):
+    __slots__ = ("name", "order", "reconcile")
+
+    def __init__(self, name: str, order: int, reconcile: Reconcile) -> None:
+        self.name = name
+        self.order = order
+        self.reconcile = reconcile
 
 
 REGISTRY: dict[str, Controller] = {}

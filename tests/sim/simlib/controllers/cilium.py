@@ -4,13 +4,15 @@ the operator registers Cilium's CRDs (they are not in the chart: cluster-templat
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import helmstore
 from ..kube import Kube
 from ..manifests import crd
 from ..util import JSON, dig, truthy
 from . import controller
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_AGENT_CAPS = [
     "CHOWN",

@@ -3,13 +3,14 @@ bootstrap (flannel unless `cni: none`, kube-proxy unless disabled, CoreDNS unles
 
 from __future__ import annotations
 
-import copy
-from typing import Any
-
 from ..kube import Kube, set_condition
 from ..manifests import workload
-from ..util import JSON
+from ..util import JSON, clone
 from . import controller
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 NOT_READY_MSG = (
     "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
@@ -81,7 +82,7 @@ def nodes(world: Any, cluster: JSON, kube: Kube) -> bool:
         if obj is None:
             continue
         cfg = n.get("config") or {}
-        st = copy.deepcopy(obj.get("status") or {})
+        st = clone(obj.get("status") or {})  # a copy every tick for every node: not copy.deepcopy (~5x slower)
         if kubelet_running:
             if ready_net:
                 st["conditions"] = set_condition(

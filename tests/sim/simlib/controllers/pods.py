@@ -4,11 +4,13 @@ Ready. A pod pinned to a node that is not Ready stays Pending. Pods with an owne
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..kube import Kube, condition
 from ..util import JSON
 from . import controller
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @controller("bare-pods", order=45)

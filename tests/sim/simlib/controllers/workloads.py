@@ -5,11 +5,14 @@ the `pod-stuck-terminating` fault keep their deletionTimestamp forever."""
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from ..kube import Kube, condition, set_condition
 from ..util import JSON, dig, rfc3339, short_hash
 from . import controller
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~3 ms for every simulated call
+if TYPE_CHECKING:
+    from typing import Any
 
 KINDS = ("Deployment", "DaemonSet", "StatefulSet")
 

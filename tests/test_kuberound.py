@@ -63,8 +63,9 @@ def test_only_built_in_kinds_without_server_side_filters_fold_into_the_round() -
     assert not folds(check(name="x"))  # without a namespace kubectl would use the context's
     assert not folds(check(labelSelector="app in (a"))  # not understood here: the API server decides
     assert not folds(check(labelSelector="count>3"))
-    kinds = KubeRound.for_checks([check(apiVersion="apps/v1", kind="DaemonSet"), check(apiVersion="apps/v1",
-                                  kind="DaemonSet", labelSelector="a=b"), check(fieldSelector="x=y")]).kinds  # fmt: skip
+    daemonsets = check(apiVersion="apps/v1", kind="DaemonSet")
+    labelled = check(apiVersion="apps/v1", kind="DaemonSet", labelSelector="a=b")
+    kinds = KubeRound.for_checks([daemonsets, labelled, check(fieldSelector="x=y")]).kinds
     assert kinds == (*BASE, kinds[-1]) and kinds[-1].resource == "daemonset.v1.apps"
 
 

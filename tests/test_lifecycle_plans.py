@@ -175,8 +175,9 @@ def test_upgrade_cluster_order_snapshot_first_cps_one_at_a_time_workers_in_batch
     # next node's guard and gate reads ride along with its polls (gates.Ahead)
     (back, _) = (c.description for c in cp2.after)
     assert back == (
-        f"demo-cp-2 back: new boot id (or the new version), stage running, ready, Talos {TARGET}, Kubernetes node Ready, "
-        "its VolumeAttachments attached, the schematic's system extensions (intel-ucode, iscsi-tools)"
+        f"demo-cp-2 back: new boot id (or the new version), stage running, ready, Talos {TARGET}, "
+        "Kubernetes node Ready, its VolumeAttachments attached, "
+        "the schematic's system extensions (intel-ucode, iscsi-tools)"
     )
     batch_gate = steps[4].before[0].description
     assert "every other node Ready (except demo-wk-1, demo-wk-2)" in batch_gate

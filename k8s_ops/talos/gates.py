@@ -617,15 +617,40 @@ class Ahead:
     those results (read when the previous node was seen back); a gate that holds polls live from its second poll on.
     """
 
+    # how long a batch member, its action done, waits for the others' before its first poll (see `gather`)
+    GATHER = 1.0
+
     def __init__(self, shelf: Shelf, expect: int = 1) -> None:
         self.shelf = shelf
         self.reads: list[Callable[[Runner], object]] = []
         self.merged = False  # set by the plan builder: the reads ride along with the node-back polls
+        self._expect = expect
         self._left = expect
+        self._gathered = 0
+        self._all_gathered = threading.Event()
+        self._made = False  # a poll of this batch made the reads
         self._lock = threading.Lock()
+
+    def gather(self) -> bool:
+        """A batch member's action is done: wait (at most `GATHER` seconds) until every member's is, so that their
+        first node-back polls run at once and share each read. True for the member that completes the batch: its
+        first poll also makes the next reads (one round for the batch's return and the next gate); if a member
+        is not back in that round, the next gate's first poll sees it and polls again, live."""
+        with self._lock:
+            self._gathered += 1
+            last = self._gathered == self._expect
+        if last:
+            self._all_gathered.set()
+            return True
+        self._all_gathered.wait(self.GATHER * settings.timeout_scale())
+        return False
 
     def add(self, read: Callable[[Runner], object]) -> None:
         self.reads.append(read)
+
+    @property
+    def batch(self) -> bool:
+        return self._expect > 1
 
     def rides_along(self) -> bool:
         """Whether a node-back poll should make the reads now: merged, and the poller is the last one out."""
@@ -645,12 +670,19 @@ class Ahead:
         with ThreadPoolExecutor(max_workers=len(self.reads)) as pool:
             list(pool.map(safe, self.reads))
 
+    def made(self) -> None:
+        """A node-back poll of this batch makes the reads (`read_all` with the poll's runner)."""
+        with self._lock:
+            self._made = True
+
     def arrived(self, runner: Runner, *, read: bool = True) -> None:
-        """One node is back; the last one makes the reads (unless its final poll already did: `read=False`)."""
+        """One node is back; the last one makes the reads, unless a poll of the batch already did (or its own final
+        poll: `read=False`)."""
         with self._lock:
             self._left -= 1
             last = self._left == 0
-        if last and read:
+            made = self._made
+        if last and read and not made:
             self.read_all(runner)
 
     def check(self, when: str) -> Check:
@@ -744,11 +776,14 @@ def node_returned(
 
     rode_along: list[bool] = []  # whether the last poll also made the next node's reads
     last_round: list[Recording] = []  # the reads of the poll that saw the node back
+    rider = [False]  # this node completed its batch: its first poll makes the next reads (`Ahead.gather`)
+    polls = [0]
 
     def poll(runner: Runner, probes: list[tuple[str, Probe]]) -> str | None:
         rode_along[:] = []
-        if ahead is not None and ahead.merged and ahead.rides_along():
+        if ahead is not None and ahead.merged and (ahead.rides_along() or (polls[0] == 1 and rider[0])):
             rode_along.append(True)
+            ahead.made()
 
             def next_reads() -> None:
                 ahead.read_all(runner)
@@ -767,6 +802,7 @@ def node_returned(
     def one_poll(live: Runner) -> str | None:
         runner = Recording(live, ctx.shelf)  # one round: its reads run once, and serve the next guard and gate
         last_round[:] = [runner]
+        polls[0] += 1
         probes: list[tuple[str, Probe]] = []
         if memo is not None:
             probes.append(("boot id", _bind(rebooted, runner)))
@@ -781,6 +817,9 @@ def node_returned(
         return poll(runner, probes)
 
     def run(live: Runner) -> None:
+        polls[0] = 0
+        if ahead is not None and ahead.merged and ahead.batch:
+            rider[0] = ahead.gather()
         try:
             wait_until(desc, lambda: one_poll(live), timeout=timeout)
         except GateFailed as exc:

@@ -273,3 +273,31 @@ def test_kubectl_and_job_hooks_run_against_the_cluster_and_a_failing_job_hook_st
     lab.clear_faults()
     task("upgrade-cluster", only="demo-wk-1")
     assert [node_of(a) for a in talosctl_calls(lab, "upgrade")] == ["10.5.0.14"]
+
+
+MEET = (
+    "import os, pathlib, sys, time\n"
+    "here = pathlib.Path(sys.argv[1])\n"
+    "(here / os.environ['NODE']).touch()\n"
+    "deadline = time.monotonic() + 60\n"
+    "while len(list(here.iterdir())) < 2:\n"
+    "    if time.monotonic() > deadline:\n"
+    "        sys.exit('the other node of the batch never ran its hook alongside')\n"
+    "    time.sleep(0.02)\n"
+)
+
+
+def test_a_batchs_node_hooks_run_concurrently(lab: Sim, tmp_path: Path) -> None:
+    # each hook waits until the batch's other node ran the same hook: run one after the other, they would fail
+    pre, post = tmp_path / "pre", tmp_path / "post"
+    pre.mkdir()
+    post.mkdir()
+    set_upgrade(
+        hooks={
+            "preNode": [{"command": [sys.executable, "-c", MEET, str(pre)]}],
+            "postNode": [{"command": [sys.executable, "-c", MEET, str(post)]}],
+        }
+    )
+    task("upgrade-cluster", role="worker", max_unavailable=2)
+    assert sorted(p.name for p in pre.iterdir()) == sorted(p.name for p in post.iterdir()) == ["demo-wk-1", "demo-wk-2"]
+    assert sorted(node_of(a) for a in talosctl_calls(lab, "upgrade")) == ["10.5.0.14", "10.5.0.15"]

@@ -345,13 +345,14 @@ def around_node(
 
 
 def with_posts(pairs: Sequence[tuple[Step, Step | None]]) -> list[Step]:
-    """Each step followed by its post-node step; a concurrent group's post-node steps after the whole group."""
+    """Each step followed by its post-node step; a concurrent group's post-node steps after the whole group, and
+    concurrent too (its nodes went down and came back together; their pre-node hooks ran concurrently as well)."""
     out: list[Step] = []
     pending: list[Step] = []
     for i, (step, post) in enumerate(pairs):
         out.append(step)
         if post is not None:
-            pending.append(post)
+            pending.append(post if step.group is None else replace(post, group=f"{step.group}: post-node"))
         nxt = pairs[i + 1][0] if i + 1 < len(pairs) else None
         if step.group is None or nxt is None or nxt.group != step.group:
             out += pending

@@ -633,9 +633,9 @@ class Ahead:
 
     def gather(self) -> bool:
         """A batch member's action is done: wait (at most `GATHER` seconds) until every member's is, so that their
-        first node-back polls run at once and share each read. True for the member that completes the batch: its
-        first poll also makes the next reads (one round for the batch's return and the next gate); if a member
-        is not back in that round, the next gate's first poll sees it and polls again, live."""
+        first node-back polls run at once and share each read. True for the member that completes the batch: when
+        `merged`, its first poll also makes the next reads (one round for the batch's return and the next gate);
+        if a member is not back in that round, the next gate's first poll sees it and polls again, live."""
         with self._lock:
             self._gathered += 1
             last = self._gathered == self._expect
@@ -818,7 +818,7 @@ def node_returned(
 
     def run(live: Runner) -> None:
         polls[0] = 0
-        if ahead is not None and ahead.merged and ahead.batch:
+        if ahead is not None and ahead.batch:  # a batch's members poll together (with post-node hooks too)
             rider[0] = ahead.gather()
         try:
             wait_until(desc, lambda: one_poll(live), timeout=timeout)

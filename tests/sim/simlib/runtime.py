@@ -86,8 +86,13 @@ class Waiter:
     def expired(self) -> bool:
         return self.timeout is not None and self.elapsed >= self.timeout
 
-    def sleep(self) -> None:
-        time.sleep(self.interval)
+    def sleep(self, until: float | None = None) -> None:
+        """One poll's pause. `until` (wall clock only): a real time something is due (a reboot ends) — the pause
+        ends then if that is sooner, as talosctl's event stream would deliver it then rather than at a poll."""
+        pause = self.interval
+        if self.wall and until is not None:
+            pause = min(pause, max(0.0, until - time.time()) + 0.001)
+        time.sleep(pause)
         self.polls += 1
         self.store.step_pending = True
 

@@ -411,6 +411,13 @@ class World:
             return (self.clock - float(r["start"])) / self.step
         return float(r.get("seen", 0))
 
+    def reboot_ends(self, n: JSON) -> float:
+        """Wall clock: when the node's reboot reaches `up` (infinity for one that never returns)."""
+        r = n["reboot"]
+        if r.get("never_return"):
+            return math.inf
+        return float(r["start"]) + int(r.get("steps") or MIN_REBOOT_STEPS) * self.step
+
     # ---- node lifecycle -----------------------------------------------------------------------------
     def phase(self, n: JSON) -> str:
         """up | pre (about to go down, API still answers) | down | booting (API back, not ready) | off."""

@@ -1176,6 +1176,7 @@ def _wait_back(ctx: Ctx, cl: Client, targets: dict[str, str], timeout: float, *,
     waiter = ctx.waiter(timeout)
     pending = dict(targets)
     while pending:
+        back_at: list[float] = []  # wall clock: when a pending node's reboot ends (the tracker's event comes then)
         with ctx.store.tx() as world:
             for addr, old_boot in list(pending.items()):
                 n = world.node(addr) or world.nodes.get(addr)
@@ -1187,6 +1188,8 @@ def _wait_back(ctx: Ctx, cl: Client, targets: dict[str, str], timeout: float, *,
                         del pending[addr]
                     continue
                 stage = world.stage(n)
+                if world.wall and n.get("reboot"):
+                    back_at.append(world.reboot_ends(n))
                 # action.MachineReadyEventFn: stage running *and* ready (maintenance reports ready, no checks)
                 if (
                     n.get("boot_id") != old_boot
@@ -1205,7 +1208,7 @@ def _wait_back(ctx: Ctx, cl: Client, targets: dict[str, str], timeout: float, *,
                 f"{len(pending)} error(s) occurred:\n"
                 + "".join(f"\t{a}: timeout waiting for the node to come back\n" for a in pending)
             )
-        waiter.sleep()
+        waiter.sleep(until=min(back_at) if back_at else None)
     return 0
 
 

@@ -9,30 +9,31 @@ ratio of at most 1.05, which needs the per-node overhead (gate reads, waits) sma
     .venv/bin/python benchmarks/rolling_upgrade.py [--reboot 10] [--workers 30] [--k 1,3,5] [--no-serial] [--checks]
 
 `--checks` also runs each K with the storage-aware extras of `upgrade:` — a list gate over 3 objects, a `command`
-check, a preNode and a postNode `command` hook, PodDisruptionBudget and VolumeAttachment reads — and prints what
-they cost per node (seconds and tool calls) over the plain run. Measured on the 2-core dev box (R=2s, 3 + 4 nodes,
-`--k 1,3 --checks`): the extras add +4.9 calls and +0.35 s per node at K=1, +3.0 calls and +0.27 s at K=3 (the list
-gate and the command check join the merged round; the postNode hook runs between a node's return and the next
-node's reads, so those reads take a round of their own: 3 read phases per round instead of 2 at this size).
+check, a preNode and a postNode `command` hook — and prints what they cost per node (seconds and tool calls) over
+the plain run. The list gate joins the round's one kubectl read and the command check its round; a postNode hook
+runs between a node's return and the next node's reads, so a round with hooks has its node-back poll, the hooks,
+the next reads and the next preNode hooks one after the other (a batch's hooks run concurrently).
 
-Reads per node: one round when a node is back — its boot id, one all-node machine status, version and extensions
-read, the nodes list and VolumeAttachments — which also makes the next node's guard and gate reads (etcd status and
-members, its pods and the PodDisruptionBudgets, the inventory's checks, its boot id): the guard and the gate that
-follow are answered from it (`k8s_ops.core.facts.Shelf`; a gate that holds polls live). "read phases/round" counts
-groups of overlapping read calls (measured in-process) per reboot round, the fixed start (kubeconfig, tool versions,
-lock, facts) included.
+Reads per node: one round when a node (or a whole batch) is back — one all-node talosctl read each of version,
+machine status and extensions, etcd status and members, and one kubectl get of nodes, pods, PodDisruptionBudgets,
+VolumeAttachments and the checks' built-in kinds — which also answers the next node's guard and gate
+(`k8s_ops.core.facts.Shelf`; a gate that holds polls live). No boot id: the new version proves the reboot. A
+batch's members start polling together once their upgrades returned, so they share each read. "read phases/round"
+counts groups of overlapping read calls (measured in-process) per reboot round, the fixed start (tool versions,
+facts, lock, snapshot) included.
 
 The simulator runs in wall-clock mode here (`sim set time wall`): tests use its logical clock, where a reboot
 lasts a number of contacts with the node and no real time at all, which would make a completion time meaningless;
 this benchmark is about real time spent around reboots of R seconds.
 
-Each simulated tool call is a fresh Python process (~0.12 s idle, more on a busy 2-core machine), so a round of ~12
-concurrent reads costs ~1.2 s of CPU per node on the dev box whatever their concurrency, independent of R: the
-ratio approaches 1 as R grows (on real hardware a talosctl call costs milliseconds and R is minutes). Measured on
-the shared 2-core dev box (load 2-8, two runs), R=10s, 3 + 30 nodes: K=1 1.121-1.128 (14.3 calls/node, 1.2 read
-phases/round), K=3 1.119-1.149 (8.9, 2.3-2.4), K=5 1.140-1.173 (7.2, 2.4-2.6); before the merged rounds K=1
-1.13-1.19 (21.7 calls/node), K=3 1.24-1.32, K=5 1.29-1.57. The goal of 1.05 is not reached here: what is left
-per round is process start-up.
+Each simulated tool call is a fresh Python process (40-48 ms on the idle dev box, `benchmarks/sim_call.py
+--rollout`), so what is left per round — the upgrade call's start, the reboot seen up to one simulator poll late (50
+ms), one round of six concurrent reads on 2 cores — is independent of R: the ratio approaches 1 as R grows (on real
+hardware R is minutes). Measured on the idle 2-core dev box, R = 10 s, 3 + 30 nodes: K=1 1.027 (8.2 calls/node, 1.1
+read phases/round), K=3 1.033 (4.1, 1.2), K=5 1.038 (3.3, 1.3); with `--checks` K=1 1.044 (12.1, 2.1), K=3 1.061
+(5.7, 2.2), K=5 1.061 (4.4, 2.3). Earlier: 1.12 / 1.12-1.15 / 1.14-1.17 (14.3 / 8.9 / 7.2 calls/node) with two
+Kubernetes reads and boot ids per node and 84-110 ms simulator calls; before the merged rounds 1.13-1.19 / 1.24-1.32
+/ 1.29-1.57.
 """
 
 from __future__ import annotations

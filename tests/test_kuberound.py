@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from k8s_ops.core.runner import SubprocessRunner
 from k8s_ops.talos.inventory import HealthCheck
 from k8s_ops.talos.kuberound import BASE, KubeRound, folds, selector_matches
 from k8s_ops.tools.kubectl import KubeTarget
@@ -74,8 +75,6 @@ def test_one_call_answers_every_kind_and_the_folded_checks(lab: Sim) -> None:
     put(lab, {**configmap("other", "HEALTH_OK"), "metadata": {"name": "other", "namespace": "kube-system"}})
     hc = check(namespace="default", labelSelector="app=storage")
     rnd = KubeRound.for_checks([hc])
-    from k8s_ops.core.runner import SubprocessRunner
-
     runner = SubprocessRunner()
     kube = KubeTarget.for_cluster("demo")
     before = len(lab.calls("kubectl"))

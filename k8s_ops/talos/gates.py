@@ -63,7 +63,6 @@ __all__ = [
     "in_maintenance",
     "in_window",
     "kube_node_ready",
-    "kube_resource",
     "mid_upgrade_problem",
     "node_diagnostics",
     "node_down",
@@ -276,14 +275,6 @@ def nodes_ready(ctx: GateContext, exclude: Collection[str] = ()) -> Check:
 # --------------------------------------------------------------------------- CEL health checks
 
 
-def kube_resource(api_version: str, kind: str) -> str:
-    """The `kubectl get` resource argument for apiVersion+kind: `daemonset.v1.apps`, `configmap` (core)."""
-    if "/" not in api_version:
-        return kind.lower()
-    group, version = api_version.split("/", 1)
-    return f"{kind.lower()}.{version}.{group}"
-
-
 def compile_health_checks(cluster: Cluster) -> tuple[CelGate, ...]:
     """Compile every `kind` check's `upgrade.healthChecks[].expr`; all syntax errors at once, field named."""
     if cluster.upgrade is None or not cluster.upgrade.health_checks:
@@ -351,7 +342,7 @@ def selected_objects(runner: Runner, ctx: GateContext, gate: CelGate) -> list[di
     assert hc.api_version is not None and hc.kind is not None
     if ctx.kube_round is not None and (folded := ctx.kube_round.selected(runner, ctx.kube, hc)) is not None:
         return folded
-    resource = kube_resource(hc.api_version, hc.kind)
+    resource = kubectl.resource_arg(hc.api_version, hc.kind)
     if hc.name:
         obj = kubectl.get_or_none(runner, ctx.kube, resource, hc.name, namespace=hc.namespace)
         return [] if obj is None else [obj]
@@ -777,11 +768,11 @@ def node_returned(
     rode_along: list[bool] = []  # whether the last poll also made the next node's reads
     last_round: list[Recording] = []  # the reads of the poll that saw the node back
     rider = [False]  # this node completed its batch: its first poll makes the next reads (`Ahead.gather`)
-    polls = [0]
 
     def poll(runner: Runner, probes: list[tuple[str, Probe]]) -> str | None:
         rode_along[:] = []
-        if ahead is not None and ahead.merged and (ahead.rides_along() or (polls[0] == 1 and rider[0])):
+        first_of_batch, rider[0] = rider[0], False
+        if ahead is not None and ahead.merged and (ahead.rides_along() or first_of_batch):
             rode_along.append(True)
             ahead.made()
 
@@ -802,7 +793,6 @@ def node_returned(
     def one_poll(live: Runner) -> str | None:
         runner = Recording(live, ctx.shelf)  # one round: its reads run once, and serve the next guard and gate
         last_round[:] = [runner]
-        polls[0] += 1
         probes: list[tuple[str, Probe]] = []
         if memo is not None:
             probes.append(("boot id", _bind(rebooted, runner)))
@@ -817,7 +807,6 @@ def node_returned(
         return poll(runner, probes)
 
     def run(live: Runner) -> None:
-        polls[0] = 0
         if ahead is not None and ahead.batch:  # a batch's members poll together (with post-node hooks too)
             rider[0] = ahead.gather()
         try:

@@ -77,18 +77,18 @@ class KubeRound:
     @classmethod
     def for_checks(cls, checks: Sequence[HealthCheck]) -> KubeRound:
         """`BASE` plus the kind of every health check `folds` can answer."""
-        from k8s_ops.talos.gates import kube_resource
-
-        kinds = list(BASE)
+        rnd = cls()
         for hc in checks:
-            if folds(hc) and hc.api_version is not None and hc.kind is not None:
-                kind = Kind(kube_resource(hc.api_version, hc.kind), _group(hc.api_version), hc.kind)
-                if all((k.group, k.kind) != (kind.group, kind.kind) for k in kinds):
-                    kinds.append(kind)
-        return cls(tuple(kinds))
+            if folds(hc) and rnd._kind_of(hc) is None:
+                assert hc.api_version is not None and hc.kind is not None
+                kind = Kind(kubectl.resource_arg(hc.api_version, hc.kind), _group(hc.api_version), hc.kind)
+                rnd = cls((*rnd.kinds, kind))
+        return rnd
 
-    def resource_of(self, resource: str) -> Kind | None:
-        return next((k for k in self.kinds if k.resource == resource), None)
+    def _kind_of(self, hc: HealthCheck) -> Kind | None:
+        """The round's kind of the check's objects (same API group and Kind), if it reads them."""
+        group = _group(hc.api_version or "")
+        return next((k for k in self.kinds if (k.group, k.kind) == (group, hc.kind)), None)
 
     def fact(self, kube: KubeTarget) -> Fact[dict[str, list[dict[str, Any]]]]:
         """Every object of every kind, by resource argument (one read; identical in every round, so merged)."""
@@ -114,9 +114,7 @@ class KubeRound:
     def selected(self, runner: Runner, kube: KubeTarget, hc: HealthCheck) -> list[dict[str, Any]] | None:
         """The objects health check `hc` looks at, filtered here as the API server would; None when the round does
         not answer it (a custom resource, a field selector, a selector not parsed here)."""
-        if not folds(hc) or hc.api_version is None or hc.kind is None:
-            return None
-        kind = next((k for k in self.kinds if (k.group, k.kind) == (_group(hc.api_version), hc.kind)), None)
+        kind = self._kind_of(hc) if folds(hc) else None
         if kind is None:
             return None
         out = []

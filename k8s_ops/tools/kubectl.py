@@ -115,6 +115,14 @@ def _ns_args(namespace: str | None, all_namespaces: bool = False) -> tuple[str, 
     return ("--namespace", namespace) if namespace else ()
 
 
+def resource_arg(api_version: str, kind: str) -> str:
+    """The `kubectl get` resource argument for apiVersion+kind: `daemonset.v1.apps`, `configmap` (core)."""
+    if "/" not in api_version:
+        return kind.lower()
+    group, version = api_version.split("/", 1)
+    return f"{kind.lower()}.{version}.{group}"
+
+
 def get(
     target: str | KubeTarget,
     resource: str,

@@ -550,6 +550,26 @@ def _gate(env: Env, names: Sequence[str], *, when: str, drain: bool = False, fed
     return gates.health_gate(env.gate, names, when=when, drain=drain, ahead=fed_by)
 
 
+def _batch_gate(
+    env: Env, title: str, names: Sequence[str], i: int, *, drain: bool = False, fed_by: Ahead | None = None
+) -> Step:
+    """One gate for a batch (its members are excluded from "others") and the `job` checks, before it goes down."""
+    return Step(
+        f"health gate before {title} {', '.join(names)}",
+        before=(_gate(env, names, when=f"before batch {i}", drain=drain, fed_by=fed_by),),
+        prepare=job_checks(env, when=f"before batch {i}"),
+    )
+
+
+def _verify_after(env: Env, title: str, gate_when: str, job_when: str, *, fed_by: Ahead | None = None) -> Step:
+    """The full gate and the `job` checks once every node is back."""
+    return Step(
+        f"verify the cluster after the {title}",
+        before=(_gate(env, [], when=gate_when, fed_by=fed_by),),
+        prepare=job_checks(env, when=job_when),
+    )
+
+
 def node_version(env: Env, node: Node) -> str:
     """The Talos version a node is upgraded to: its own `talosVersion` (a canary), else the cluster's."""
     return node.talos_version or env.cluster.talos_version
@@ -717,30 +737,18 @@ def plan_upgrade_cluster(
             pairs.append(single(by_host[hosts[0]]))
             order.append(hosts[0])
             continue
-        # One gate for the batch (its members are excluded from "others"), then the batch concurrently.
-        gate_step = Step(
-            f"health gate before taking down {', '.join(hosts)}",
-            before=(_gate(env, hosts, when=f"before batch {i}", drain=drain, fed_by=prev),),
-            prepare=job_checks(env, when=f"before batch {i}"),
-        )
-        pairs.append((gate_step, None))
+        # One gate for the batch, then the batch concurrently.
+        pairs.append((_batch_gate(env, "taking down", hosts, i, drain=drain, fed_by=prev), None))
         nxt = Ahead(env.shelf, expect=len(hosts))
         pairs += [one(by_host[n], gate=None, group=f"workers-{i}", ahead=nxt) for n in hosts]
         prev = nxt
         order.append("[" + " ".join(hosts) + "]")
-    final = "verify the cluster after the rollout"
-    pairs.append(
-        (
-            Step(
-                final,
-                before=(_gate(env, [], when="after the last node returned", fed_by=prev),),
-                prepare=job_checks(env, when="after the last node"),
-            )
-            if todo
-            else Step(final, noop="nothing was upgraded"),
-            None,
-        )
+    final = (
+        _verify_after(env, "rollout", "after the last node returned", "after the last node", fed_by=prev)
+        if todo
+        else Step("verify the cluster after the rollout", noop="nothing was upgraded")
     )
+    pairs.append((final, None))
     steps, on_failure = around_rollout(env, with_posts(pairs), active=bool(todo))
     extra: tuple[str, ...] = (
         ("--max-unavailable", str(max_unavailable)) if max_unavailable != _default_k(env.cluster) else ()
@@ -893,28 +901,10 @@ def plan_apply(
             gate = _gate(env, names, when=f"before {names[0]} reboots")
             pairs.append(rolled(by_host[names[0]], gate, None))
             continue
-        pairs.append(
-            (
-                Step(
-                    f"health gate before rebooting {', '.join(names)}",
-                    before=(_gate(env, names, when=f"before batch {i}"),),
-                    prepare=job_checks(env, when=f"before batch {i}"),
-                ),
-                None,
-            )
-        )
+        pairs.append((_batch_gate(env, "rebooting", names, i), None))
         pairs += [rolled(by_host[n], None, f"reboot-{i}") for n in names]
     if rolling:
-        pairs.append(
-            (
-                Step(
-                    "verify the cluster after the reboots",
-                    before=(_gate(env, [], when="after the last reboot"),),
-                    prepare=job_checks(env, when="after the last reboot"),
-                ),
-                None,
-            )
-        )
+        pairs.append((_verify_after(env, "reboots", "after the last reboot", "after the last reboot"), None))
     rolled_steps, on_failure = around_rollout(env, with_posts(pairs), active=bool(rolling))
     steps += rolled_steps
     one = len(targets) == 1
@@ -1338,27 +1328,9 @@ def plan_reboot_cluster(
         if len(batch) == 1:
             pairs.append(one(batch[0], _gate(env, names, when=f"before {names[0]} reboots", drain=True), None))
             continue
-        pairs.append(
-            (
-                Step(
-                    f"health gate before rebooting {', '.join(names)}",
-                    before=(_gate(env, names, when=f"before batch {i}", drain=True),),
-                    prepare=job_checks(env, when=f"before batch {i}"),
-                ),
-                None,
-            )
-        )
+        pairs.append((_batch_gate(env, "rebooting", names, i, drain=True), None))
         pairs += [one(n, None, f"reboot-{i}") for n in batch]
-    pairs.append(
-        (
-            Step(
-                "verify the cluster after the reboots",
-                before=(_gate(env, [], when="after the last reboot"),),
-                prepare=job_checks(env, when="after the last reboot"),
-            ),
-            None,
-        )
-    )
+    pairs.append((_verify_after(env, "reboots", "after the last reboot", "after the last reboot"), None))
     steps, on_failure = around_rollout(env, with_posts(pairs), active=bool(nodes))
     return Plan(
         f"rolling reboot of {len(nodes)} node(s) (mode {mode})",

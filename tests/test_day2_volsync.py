@@ -195,7 +195,11 @@ def test_old_mover_failure_does_not_fail_a_new_snapshot() -> None:
     kube = FakeKube(rs)
     kube.controllers.append(volsync_controller(steps=3))
     plan = plan_snapshot("infra", TARGET, rs, epoch=EPOCH, timeout=HOUR)
-    run(plan, kube.runner(), out=quiet)
+    run(plan, kube.runner(), out=quiet)  # raises if the old Failed result were taken for this snapshot's
+    after = kube.get(REPLICATIONSOURCE, "media", "plex")
+    assert after is not None and after["status"]["lastManualSync"] == str(EPOCH)
+    assert after["status"]["latestMoverStatus"]["result"] == "Successful"
+    assert "manual" not in after["spec"]["trigger"]  # the schedule is back
 
 
 # ---------------------------------------------------------------------------------------------- unlock
